@@ -1,0 +1,257 @@
+//! The server's configuration: etcd's flag names and defaults, so that an etcd deployment
+//! recipe works by swapping the binary, and the checks etcd makes before it starts.
+//!
+//! [`ServerFlags`] is what the command line (or `CAIRN_*` environment variables) says;
+//! [`ServerConfig`] is the validated result the server runs with.
+
+mod url;
+
+pub use url::{MemberUrl, Scheme, UrlError};
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+/// Whether this member starts a new cluster or joins one that exists (etcd's
+/// `--initial-cluster-state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ClusterState {
+    /// Bootstrap a new cluster from `--initial-cluster`.
+    New,
+    /// Join a cluster that already runs (the member was added with `member add` first).
+    Existing,
+}
+
+/// etcd-compatible server flags. Names, defaults and meanings follow etcd's so that existing
+/// deployment recipes work unchanged.
+#[derive(Debug, Clone, Args)]
+pub struct ServerFlags {
+    /// Human-readable name for this member.
+    #[arg(long, env = "CAIRN_NAME", default_value = "default")]
+    pub name: String,
+
+    /// Path to the data directory [default: ${name}.cairn].
+    #[arg(long, env = "CAIRN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Comma-separated URLs to listen on for client traffic.
+    #[arg(
+        long,
+        env = "CAIRN_LISTEN_CLIENT_URLS",
+        default_value = "http://localhost:2379"
+    )]
+    pub listen_client_urls: String,
+
+    /// Comma-separated client URLs of this member, advertised to the rest of the cluster and
+    /// to clients.
+    #[arg(
+        long,
+        env = "CAIRN_ADVERTISE_CLIENT_URLS",
+        default_value = "http://localhost:2379"
+    )]
+    pub advertise_client_urls: String,
+
+    /// Comma-separated URLs to listen on for peer traffic.
+    #[arg(
+        long,
+        env = "CAIRN_LISTEN_PEER_URLS",
+        default_value = "http://localhost:2380"
+    )]
+    pub listen_peer_urls: String,
+
+    /// Comma-separated peer URLs of this member, advertised to the rest of the cluster.
+    #[arg(
+        long,
+        env = "CAIRN_INITIAL_ADVERTISE_PEER_URLS",
+        default_value = "http://localhost:2380"
+    )]
+    pub initial_advertise_peer_urls: String,
+
+    /// Initial cluster configuration for bootstrapping, as name=peer-url pairs separated by
+    /// commas [default: ${name}=${initial-advertise-peer-urls}].
+    #[arg(long, env = "CAIRN_INITIAL_CLUSTER")]
+    pub initial_cluster: Option<String>,
+
+    /// Initial cluster state: 'new' to bootstrap, 'existing' to join a running cluster.
+    #[arg(
+        long,
+        env = "CAIRN_INITIAL_CLUSTER_STATE",
+        value_enum,
+        default_value = "new"
+    )]
+    pub initial_cluster_state: ClusterState,
+
+    /// Initial cluster token, so that members of different clusters bootstrapped from the same
+    /// configuration never mistake each other for peers.
+    #[arg(
+        long,
+        env = "CAIRN_INITIAL_CLUSTER_TOKEN",
+        default_value = "etcd-cluster"
+    )]
+    pub initial_cluster_token: String,
+}
+
+/// One member of `--initial-cluster`: a name and the peer URLs it is reached at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitialMember {
+    pub name: String,
+    pub peer_urls: Vec<MemberUrl>,
+}
+
+/// The validated configuration a server starts with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub listen_client_urls: Vec<MemberUrl>,
+    pub advertise_client_urls: Vec<MemberUrl>,
+    pub listen_peer_urls: Vec<MemberUrl>,
+    pub initial_advertise_peer_urls: Vec<MemberUrl>,
+    /// Members in the order `--initial-cluster` names them.
+    pub initial_cluster: Vec<InitialMember>,
+    pub initial_cluster_state: ClusterState,
+    pub initial_cluster_token: String,
+}
+
+/// Why a configuration was refused. Messages follow etcd's where etcd has one.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("invalid value for --{flag}: {source}")]
+    Url {
+        flag: &'static str,
+        #[source]
+        source: UrlError,
+    },
+    #[error("--{flag} must not be empty")]
+    EmptyList { flag: &'static str },
+    #[error("--name must not be empty")]
+    EmptyName,
+    #[error("invalid --initial-cluster entry {entry:?}: expected name=url")]
+    MalformedClusterEntry { entry: String },
+    #[error("couldn't find local name {name:?} in the initial cluster configuration")]
+    LocalNameMissing { name: String },
+    #[error(
+        "--initial-cluster has {cluster_urls} but missing from --initial-advertise-peer-urls={advertised} \
+         (the peer URLs of {name:?} in the initial cluster must equal its advertised peer URLs)"
+    )]
+    AdvertisedPeerUrlsMismatch {
+        name: String,
+        cluster_urls: String,
+        advertised: String,
+    },
+}
+
+impl ServerFlags {
+    /// Checks the flags the way etcd does before it touches the disk or the network.
+    pub fn validate(&self) -> Result<ServerConfig, ConfigError> {
+        if self.name.is_empty() {
+            return Err(ConfigError::EmptyName);
+        }
+        let listen_client_urls = parse_url_list("listen-client-urls", &self.listen_client_urls)?;
+        let advertise_client_urls =
+            parse_url_list("advertise-client-urls", &self.advertise_client_urls)?;
+        let listen_peer_urls = parse_url_list("listen-peer-urls", &self.listen_peer_urls)?;
+        let initial_advertise_peer_urls = parse_url_list(
+            "initial-advertise-peer-urls",
+            &self.initial_advertise_peer_urls,
+        )?;
+        let initial_cluster = match &self.initial_cluster {
+            Some(spec) => parse_initial_cluster(spec)?,
+            None => vec![InitialMember {
+                name: self.name.clone(),
+                peer_urls: initial_advertise_peer_urls.clone(),
+            }],
+        };
+        check_local_member(&self.name, &initial_cluster, &initial_advertise_peer_urls)?;
+        let data_dir = self
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("{}.cairn", self.name)));
+        Ok(ServerConfig {
+            name: self.name.clone(),
+            data_dir,
+            listen_client_urls,
+            advertise_client_urls,
+            listen_peer_urls,
+            initial_advertise_peer_urls,
+            initial_cluster,
+            initial_cluster_state: self.initial_cluster_state,
+            initial_cluster_token: self.initial_cluster_token.clone(),
+        })
+    }
+}
+
+fn parse_url_list(flag: &'static str, list: &str) -> Result<Vec<MemberUrl>, ConfigError> {
+    let urls = list
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| MemberUrl::parse(s).map_err(|source| ConfigError::Url { flag, source }))
+        .collect::<Result<Vec<_>, _>>()?;
+    if urls.is_empty() {
+        return Err(ConfigError::EmptyList { flag });
+    }
+    Ok(urls)
+}
+
+/// Parses `name=url,name=url,...`. A name may repeat to give a member several peer URLs, as in
+/// etcd; members keep the order of their first appearance.
+fn parse_initial_cluster(spec: &str) -> Result<Vec<InitialMember>, ConfigError> {
+    let mut members: Vec<InitialMember> = Vec::new();
+    for entry in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (name, url) = entry
+            .split_once('=')
+            .filter(|(name, url)| !name.is_empty() && !url.is_empty())
+            .ok_or_else(|| ConfigError::MalformedClusterEntry {
+                entry: entry.to_string(),
+            })?;
+        let url = MemberUrl::parse(url).map_err(|source| ConfigError::Url {
+            flag: "initial-cluster",
+            source,
+        })?;
+        match members.iter_mut().find(|m| m.name == name) {
+            Some(member) => member.peer_urls.push(url),
+            None => members.push(InitialMember {
+                name: name.to_string(),
+                peer_urls: vec![url],
+            }),
+        }
+    }
+    if members.is_empty() {
+        return Err(ConfigError::EmptyList {
+            flag: "initial-cluster",
+        });
+    }
+    Ok(members)
+}
+
+/// The local member must be in the initial cluster, at exactly the peer URLs it advertises:
+/// otherwise peers would dial an address this member never answers on.
+fn check_local_member(
+    name: &str,
+    cluster: &[InitialMember],
+    advertised: &[MemberUrl],
+) -> Result<(), ConfigError> {
+    let member =
+        cluster
+            .iter()
+            .find(|m| m.name == name)
+            .ok_or_else(|| ConfigError::LocalNameMissing {
+                name: name.to_string(),
+            })?;
+    let mut in_cluster: Vec<String> = member.peer_urls.iter().map(ToString::to_string).collect();
+    let mut in_flags: Vec<String> = advertised.iter().map(ToString::to_string).collect();
+    in_cluster.sort();
+    in_flags.sort();
+    if in_cluster != in_flags {
+        return Err(ConfigError::AdvertisedPeerUrlsMismatch {
+            name: name.to_string(),
+            cluster_urls: in_cluster.join(","),
+            advertised: in_flags.join(","),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
