@@ -1,11 +1,177 @@
 //! # cairn-btree
 //!
 //! The page store under Cairn's MVCC key space: one memory-mapped file of copy-on-write B+tree
-//! pages holding any number of named trees of opaque byte keys and values. One write
+//! pages holding any number of named trees ("buckets") of opaque byte keys and values. One write
 //! transaction at a time; any number of read transactions, each a consistent snapshot that the
 //! writer never disturbs. Two checksummed meta pages make every commit atomic, freed pages are
-//! reused only once no reader can see them, and `compact_to` writes a defragmented copy.
+//! reused only once no reader can see them, and [`Database::compact_to`] writes a defragmented
+//! copy. The engine knows nothing of etcd, MVCC or Raft: it stores bytes.
 //!
-//! The engine knows nothing of etcd, MVCC or Raft: it stores bytes.
+//! ```no_run
+//! use cairn_btree::{Database, Options};
+//! let db = Database::open("data.btree", Options::default())?;
+//! let mut w = db.begin_write()?;
+//! w.create_bucket(b"key")?;
+//! w.put(b"key", b"k1", b"v1")?;
+//! w.commit()?;
+//! let r = db.begin_read()?;
+//! assert_eq!(r.get(b"key", b"k1")?.as_deref(), Some(&b"v1"[..]));
+//! # Ok::<(), cairn_btree::Error>(())
+//! ```
 //!
-//! Status: the engine is being built (see the cairn-btree issue).
+//! # On-disk format (version 1)
+//!
+//! All integers are little-endian. The file is an array of pages of [`PAGE_SIZE`] = 4096 bytes;
+//! page `n` starts at byte `n * 4096`. Pages 0 and 1 are the two meta pages; every other page is a
+//! leaf, branch, overflow or free-list page, or free. The file may be longer than the pages in use
+//! (it grows in chunks); bytes past `page_count * 4096` mean nothing.
+//!
+//! ## Page header (32 bytes, every page)
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 4 | CRC-32 (crc32fast, IEEE) of bytes 4..4096 of the page |
+//! | 4 | 8 | page id: the page's own number (catches misdirected writes and stale reads) |
+//! | 12 | 8 | id of the transaction that wrote the page |
+//! | 20 | 1 | page type: 1 meta, 2 leaf, 3 branch, 4 overflow, 5 free list |
+//! | 21 | 1 | reserved, 0 |
+//! | 22 | 2 | entry count (leaf entries, branch keys, free-list ids; 0 otherwise) |
+//! | 24 | 8 | next page id of an overflow or free-list chain (0 = end), else 0 |
+//!
+//! A page is only trusted after its checksum, its page id and its type all match what the
+//! reference to it expected, and every offset inside it has been bounds-checked.
+//!
+//! ## Meta pages (pages 0 and 1)
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 32 | 8 | magic `b"CAIRNBT\0"` |
+//! | 40 | 4 | format version (1) |
+//! | 44 | 4 | page size (4096) |
+//! | 48 | 8 | transaction id of this commit |
+//! | 56 | 8 | root page of the bucket catalog tree (0 = no buckets) |
+//! | 64 | 8 | first page of the free-list chain (0 = empty) |
+//! | 72 | 8 | page count: pages `0..page_count` are either reachable or free |
+//!
+//! Commit `t` writes meta slot `t % 2`. On open both slots are read; a slot counts only if its
+//! checksum, magic, version, page size and page id are right, its page count is at least 2 and
+//! the file holds `page_count` pages. The valid slot with the higher transaction id wins. If
+//! neither is valid, open fails with [`Error::Corrupt`] naming page 0.
+//!
+//! ## Leaf and branch pages
+//!
+//! After the header, a leaf holds `count` slots (`u16` offsets into the page, in key order), and
+//! each slot points at an entry: `flags: u8` (bit 0 = key in overflow, bit 1 = value in
+//! overflow), then the key, then the value. An inline key or value is `len: u16` + bytes; an
+//! overflow one is `len: u32` + `first_page: u64` of an overflow chain. A branch holds at offset
+//! 32 its leftmost child `u64`, then `count` slots pointing at entries `flags: u8`, key, `child:
+//! u64`. Child `i` of a branch holds keys `k` with `key[i-1] <= k < key[i]`. Keys longer than
+//! [`MAX_INLINE_KEY_BYTES`] and values longer than [`MAX_INLINE_VALUE_BYTES`] go to overflow
+//! chains, so that any two entries fit in one page and a split always succeeds. Every overflow
+//! chain is owned by exactly one entry (a branch separator owns a copy of its key).
+//!
+//! The bucket catalog is a tree of the same format whose keys are bucket names and whose values
+//! are 16 bytes: the bucket tree's root page (`u64`, 0 = empty) and its entry count (`u64`).
+//!
+//! ## Overflow pages
+//!
+//! Header `next` = the next page of the chain (0 = last). Body: `len: u32` of data in this page,
+//! then the data (at most 4060 bytes a page). The chain's total length must equal the length in
+//! the entry that points at it.
+//!
+//! ## Free list
+//!
+//! A chain of free-list pages (header `next`, `count` ids of `u64` each, at most 508 a page)
+//! listing every page in `2..page_count` that no tree reaches. In memory the writer keeps two
+//! sets: pages free now, and *pending* pages tagged with the id of the transaction that freed
+//! them. Pages freed by transaction `x` are still visible to snapshots older than `x`, so they are
+//! reused only once every live reader's snapshot id is `>= x`. The free list on disk stores both
+//! sets merged: after a reopen no reader exists, and a meta page is only ever overwritten by the
+//! commit after the next one, so a page freed by the last durable commit is reachable only from a
+//! meta that the next commit will not fall back to (see the commit protocol).
+//!
+//! ## Commit protocol
+//!
+//! 1. Every page changed by transaction `t` is written to a page that no snapshot can see (a free
+//!    page or one past the old end), never over a page some snapshot reaches (copy-on-write).
+//!    The old pages go to the pending list tagged `t`, and a new free list is written likewise.
+//! 2. The file is grown with `set_len` first if needed, then the pages are written with `pwrite`
+//!    and `fdatasync`ed.
+//! 3. The meta page for `t` is written to slot `t % 2` and `fdatasync`ed. Only now does commit
+//!    return, and only now do new readers see `t`.
+//!
+//! A crash before step 3's write leaves slot `(t-1) % 2` the newest valid meta: the file opens at
+//! `t - 1`, whose pages step 1 did not touch. A crash during step 3 leaves either a valid meta for
+//! `t` (everything it points at was synced in step 2) or a torn one that fails its checksum.
+//! Any I/O error during a commit poisons the [`Database`]: no later write transaction starts,
+//! because the state of the file is unknown until it is reopened.
+//!
+//! With [`Durability::NoSync`] steps 2 and 3 skip `fdatasync`. A process crash loses nothing
+//! (the kernel still holds the writes), but after a power loss or kernel crash the file may open
+//! at an older commit or be reported corrupt. It is for callers, like Cairn's apply loop, that can
+//! rebuild the file from their own durable log (or a peer's snapshot).
+//!
+//! ## What a reader may assume (mmap soundness)
+//!
+//! Readers see the file through a read-only shared `mmap`. Rust requires that the bytes behind a
+//! live `&[u8]` never change. That holds because of these invariants, which every `unsafe` block
+//! refers to as **the mmap invariant**:
+//!
+//! * (I1) A page reachable from a committed meta `m` is never written while a reader of `m` or of
+//!   any older snapshot lives: writes go only to free pages, and a page freed by transaction `x`
+//!   becomes free only when every live reader's snapshot id is `>= x`.
+//! * (I2) A reader touches only pages reachable from its own meta (every page id is checked
+//!   against its snapshot's page count before its bytes are touched, and free pages are never
+//!   read: `snapshot_to` writes zeros for them).
+//! * (I3) The file never shrinks while open, so no mapped byte ever disappears (which would be a
+//!   `SIGBUS`); the length is checked before mapping, and growth maps a new, longer region while
+//!   old mappings stay alive, reference-counted (`Arc`), until their last reader ends.
+//! * (I4) No other process writes the file: `open` takes an exclusive `flock`; a foreign writer
+//!   that ignores it is outside what this crate can defend against.
+//!
+//! ## Limits
+//!
+//! Keys up to [`MAX_KEY_BYTES`], values up to [`MAX_VALUE_BYTES`]; tree depth is bounded by
+//! [`MAX_TREE_DEPTH`] (a deeper or cyclic tree is reported as corrupt, never followed forever).
+
+mod check;
+mod copy;
+mod cursor;
+mod db;
+mod dirty;
+mod error;
+mod freelist;
+pub mod io;
+mod meta;
+mod node;
+mod overflow;
+mod page;
+mod source;
+mod tree;
+mod txn;
+
+pub use check::{BucketStats, Stats};
+pub use cursor::Range;
+pub use db::{Database, Durability, Options};
+pub use error::{Error, Result};
+pub use txn::{ReadTxn, WriteTxn};
+
+/// Size of every page, in bytes.
+pub const PAGE_SIZE: usize = 4096;
+/// Format version written in the meta pages; bumped whenever the layout above changes.
+pub const FORMAT_VERSION: u32 = 1;
+/// Longest key stored inside a leaf or branch page; longer keys go to an overflow chain.
+pub const MAX_INLINE_KEY_BYTES: usize = 1024;
+/// Longest value stored inside a leaf page; longer values go to an overflow chain.
+pub const MAX_INLINE_VALUE_BYTES: usize = 1000;
+/// Longest key accepted.
+pub const MAX_KEY_BYTES: usize = 1 << 20;
+/// Longest value accepted.
+pub const MAX_VALUE_BYTES: usize = 64 << 20;
+/// Deepest tree followed; with at least two entries a node, 2^32 entries need 32 levels.
+pub const MAX_TREE_DEPTH: usize = 32;
+
+/// Number of a page in the file.
+pub type PageId = u64;
+/// Id of a committed transaction; commit `t` writes meta slot `t % 2`.
+pub type TxnId = u64;

@@ -1,0 +1,309 @@
+//! The database handle: open and recovery, transaction bookkeeping, and the commit protocol.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
+
+use crate::dirty::DirtyPages;
+use crate::error::{Error, Result};
+use crate::freelist::{FreeList, IDS_PER_FREELIST_PAGE};
+use crate::io::{OsFile, StorageFile};
+use crate::meta::Meta;
+use crate::source::Snapshot;
+use crate::txn::{ReadTxn, WriteTxn};
+use crate::{PageId, TxnId, PAGE_SIZE};
+
+/// Smallest step the file grows by, in bytes.
+const MIN_GROWTH_BYTES: u64 = 1 << 20;
+/// Largest step the file grows by, in bytes (below it, the file doubles).
+const MAX_GROWTH_BYTES: u64 = 1 << 30;
+
+/// When a commit is durable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// `fdatasync` twice per commit (pages, then meta): a returned commit survives power loss.
+    #[default]
+    Durable,
+    /// No `fdatasync`: survives a process crash, not a power loss (the file may then open at an
+    /// older commit or be reported corrupt). For callers that can rebuild from their own log.
+    NoSync,
+}
+
+/// How to open a database.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// Sync policy of every commit.
+    pub durability: Durability,
+}
+
+/// What only the writer touches between commits.
+pub(crate) struct WriterState {
+    pub(crate) freelist: FreeList,
+    pub(crate) page_count: u64,
+    pub(crate) file_len: u64,
+}
+
+/// An open database file. `Sync`: share it (e.g. in an `Arc`) between threads.
+pub struct Database {
+    pub(crate) file: Arc<dyn StorageFile>,
+    options: Options,
+    path: Option<PathBuf>,
+    current: Mutex<Arc<Snapshot>>,
+    /// Live readers per snapshot id; the oldest bounds page reuse.
+    readers: Mutex<BTreeMap<TxnId, usize>>,
+    writer: Mutex<WriterState>,
+    poisoned: Mutex<Option<String>>,
+}
+
+fn grown_len(current: u64, needed: u64) -> u64 {
+    let step = current.clamp(MIN_GROWTH_BYTES, MAX_GROWTH_BYTES);
+    needed
+        .max(current + step)
+        .next_multiple_of(PAGE_SIZE as u64)
+}
+
+impl Database {
+    /// Opens the file at `path`, creating an empty database if it is missing or empty.
+    pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Database> {
+        let path = path.as_ref();
+        let file = OsFile::open(path)
+            .map_err(Error::io("opening the database file"))?
+            .ok_or(Error::Locked)?;
+        let mut db = Database::open_file(Arc::new(file), options)?;
+        db.path = Some(path.to_path_buf());
+        Ok(db)
+    }
+
+    /// Opens a database on any [`StorageFile`] (tests use [`crate::io::sim::SimDisk`]).
+    pub fn open_file(file: Arc<dyn StorageFile>, options: Options) -> Result<Database> {
+        let mut len = file
+            .len_bytes()
+            .map_err(Error::io("reading the file length"))?;
+        if len == 0 {
+            let empty = Meta::empty();
+            let mut both = empty.encode(0);
+            both.extend_from_slice(&empty.encode(1));
+            file.write_all_at(&both, 0)
+                .map_err(Error::io("writing the first meta pages"))?;
+            file.sync_data().map_err(Error::io("syncing a new file"))?;
+            len = both.len() as u64;
+        }
+        if len < 2 * PAGE_SIZE as u64 {
+            return Err(Error::corrupt(
+                0,
+                format!("file is {len} bytes, shorter than its two meta pages"),
+            ));
+        }
+        let mut metas = Vec::new();
+        let mut first_error = None;
+        for slot in 0..2u64 {
+            let mut page = vec![0u8; PAGE_SIZE];
+            file.read_exact_at(&mut page, slot * PAGE_SIZE as u64)
+                .map_err(Error::io("reading a meta page"))?;
+            match Meta::decode(&page, slot, len) {
+                Ok(meta) => metas.push(meta),
+                Err(e) => first_error = first_error.or(Some(e)),
+            }
+        }
+        let Some(meta) = metas.into_iter().max_by_key(|m| m.txn) else {
+            let cause = first_error.map(|e| e.to_string()).unwrap_or_default();
+            return Err(Error::corrupt(0, format!("no valid meta page ({cause})")));
+        };
+        if options.durability == Durability::Durable {
+            // A previous process may have died with writes only in the page cache; make what
+            // we are about to build on durable first.
+            file.sync_data().map_err(Error::io("syncing at open"))?;
+        }
+        let mapping = file.map().map_err(Error::io("mapping the file"))?;
+        if (mapping.bytes().len() as u64) < meta.page_count * PAGE_SIZE as u64 {
+            return Err(Error::corrupt(meta.slot(), "file shrank while opening"));
+        }
+        let snapshot = Arc::new(Snapshot { meta, mapping });
+        let freelist = FreeList::read(&*snapshot, meta.freelist_head, meta.page_count)?;
+        Ok(Database {
+            file,
+            options,
+            path: None,
+            current: Mutex::new(snapshot),
+            readers: Mutex::new(BTreeMap::new()),
+            writer: Mutex::new(WriterState {
+                freelist,
+                page_count: meta.page_count,
+                file_len: len,
+            }),
+            poisoned: Mutex::new(None),
+        })
+    }
+
+    /// The path this database was opened from, if any.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// A snapshot of the last commit. Never waits for the writer.
+    pub fn begin_read(&self) -> Result<ReadTxn<'_>> {
+        let current = self.current.lock();
+        // Registered under the `current` lock, so a writer computing the oldest snapshot
+        // cannot miss a reader that has already taken this one.
+        *self.readers.lock().entry(current.meta.txn).or_insert(0) += 1;
+        Ok(ReadTxn::new(self, Arc::clone(&current)))
+    }
+
+    pub(crate) fn end_read(&self, txn: TxnId) {
+        let mut readers = self.readers.lock();
+        if let Some(n) = readers.get_mut(&txn) {
+            *n -= 1;
+            if *n == 0 {
+                readers.remove(&txn);
+            }
+        }
+    }
+
+    /// Starts the write transaction, waiting while another one is open.
+    pub fn begin_write(&self) -> Result<WriteTxn<'_>> {
+        let writer = self.writer.lock();
+        if let Some(reason) = self.poisoned.lock().clone() {
+            return Err(Error::Poisoned(reason));
+        }
+        let (base, oldest) = {
+            let current = self.current.lock();
+            let oldest_reader = self.readers.lock().keys().next().copied();
+            let base = Arc::clone(&current);
+            let oldest = oldest_reader.unwrap_or(base.meta.txn).min(base.meta.txn);
+            (base, oldest)
+        };
+        let mut freelist = writer.freelist.clone();
+        freelist.release_up_to(oldest);
+        let pages = DirtyPages::new(base, freelist, writer.page_count);
+        Ok(WriteTxn::new(self, writer, pages))
+    }
+
+    /// Steps 1–3 of the commit protocol (crate docs). Poisons the database on any I/O error.
+    pub(crate) fn commit(
+        &self,
+        writer: &mut MutexGuard<'_, WriterState>,
+        pages: &mut DirtyPages,
+        catalog_root: PageId,
+    ) -> Result<()> {
+        pages.write_key_chains();
+        let old_chain = std::mem::take(&mut pages.freelist.chain);
+        for id in old_chain {
+            pages.free(id);
+        }
+        let mut chain = Vec::new();
+        while chain.len() * IDS_PER_FREELIST_PAGE < pages.freelist.len() {
+            chain.push(pages.alloc());
+        }
+        let txn = pages.txn;
+        let mut out: Vec<(PageId, Vec<u8>)> =
+            Vec::with_capacity(pages.nodes.len() + pages.raw.len());
+        for (id, node) in &pages.nodes {
+            out.push((*id, node.encode(*id, txn)?));
+        }
+        out.extend(pages.raw.drain());
+        let ids = pages.freelist.all_ids();
+        for (id, page) in chain.iter().zip(FreeList::encode(&ids, &chain, txn)) {
+            out.push((*id, page));
+        }
+        out.sort_unstable_by_key(|(id, _)| *id);
+        debug_assert!(
+            out.iter().all(|(id, _)| *id >= 2 && *id < pages.page_count),
+            "pages in range"
+        );
+        let meta = Meta {
+            txn,
+            catalog_root,
+            freelist_head: chain.first().copied().unwrap_or(0),
+            page_count: pages.page_count,
+        };
+        let file_len = writer.file_len;
+        match self.write_commit(&out, meta, file_len, &pages.base) {
+            Ok((snapshot, file_len)) => {
+                pages.freelist.chain = chain;
+                writer.freelist = std::mem::take(&mut pages.freelist);
+                writer.page_count = meta.page_count;
+                writer.file_len = file_len;
+                *self.current.lock() = Arc::new(snapshot);
+                Ok(())
+            }
+            Err(e) => {
+                *self.poisoned.lock() = Some(e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    fn write_commit(
+        &self,
+        pages: &[(PageId, Vec<u8>)],
+        meta: Meta,
+        file_len: u64,
+        base: &Snapshot,
+    ) -> Result<(Snapshot, u64)> {
+        let needed = meta.page_count * PAGE_SIZE as u64;
+        let mut new_len = file_len;
+        if needed > file_len {
+            new_len = grown_len(file_len, needed);
+            self.file
+                .set_len(new_len)
+                .map_err(Error::io("growing the file"))?;
+        }
+        // Coalesce runs of consecutive pages into one write each.
+        let mut i = 0;
+        while i < pages.len() {
+            let mut j = i + 1;
+            while j < pages.len() && pages[j].0 == pages[j - 1].0 + 1 {
+                j += 1;
+            }
+            let offset = pages[i].0 * PAGE_SIZE as u64;
+            if j == i + 1 {
+                self.file.write_all_at(&pages[i].1, offset)
+            } else {
+                let run: Vec<u8> = pages[i..j]
+                    .iter()
+                    .flat_map(|(_, p)| p.iter().copied())
+                    .collect();
+                self.file.write_all_at(&run, offset)
+            }
+            .map_err(Error::io("writing pages"))?;
+            i = j;
+        }
+        let durable = self.options.durability == Durability::Durable;
+        if durable {
+            self.file.sync_data().map_err(Error::io("syncing pages"))?;
+        }
+        let slot = meta.slot();
+        self.file
+            .write_all_at(&meta.encode(slot), slot * PAGE_SIZE as u64)
+            .map_err(Error::io("writing the meta page"))?;
+        if durable {
+            self.file
+                .sync_data()
+                .map_err(Error::io("syncing the meta page"))?;
+        }
+        let mapping = if new_len != file_len || !self.file.mapping_tracks_writes() {
+            self.file
+                .map()
+                .map_err(Error::io("mapping the grown file"))?
+        } else {
+            Arc::clone(&base.mapping)
+        };
+        if (mapping.bytes().len() as u64) < needed {
+            return Err(Error::corrupt(slot, "mapping shorter than the page count"));
+        }
+        Ok((Snapshot { meta, mapping }, new_len))
+    }
+
+    /// Why the database refuses writes, if it does.
+    pub fn poisoned(&self) -> Option<String> {
+        self.poisoned.lock().clone()
+    }
+}
+
+impl Database {
+    pub(crate) fn options(&self) -> Options {
+        self.options
+    }
+}

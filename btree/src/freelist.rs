@@ -1,0 +1,151 @@
+//! Free pages: reusable now, and pending (freed by a transaction some reader may still see).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::error::{Error, Result};
+use crate::page::{get_u64, put_u64, seal, verify, PageType, HEADER_BYTES};
+use crate::source::PageSource;
+use crate::{PageId, TxnId, PAGE_SIZE};
+
+/// Page ids one free-list page holds.
+pub(crate) const IDS_PER_FREELIST_PAGE: usize = (PAGE_SIZE - HEADER_BYTES) / 8;
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct FreeList {
+    /// Reusable now: no snapshot that is alive or may be opened can reach these pages.
+    free: BTreeSet<PageId>,
+    /// Freed by transaction `t`: still reachable from snapshots older than `t`.
+    pending: BTreeMap<TxnId, Vec<PageId>>,
+    /// The pages of the on-disk chain this list was read from (or last written to).
+    pub(crate) chain: Vec<PageId>,
+}
+
+impl FreeList {
+    /// Takes the lowest reusable page, keeping the file dense at its start.
+    pub(crate) fn pop(&mut self) -> Option<PageId> {
+        self.free.pop_first()
+    }
+
+    pub(crate) fn free_now(&mut self, id: PageId) {
+        let fresh = self.free.insert(id);
+        debug_assert!(fresh, "page {id} freed twice");
+    }
+
+    pub(crate) fn free_later(&mut self, freed_by: TxnId, id: PageId) {
+        self.pending.entry(freed_by).or_default().push(id);
+    }
+
+    /// Makes reusable every page freed by a transaction `<= oldest_snapshot`: the oldest
+    /// snapshot any reader holds (or the last commit if there is no reader) cannot reach them.
+    pub(crate) fn release_up_to(&mut self, oldest_snapshot: TxnId) {
+        while let Some(entry) = self.pending.first_entry() {
+            if *entry.key() > oldest_snapshot {
+                break;
+            }
+            for id in entry.remove() {
+                self.free_now(id);
+            }
+        }
+    }
+
+    /// Pages free or pending.
+    pub(crate) fn len(&self) -> usize {
+        self.free.len() + self.pending.values().map(Vec::len).sum::<usize>()
+    }
+
+    /// Every free or pending page, sorted: what the on-disk list stores.
+    pub(crate) fn all_ids(&self) -> Vec<PageId> {
+        let mut ids: Vec<PageId> = self.free.iter().copied().collect();
+        ids.extend(self.pending.values().flatten());
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Reads the chain starting at `head` of a file with `page_count` pages.
+    pub(crate) fn read(src: &impl PageSource, head: PageId, page_count: u64) -> Result<FreeList> {
+        let mut list = FreeList::default();
+        let mut next = head;
+        while next != 0 {
+            if list.chain.len() as u64 >= page_count {
+                return Err(Error::corrupt(
+                    next,
+                    "free-list chain longer than the file (cycle?)",
+                ));
+            }
+            let page = src.page_bytes(next)?;
+            let header = verify(page, next, PageType::FreeList)?;
+            if usize::from(header.count) > IDS_PER_FREELIST_PAGE {
+                return Err(Error::corrupt(next, "free-list page count too large"));
+            }
+            for i in 0..usize::from(header.count) {
+                let id = get_u64(page, HEADER_BYTES + i * 8).unwrap_or(0);
+                if id < 2 || id >= page_count {
+                    return Err(Error::corrupt(
+                        next,
+                        format!("free page id {id} out of range"),
+                    ));
+                }
+                if !list.free.insert(id) {
+                    return Err(Error::corrupt(next, format!("page {id} listed free twice")));
+                }
+            }
+            list.chain.push(next);
+            next = header.next;
+        }
+        Ok(list)
+    }
+
+    /// Encodes `ids` into sealed pages with the given page ids, chained in order.
+    pub(crate) fn encode(ids: &[PageId], chain: &[PageId], txn: TxnId) -> Vec<Vec<u8>> {
+        debug_assert!(
+            ids.len() <= chain.len() * IDS_PER_FREELIST_PAGE,
+            "chain holds all ids"
+        );
+        let mut pages = Vec::with_capacity(chain.len());
+        let mut chunks = ids.chunks(IDS_PER_FREELIST_PAGE);
+        for (i, &id) in chain.iter().enumerate() {
+            let chunk = chunks.next().unwrap_or(&[]);
+            let mut page = vec![0u8; PAGE_SIZE];
+            for (j, free_id) in chunk.iter().enumerate() {
+                put_u64(&mut page, HEADER_BYTES + j * 8, *free_id);
+            }
+            let next = chain.get(i + 1).copied().unwrap_or(0);
+            seal(
+                &mut page,
+                id,
+                txn,
+                PageType::FreeList,
+                chunk.len() as u16,
+                next,
+            );
+            pages.push(page);
+        }
+        pages
+    }
+
+    /// Whether `id` is free or pending (slow; for checks).
+    pub(crate) fn contains(&self, id: PageId) -> bool {
+        self.free.contains(&id) || self.pending.values().any(|v| v.contains(&id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_pages_are_released_only_up_to_the_oldest_snapshot() {
+        let mut list = FreeList::default();
+        list.free_later(5, 10);
+        list.free_later(7, 11);
+        list.release_up_to(6);
+        assert_eq!(list.pop(), Some(10));
+        assert_eq!(
+            list.pop(),
+            None,
+            "page freed by txn 7 is still visible to snapshot 6"
+        );
+        list.release_up_to(7);
+        assert_eq!(list.pop(), Some(11));
+    }
+}

@@ -1,0 +1,99 @@
+//! The two meta pages: which commit is current, and where its trees and free list start.
+
+use crate::error::{Error, Result};
+use crate::page::{get_u32, get_u64, put_u32, put_u64, seal, verify, PageType};
+use crate::{PageId, TxnId, FORMAT_VERSION, PAGE_SIZE};
+
+const MAGIC: &[u8; 8] = b"CAIRNBT\0";
+
+/// One commit's root pointers, as stored in meta slot `txn % 2`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Meta {
+    pub(crate) txn: TxnId,
+    /// Root of the bucket catalog tree; 0 = no buckets.
+    pub(crate) catalog_root: PageId,
+    /// First page of the free-list chain; 0 = empty.
+    pub(crate) freelist_head: PageId,
+    /// Pages `0..page_count` are reachable or free.
+    pub(crate) page_count: u64,
+}
+
+impl Meta {
+    pub(crate) fn empty() -> Meta {
+        Meta {
+            txn: 0,
+            catalog_root: 0,
+            freelist_head: 0,
+            page_count: 2,
+        }
+    }
+
+    /// The meta slot (page 0 or 1) this commit is written to.
+    pub(crate) fn slot(&self) -> PageId {
+        self.txn % 2
+    }
+
+    pub(crate) fn encode(&self, slot: PageId) -> Vec<u8> {
+        let mut page = vec![0u8; PAGE_SIZE];
+        page[32..40].copy_from_slice(MAGIC);
+        put_u32(&mut page, 40, FORMAT_VERSION);
+        put_u32(&mut page, 44, PAGE_SIZE as u32);
+        put_u64(&mut page, 48, self.txn);
+        put_u64(&mut page, 56, self.catalog_root);
+        put_u64(&mut page, 64, self.freelist_head);
+        put_u64(&mut page, 72, self.page_count);
+        seal(&mut page, slot, self.txn, PageType::Meta, 0, 0);
+        page
+    }
+
+    /// Decodes and validates meta slot `slot` of a file of `file_len` bytes.
+    pub(crate) fn decode(page: &[u8], slot: PageId, file_len: u64) -> Result<Meta> {
+        verify(page, slot, PageType::Meta)?;
+        if page.get(32..40) != Some(&MAGIC[..]) {
+            return Err(Error::corrupt(slot, "bad magic: not a cairn-btree file"));
+        }
+        let version = get_u32(page, 40).unwrap_or(0);
+        if version != FORMAT_VERSION {
+            return Err(Error::corrupt(
+                slot,
+                format!("format version {version}, this build reads {FORMAT_VERSION}"),
+            ));
+        }
+        let page_size = get_u32(page, 44).unwrap_or(0);
+        if page_size as usize != PAGE_SIZE {
+            return Err(Error::corrupt(slot, format!("page size {page_size}")));
+        }
+        let field = |at| get_u64(page, at).unwrap_or(u64::MAX);
+        let meta = Meta {
+            txn: field(48),
+            catalog_root: field(56),
+            freelist_head: field(64),
+            page_count: field(72),
+        };
+        if meta.page_count < 2 {
+            return Err(Error::corrupt(slot, "page count below 2"));
+        }
+        let needed_bytes = meta.page_count.checked_mul(PAGE_SIZE as u64);
+        if needed_bytes.is_none_or(|n| n > file_len) {
+            return Err(Error::corrupt(
+                slot,
+                format!(
+                    "page count {} needs more than the file's {file_len} bytes",
+                    meta.page_count
+                ),
+            ));
+        }
+        for (name, root) in [
+            ("catalog root", meta.catalog_root),
+            ("free list", meta.freelist_head),
+        ] {
+            if root == 1 || (root != 0 && root >= meta.page_count) {
+                return Err(Error::corrupt(
+                    slot,
+                    format!("{name} page {root} is outside 2..{}", meta.page_count),
+                ));
+            }
+        }
+        Ok(meta)
+    }
+}
