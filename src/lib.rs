@@ -10,5 +10,6 @@
 //! - [`version`]: what `--version`, `Maintenance.Status` and `/version` report.
 
 pub mod config;
+pub mod mvcc;
 pub mod proto;
 pub mod version;

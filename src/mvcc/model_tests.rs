@@ -1,0 +1,345 @@
+//! The store against a model simple enough to be obviously right: the whole key space after
+//! every revision, kept in full.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+
+use super::backend::BackendWrite;
+use super::*;
+use crate::proto::mvccpb::KeyValue;
+
+type State = BTreeMap<Vec<u8>, KeyValue>;
+
+/// `history[r]` is the key space at revision r (1 is the empty store).
+struct Model {
+    history: Vec<State>,
+    compacted: i64,
+}
+
+impl Model {
+    fn new() -> Self {
+        Model {
+            history: vec![State::new(), State::new()],
+            compacted: 0,
+        }
+    }
+
+    fn current(&self) -> i64 {
+        self.history.len() as i64 - 1
+    }
+
+    fn range(&self, range: &KeyRange, rev: i64) -> Result<Vec<KeyValue>, &'static str> {
+        let at = if rev <= 0 { self.current() } else { rev };
+        if at > self.current() {
+            return Err("future");
+        }
+        if at < self.compacted {
+            return Err("compacted");
+        }
+        Ok(self.history[at as usize]
+            .values()
+            .filter(|kv| range.contains(&kv.key))
+            .cloned()
+            .collect())
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Put(u8, u8),
+    Delete(u8, u8),
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    /// A batch of etcd transactions; committed or dropped.
+    Batch {
+        txns: Vec<Vec<Op>>,
+        commit: bool,
+    },
+    Range {
+        from: u8,
+        to: u8,
+        rev_back: i64,
+        limit: usize,
+    },
+    Compact {
+        rev_back: i64,
+    },
+    Reopen,
+}
+
+const KEYS: &[&[u8]] = &[b"a", b"b", b"ba", b"c", b"d"];
+
+fn key(i: u8) -> Vec<u8> {
+    KEYS[i as usize % KEYS.len()].to_vec()
+}
+
+/// A range over the key list: single key when from == to, else [key(from), key(to)) or to
+/// the end when `to` is past the list.
+fn key_range(from: u8, to: u8) -> KeyRange {
+    let (from, to) = (from as usize % KEYS.len(), to as usize % (KEYS.len() + 1));
+    if from == to {
+        KeyRange::Single(KEYS[from].to_vec())
+    } else if to == KEYS.len() {
+        KeyRange::from_etcd(KEYS[from], b"\0")
+    } else {
+        KeyRange::from_etcd(KEYS[from], KEYS[to])
+    }
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (any::<u8>(), any::<u8>()).prop_map(|(k, v)| Op::Put(k, v)),
+        1 => (any::<u8>(), any::<u8>()).prop_map(|(a, b)| Op::Delete(a, b)),
+    ]
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        4 => (prop::collection::vec(prop::collection::vec(op(), 0..4), 1..4), prop::bool::weighted(0.85))
+            .prop_map(|(txns, commit)| Step::Batch { txns, commit }),
+        3 => (any::<u8>(), any::<u8>(), 0i64..8, 0usize..4)
+            .prop_map(|(from, to, rev_back, limit)| Step::Range { from, to, rev_back, limit }),
+        1 => (0i64..6).prop_map(|rev_back| Step::Compact { rev_back }),
+        1 => Just(Step::Reopen),
+    ]
+}
+
+/// Applies one etcd transaction to the model's newest state; returns it if anything changed.
+fn model_txn(model: &Model, ops: &[Op]) -> Option<State> {
+    let rev = model.current() + 1;
+    let mut state = model.history.last().cloned().unwrap_or_default();
+    let mut changed = false;
+    for op in ops {
+        match op {
+            Op::Put(k, v) => {
+                let key = key(*k);
+                let previous = state.get(&key);
+                let kv = KeyValue {
+                    key: key.clone(),
+                    create_revision: previous.map_or(rev, |p| p.create_revision),
+                    mod_revision: rev,
+                    version: previous.map_or(1, |p| p.version + 1),
+                    value: vec![*v],
+                    lease: 0,
+                };
+                state.insert(key, kv);
+                changed = true;
+            }
+            Op::Delete(a, b) => {
+                let range = key_range(*a, *b);
+                let before = state.len();
+                state.retain(|k, _| !range.contains(k));
+                changed |= state.len() != before;
+            }
+        }
+    }
+    changed.then_some(state)
+}
+
+fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
+    let mut store = MvccStore::open(MemBackend::default()).expect("open");
+    let mut model = Model::new();
+    for step in steps {
+        match step {
+            Step::Batch { txns, commit } => {
+                let mut batch = store.write().expect("write");
+                let mut pending = Vec::new();
+                let mut tentative = Model {
+                    history: model.history.clone(),
+                    compacted: model.compacted,
+                };
+                for ops in &txns {
+                    for op in ops {
+                        match op {
+                            Op::Put(k, v) => {
+                                batch.put(&key(*k), &[*v], 0).expect("put");
+                            }
+                            Op::Delete(a, b) => {
+                                batch.delete_range(&key_range(*a, *b)).expect("delete");
+                            }
+                        }
+                    }
+                    let rev = batch.end_txn();
+                    if let Some(state) = model_txn(&tentative, ops) {
+                        tentative.history.push(state.clone());
+                        pending.push(state);
+                    }
+                    prop_assert_eq!(rev, tentative.current());
+                }
+                if commit {
+                    let committed = batch.commit().expect("commit");
+                    model.history.extend(pending);
+                    prop_assert_eq!(committed.revision, model.current());
+                } else {
+                    drop(batch);
+                }
+                prop_assert_eq!(store.current_revision(), model.current());
+            }
+            Step::Range {
+                from,
+                to,
+                rev_back,
+                limit,
+            } => {
+                let range = key_range(from, to);
+                let rev = if rev_back == 0 {
+                    0
+                } else {
+                    model.current() + 1 - rev_back
+                };
+                let got = store.range(
+                    &range,
+                    RangeOptions {
+                        rev,
+                        limit,
+                        count_only: false,
+                    },
+                );
+                match (model.range(&range, rev), got) {
+                    (Ok(expected), Ok(result)) => {
+                        prop_assert_eq!(result.count, expected.len());
+                        let shown = if limit == 0 {
+                            expected.len()
+                        } else {
+                            limit.min(expected.len())
+                        };
+                        prop_assert_eq!(&result.kvs[..], &expected[..shown]);
+                        prop_assert_eq!(result.rev, model.current());
+                    }
+                    (Err("future"), Err(MvccError::FutureRevision { .. })) => {}
+                    (Err("compacted"), Err(MvccError::Compacted { .. })) => {}
+                    (expected, got) => prop_assert!(false, "model {:?}, store {:?}", expected, got),
+                }
+            }
+            Step::Compact { rev_back } => {
+                let rev = model.current() - rev_back;
+                let result = store.compact(rev, None);
+                if rev <= model.compacted {
+                    prop_assert!(
+                        matches!(result, Err(MvccError::Compacted { .. })),
+                        "{:?}",
+                        result
+                    );
+                } else {
+                    prop_assert!(result.is_ok(), "{:?}", result);
+                    model.compacted = rev;
+                }
+            }
+            Step::Reopen => {
+                store = MvccStore::open(store.into_backend()).expect("reopen");
+                prop_assert_eq!(store.current_revision(), model.current());
+                prop_assert_eq!(store.compacted_revision(), model.compacted);
+            }
+        }
+    }
+    // Every revision still readable matches the model exactly, and compaction left nothing
+    // stored that no read can reach.
+    let everything = KeyRange::from_etcd(b"\0", b"\0");
+    for rev in model.compacted.max(1)..=model.current() {
+        let result = store.range(
+            &everything,
+            RangeOptions {
+                rev,
+                ..Default::default()
+            },
+        );
+        prop_assert_eq!(
+            result.expect("readable").kvs,
+            model.range(&everything, rev).expect("model")
+        );
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn store_matches_full_history_model(steps in prop::collection::vec(step(), 1..40)) {
+        run(steps)?;
+    }
+}
+
+#[test]
+fn empty_store_is_at_revision_one_and_first_write_makes_two() {
+    let store = MvccStore::open(MemBackend::default()).unwrap();
+    assert_eq!(store.current_revision(), 1);
+    let mut batch = store.write().unwrap();
+    batch.put(b"k", b"v", 0).unwrap();
+    let committed = batch.commit().unwrap();
+    assert_eq!(committed.revision, 2);
+    let kv = &committed.events[0].kv.as_ref().unwrap();
+    assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (2, 2, 1));
+}
+
+#[test]
+fn one_transaction_shares_a_revision_with_distinct_sub_revisions() {
+    let store = MvccStore::open(MemBackend::default()).unwrap();
+    let mut batch = store.write().unwrap();
+    batch.put(b"a", b"1", 0).unwrap();
+    batch.put(b"b", b"1", 0).unwrap();
+    let seen = batch
+        .range(&KeyRange::prefix(b""), RangeOptions::default())
+        .unwrap();
+    assert_eq!(seen.count, 2, "a transaction reads its own writes");
+    assert_eq!(batch.end_txn(), 2);
+    batch
+        .delete_range(&KeyRange::Single(b"a".to_vec()))
+        .unwrap();
+    assert_eq!(batch.end_txn(), 3);
+    assert_eq!(batch.end_txn(), 3, "an empty transaction makes no revision");
+    let committed = batch.commit().unwrap();
+    let revs: Vec<i64> = committed
+        .events
+        .iter()
+        .map(|e| e.kv.as_ref().unwrap().mod_revision)
+        .collect();
+    assert_eq!(revs, [2, 2, 3]);
+}
+
+#[test]
+fn readers_never_see_an_uncommitted_batch() {
+    let store = MvccStore::open(MemBackend::default()).unwrap();
+    let mut batch = store.write().unwrap();
+    batch.put(b"a", b"1", 0).unwrap();
+    batch.end_txn();
+    let outside = store
+        .range(&KeyRange::Single(b"a".to_vec()), RangeOptions::default())
+        .unwrap();
+    assert_eq!((outside.count, outside.rev), (0, 1));
+    let future = store.range(
+        &KeyRange::Single(b"a".to_vec()),
+        RangeOptions {
+            rev: 2,
+            ..Default::default()
+        },
+    );
+    assert!(matches!(future, Err(MvccError::FutureRevision { .. })));
+    drop(batch);
+    let mut batch = store.write().unwrap();
+    batch.put(b"b", b"1", 0).unwrap();
+    assert_eq!(
+        batch.commit().unwrap().revision,
+        2,
+        "the dropped batch left no trace"
+    );
+    let after = store
+        .range(&KeyRange::prefix(b""), RangeOptions::default())
+        .unwrap();
+    assert_eq!(after.kvs.len(), 1);
+}
+
+#[test]
+fn unknown_storage_version_is_refused() {
+    let backend = MemBackend::default();
+    let mut write = backend.write().unwrap();
+    write
+        .put(Bucket::Meta, b"storage_version", b"cairn-mvcc-99")
+        .unwrap();
+    write.commit().unwrap();
+    let err = MvccStore::open(backend).err().expect("refused");
+    assert!(err.to_string().contains("cairn-mvcc-99"), "{err}");
+}

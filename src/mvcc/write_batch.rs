@@ -1,0 +1,234 @@
+//! The write batch: one storage transaction holding any number of etcd transactions, each of
+//! which gets its own main revision if it changes anything.
+//!
+//! The server applies a run of committed Raft entries as one batch, so one storage commit
+//! covers many client writes; each entry is still its own etcd transaction with its own
+//! revision, and the applied Raft index is recorded in the same storage commit.
+
+use super::backend::{Backend, BackendWrite, Bucket};
+use super::key_range::KeyRange;
+use super::revision::Revision;
+use super::store::{
+    fetch, resolve_read_revision, MvccError, MvccStore, RangeOptions, RangeResult, Revisions,
+    META_APPLIED_INDEX,
+};
+use crate::proto::mvccpb::{event::EventType, Event, KeyValue};
+use prost::Message;
+
+/// The changes a committed batch made, in order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Committed {
+    /// The store's current revision after the batch.
+    pub revision: i64,
+    /// One event per change, in revision order (for watchers).
+    pub events: Vec<Event>,
+}
+
+/// The single writer's batch of etcd transactions. Dropping it without `commit` changes
+/// nothing.
+pub struct WriteBatch<'s, B: Backend> {
+    store: &'s MvccStore<B>,
+    backend: Option<B::Write<'s>>,
+    _writer: parking_lot::MutexGuard<'s, ()>,
+    /// Current revision when the batch began (the newest any reader can see).
+    published: i64,
+    /// Revision after the last finished transaction of this batch.
+    last: i64,
+    /// Next sub revision within the open transaction (0: it has changed nothing yet).
+    sub: i64,
+    /// Keys whose index entries this batch changed (rolled back if it does not commit).
+    touched: Vec<Vec<u8>>,
+    events: Vec<Event>,
+}
+
+impl<'s, B: Backend> WriteBatch<'s, B> {
+    pub(super) fn begin(store: &'s MvccStore<B>) -> Result<Self, MvccError> {
+        let writer = store.writer.lock();
+        store.check_running()?;
+        let backend = store.backend.write()?;
+        let published = store.revisions.read().current;
+        Ok(WriteBatch {
+            store,
+            backend: Some(backend),
+            _writer: writer,
+            published,
+            last: published,
+            sub: 0,
+            touched: Vec::new(),
+            events: Vec::new(),
+        })
+    }
+
+    fn backend(&mut self) -> Result<&mut B::Write<'s>, MvccError> {
+        self.backend.as_mut().ok_or(MvccError::Stopped)
+    }
+
+    /// The revision the open transaction reads at: its own changes included.
+    fn read_revision(&self) -> i64 {
+        if self.sub > 0 {
+            self.last + 1
+        } else {
+            self.last
+        }
+    }
+
+    /// The revision for the next change of the open transaction.
+    fn next_revision(&mut self) -> Revision {
+        let rev = Revision::new(self.last + 1, self.sub);
+        self.sub += 1;
+        rev
+    }
+
+    /// Reads inside the open transaction, seeing its own changes and the batch's earlier ones.
+    pub fn range(&self, range: &KeyRange, options: RangeOptions) -> Result<RangeResult, MvccError> {
+        let current = self.read_revision();
+        let compacted = self.store.revisions.read().compacted;
+        let at = resolve_read_revision(options.rev, Revisions { current, compacted })?;
+        let backend = self.backend.as_ref().ok_or(MvccError::Stopped)?;
+        let limit = if options.count_only { 1 } else { options.limit };
+        let (found, count) = self.store.index.read().range(range, at, limit);
+        let mut kvs = Vec::new();
+        if !options.count_only {
+            for key in found {
+                kvs.push(fetch(backend, key.at.modified)?);
+            }
+        }
+        Ok(RangeResult {
+            kvs,
+            count,
+            rev: current,
+        })
+    }
+
+    /// The key as the open transaction sees it.
+    fn current(&self, key: &[u8]) -> Result<Option<KeyValue>, MvccError> {
+        let at = self.read_revision();
+        let Some(found) = self.store.index.read().get(key, at) else {
+            return Ok(None);
+        };
+        let backend = self.backend.as_ref().ok_or(MvccError::Stopped)?;
+        fetch(backend, found.modified).map(Some)
+    }
+
+    /// Writes `key`; returns what it replaced.
+    pub fn put(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        lease: i64,
+    ) -> Result<Option<KeyValue>, MvccError> {
+        let previous = self.current(key)?;
+        let rev = self.next_revision();
+        let kv = KeyValue {
+            key: key.to_vec(),
+            create_revision: previous.as_ref().map_or(rev.main, |p| p.create_revision),
+            mod_revision: rev.main,
+            version: previous.as_ref().map_or(1, |p| p.version + 1),
+            value: value.to_vec(),
+            lease,
+        };
+        self.backend()?
+            .put(Bucket::Key, &rev.to_record_key(false), &kv.encode_to_vec())?;
+        self.store
+            .index
+            .write()
+            .put(key, rev)
+            .map_err(|err| MvccError::Corrupt {
+                what: format!("index of key {key:?}"),
+                reason: err.to_string(),
+            })?;
+        self.touched.push(key.to_vec());
+        self.events.push(Event {
+            r#type: EventType::Put as i32,
+            kv: Some(kv),
+            prev_kv: None,
+        });
+        Ok(previous)
+    }
+
+    /// Deletes every key in `range`; returns the deleted key-values in key order.
+    pub fn delete_range(&mut self, range: &KeyRange) -> Result<Vec<KeyValue>, MvccError> {
+        let doomed = self.range(range, RangeOptions::default())?.kvs;
+        for kv in &doomed {
+            let rev = self.next_revision();
+            let tombstone = KeyValue {
+                key: kv.key.clone(),
+                mod_revision: rev.main,
+                ..Default::default()
+            };
+            self.backend()?.put(
+                Bucket::Key,
+                &rev.to_record_key(true),
+                &tombstone.encode_to_vec(),
+            )?;
+            self.store
+                .index
+                .write()
+                .tombstone(&kv.key, rev)
+                .map_err(|err| MvccError::Corrupt {
+                    what: format!("index of key {:?}", kv.key),
+                    reason: err.to_string(),
+                })?;
+            self.touched.push(kv.key.clone());
+            self.events.push(Event {
+                r#type: EventType::Delete as i32,
+                kv: Some(tombstone),
+                prev_kv: None,
+            });
+        }
+        Ok(doomed)
+    }
+
+    /// Ends the open etcd transaction; returns the store's revision after it (unchanged if
+    /// it wrote nothing).
+    pub fn end_txn(&mut self) -> i64 {
+        if self.sub > 0 {
+            self.last += 1;
+            self.sub = 0;
+        }
+        self.last
+    }
+
+    /// Records which Raft entry the batch's state reflects, atomically with the data.
+    pub fn set_applied_index(&mut self, index: u64) -> Result<(), MvccError> {
+        self.backend()?
+            .put(Bucket::Meta, META_APPLIED_INDEX, &index.to_be_bytes())?;
+        Ok(())
+    }
+
+    /// Commits every transaction of the batch at once and publishes the new revision.
+    pub fn commit(mut self) -> Result<Committed, MvccError> {
+        let revision = self.end_txn();
+        let backend = self.backend.take().ok_or(MvccError::Stopped)?;
+        if let Err(err) = backend.commit() {
+            // The storage engine's state is unknown: roll back what readers could reach
+            // and refuse further work rather than guess.
+            self.roll_back_index();
+            self.store.stop();
+            return Err(err.into());
+        }
+        self.touched.clear();
+        // Readers never see a revision before its records are committed.
+        self.store.revisions.write().current = revision;
+        Ok(Committed {
+            revision,
+            events: std::mem::take(&mut self.events),
+        })
+    }
+
+    fn roll_back_index(&mut self) {
+        if self.touched.is_empty() {
+            return;
+        }
+        let mut index = self.store.index.write();
+        for key in self.touched.drain(..) {
+            index.roll_back_after(&key, self.published);
+        }
+    }
+}
+
+impl<B: Backend> Drop for WriteBatch<'_, B> {
+    fn drop(&mut self) {
+        self.roll_back_index();
+    }
+}
