@@ -1,0 +1,133 @@
+//! The one I/O layer every file operation of the log goes through, so a test layer
+//! ([`crate::sim_disk::SimDisk`]) can simulate power loss; [`OsDir`] is the real one.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// One open segment file. Methods take `&self`: positional reads and writes need no cursor.
+pub trait WalFile: Send + Sync {
+    /// Fills `buf` from `offset`; an error if the file ends first.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+    /// Writes all of `buf` at `offset` (not durable until `sync_data`).
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()>;
+    /// Makes every completed write to this file durable (fdatasync).
+    fn sync_data(&self) -> io::Result<()>;
+    fn size(&self) -> io::Result<u64>;
+    /// Grows (zero-filled) or shrinks the file.
+    fn set_len(&self, len: u64) -> io::Result<()>;
+}
+
+/// The log's directory.
+pub trait WalDir: Send + Sync {
+    /// Names of the files in the directory.
+    fn list(&self) -> io::Result<Vec<String>>;
+    fn open(&self, name: &str) -> io::Result<Arc<dyn WalFile>>;
+    /// Creates (or truncates) `name` and preallocates `len` zero bytes.
+    fn create(&self, name: &str, len: u64) -> io::Result<Arc<dyn WalFile>>;
+    fn rename(&self, from: &str, to: &str) -> io::Result<()>;
+    fn remove(&self, name: &str) -> io::Result<()>;
+    /// Makes creations, renames and removals so far durable (fsync of the directory).
+    fn sync_dir(&self) -> io::Result<()>;
+    /// A human-readable path of `name`, for error messages.
+    fn describe(&self, name: &str) -> String;
+}
+
+/// A directory of the real file system.
+pub struct OsDir {
+    path: PathBuf,
+}
+
+impl OsDir {
+    /// Opens (creating it if needed) the directory at `path`.
+    pub fn open(path: &Path) -> io::Result<OsDir> {
+        std::fs::create_dir_all(path)?;
+        Ok(OsDir {
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+struct OsFile {
+    file: File,
+}
+
+impl WalFile for OsFile {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.file.read_exact_at(buf, offset)
+    }
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        self.file.write_all_at(buf, offset)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+    fn size(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.file.set_len(len)
+    }
+}
+
+/// Reserves `len` bytes so appends never wait for block allocation; a file system without
+/// fallocate gets a sparse file instead, which reads as zeros just the same.
+fn preallocate(file: &File, len: u64) -> io::Result<()> {
+    let Ok(len_off) = libc::off_t::try_from(len) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "segment too large",
+        ));
+    };
+    // SAFETY: the descriptor is owned by `file` and open for writing for the whole call.
+    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len_off) };
+    match rc {
+        0 => Ok(()),
+        libc::EOPNOTSUPP | libc::EINVAL => file.set_len(len),
+        errno => Err(io::Error::from_raw_os_error(errno)),
+    }
+}
+
+impl WalDir for OsDir {
+    fn list(&self) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&self.path)? {
+            if let Ok(name) = entry?.file_name().into_string() {
+                names.push(name);
+            }
+        }
+        Ok(names)
+    }
+    fn open(&self, name: &str) -> io::Result<Arc<dyn WalFile>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(self.path.join(name))?;
+        Ok(Arc::new(OsFile { file }))
+    }
+    fn create(&self, name: &str, len: u64) -> io::Result<Arc<dyn WalFile>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(self.path.join(name))?;
+        preallocate(&file, len)?;
+        Ok(Arc::new(OsFile { file }))
+    }
+    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        std::fs::rename(self.path.join(from), self.path.join(to))
+    }
+    fn remove(&self, name: &str) -> io::Result<()> {
+        std::fs::remove_file(self.path.join(name))
+    }
+    fn sync_dir(&self) -> io::Result<()> {
+        File::open(&self.path)?.sync_all()
+    }
+    fn describe(&self, name: &str) -> String {
+        self.path.join(name).display().to_string()
+    }
+}

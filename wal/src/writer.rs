@@ -1,0 +1,598 @@
+//! The single writer thread: takes every queued operation, encodes the records into the active
+//! segment, writes them with one `write` and one fdatasync (group commit), publishes them to the
+//! in-memory index, and only then acknowledges. Rotation, truncation and release happen here too,
+//! so they are ordered with appends by the queue alone.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Instant;
+
+use tokio::sync::oneshot;
+
+use crate::error::WalError;
+use crate::format::{
+    encode_frame, frame_len, segment_file_name, SegmentHeader, SEGMENT_HEADER_BYTES, TMP_SUFFIX,
+};
+use crate::index::{EntryIndex, EntryLoc};
+use crate::io::{WalDir, WalFile};
+use crate::metrics::MetricsCells;
+use crate::record::LogRecord;
+use crate::recovery::{LogState, RecoveredLog};
+
+pub(crate) type Reply = oneshot::Sender<Result<(), WalError>>;
+
+pub(crate) enum Op {
+    Append {
+        records: Vec<LogRecord>,
+        frame_bytes: usize,
+        done: Reply,
+    },
+    Release {
+        before_index: u64,
+        done: Reply,
+    },
+}
+
+impl Op {
+    fn frame_bytes(&self) -> usize {
+        match self {
+            Op::Append { frame_bytes, .. } => *frame_bytes,
+            Op::Release { .. } => 0,
+        }
+    }
+    fn fail(self, err: WalError) {
+        let done = match self {
+            Op::Append { done, .. } | Op::Release { done, .. } => done,
+        };
+        // The appender may have stopped waiting; nothing to tell then.
+        let _ = done.send(Err(err));
+    }
+}
+
+/// Why the log stopped accepting writes.
+#[derive(Debug, Clone)]
+pub(crate) struct FatalCause {
+    pub file: String,
+    pub cause: String,
+}
+
+impl FatalCause {
+    pub(crate) fn to_error(&self) -> WalError {
+        WalError::Fatal {
+            file: self.file.clone(),
+            cause: self.cause.clone(),
+        }
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Queue {
+    pub ops: VecDeque<Op>,
+    pub shutdown: bool,
+    pub fatal: Option<FatalCause>,
+}
+
+/// What readers see: only durable records.
+pub(crate) struct View {
+    pub index: EntryIndex,
+    pub segments: BTreeMap<u32, Arc<dyn WalFile>>,
+    pub segment_names: BTreeMap<u32, String>,
+    pub state: LogState,
+}
+
+pub(crate) struct Shared {
+    pub queue: Mutex<Queue>,
+    pub queue_cv: Condvar,
+    pub view: Mutex<View>,
+    pub metrics: MetricsCells,
+}
+
+impl Shared {
+    pub(crate) fn lock_queue(&self) -> MutexGuard<'_, Queue> {
+        // Poisoning means a thread panicked holding the lock; the data is still consistent
+        // because every critical section leaves it so before anything can panic.
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    pub(crate) fn lock_view(&self) -> MutexGuard<'_, View> {
+        self.view.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Bytes the preamble (metadata, hard state, snapshot marker) can take in a new segment.
+pub(crate) const PREAMBLE_MAX_BYTES: usize = 32 + 40 + 32;
+
+/// Largest record body that fits into a fresh segment.
+pub(crate) fn max_body_bytes(segment_bytes: u64) -> u64 {
+    let room = segment_bytes as usize - SEGMENT_HEADER_BYTES - PREAMBLE_MAX_BYTES;
+    // frame_len rounds up to 8; stay below the room with the rounding.
+    (room - crate::format::FRAME_HEADER_BYTES) as u64 & !7
+}
+
+/// Sizes the writer works within.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WriterLimits {
+    pub segment_bytes: u64,
+    pub max_batch_bytes: usize,
+}
+
+enum IndexEvent {
+    Push(u64, EntryLoc),
+    TruncateFrom(u64),
+    Reset(u64),
+}
+
+struct SegmentName {
+    seq: u32,
+    first_index: u64,
+    name: String,
+}
+
+pub(crate) struct Writer {
+    shared: Arc<Shared>,
+    dir: Arc<dyn WalDir>,
+    segment_bytes: u64,
+    max_batch_bytes: usize,
+    segments: VecDeque<SegmentName>,
+    active: Arc<dyn WalFile>,
+    /// Chain CRC of the last record encoded.
+    chain: u32,
+    /// Encoded bytes not yet written; they go at `buf_start` in the active segment.
+    buf: Vec<u8>,
+    buf_start: u64,
+    buf_records: u64,
+    /// The log as it will be once everything encoded so far is durable.
+    next_index: u64,
+    first_index: u64,
+    state: LogState,
+    staged: Vec<IndexEvent>,
+    waiters: Vec<Reply>,
+}
+
+fn fatal(file: &str, e: std::io::Error) -> FatalCause {
+    FatalCause {
+        file: file.to_string(),
+        cause: e.to_string(),
+    }
+}
+
+impl Writer {
+    /// A writer continuing a recovered log; `segments` is non-empty.
+    pub(crate) fn resume(
+        shared: Arc<Shared>,
+        dir: Arc<dyn WalDir>,
+        limits: WriterLimits,
+        log: RecoveredLog,
+    ) -> Writer {
+        debug_assert!(
+            !log.segments.is_empty(),
+            "resume needs the recovered segments"
+        );
+        let active = log.segments[log.segments.len() - 1].file.clone();
+        Writer {
+            shared,
+            dir,
+            segment_bytes: limits.segment_bytes,
+            max_batch_bytes: limits.max_batch_bytes,
+            segments: log
+                .segments
+                .into_iter()
+                .map(|s| SegmentName {
+                    seq: s.seq,
+                    first_index: s.first_index,
+                    name: s.name,
+                })
+                .collect(),
+            active,
+            chain: log.chain_crc,
+            buf: Vec::new(),
+            buf_start: log.write_pos,
+            buf_records: 0,
+            next_index: log.index.next_index(),
+            first_index: log.index.first_index(),
+            state: log.state,
+            staged: Vec::new(),
+            waiters: Vec::new(),
+        }
+    }
+
+    /// A writer for a brand-new log: creates its first segment now.
+    pub(crate) fn create(
+        shared: Arc<Shared>,
+        dir: Arc<dyn WalDir>,
+        limits: WriterLimits,
+    ) -> Result<Writer, WalError> {
+        let mut w = Writer {
+            shared,
+            dir,
+            segment_bytes: limits.segment_bytes,
+            max_batch_bytes: limits.max_batch_bytes,
+            segments: VecDeque::new(),
+            active: Arc::new(NoFile),
+            chain: 0,
+            buf: Vec::new(),
+            buf_start: SEGMENT_HEADER_BYTES as u64,
+            buf_records: 0,
+            next_index: 1,
+            first_index: 1,
+            state: LogState::default(),
+            staged: Vec::new(),
+            waiters: Vec::new(),
+        };
+        w.rotate().map_err(|f| WalError::Io {
+            file: f.file,
+            source: std::io::Error::other(f.cause),
+        })?;
+        Ok(w)
+    }
+
+    fn active_name(&self) -> String {
+        self.segments
+            .back()
+            .map(|s| self.dir.describe(&s.name))
+            .unwrap_or_default()
+    }
+
+    /// Serves the queue until shutdown, draining whatever was queued before it.
+    pub(crate) fn run(mut self) {
+        loop {
+            let ops = {
+                let mut q = self.shared.lock_queue();
+                while q.ops.is_empty() && !q.shutdown {
+                    q = self
+                        .shared
+                        .queue_cv
+                        .wait(q)
+                        .unwrap_or_else(|e| e.into_inner());
+                }
+                if q.ops.is_empty() {
+                    return;
+                }
+                // Everything queued while the last fsync ran goes into this one, up to a bound.
+                let mut taken = Vec::new();
+                let mut bytes = 0usize;
+                while let Some(op) = q.ops.front() {
+                    if !taken.is_empty() && bytes + op.frame_bytes() > self.max_batch_bytes {
+                        break;
+                    }
+                    bytes += op.frame_bytes();
+                    if let Some(op) = q.ops.pop_front() {
+                        taken.push(op);
+                    }
+                }
+                taken
+            };
+            self.process(ops);
+        }
+    }
+
+    fn fatal_cause(&self) -> Option<FatalCause> {
+        self.shared.lock_queue().fatal.clone()
+    }
+
+    fn process(&mut self, ops: Vec<Op>) {
+        for op in ops {
+            if let Some(f) = self.fatal_cause() {
+                op.fail(f.to_error());
+                continue;
+            }
+            match op {
+                Op::Append { records, done, .. } => {
+                    let skip = match self.validate(&records) {
+                        Ok(skip) => skip,
+                        Err(e) => {
+                            let _ = done.send(Err(e));
+                            continue;
+                        }
+                    };
+                    self.waiters.push(done);
+                    for (r, skip) in records.iter().zip(skip) {
+                        if skip {
+                            continue;
+                        }
+                        if let Err(f) = self.encode(r) {
+                            self.go_fatal(f);
+                            break;
+                        }
+                    }
+                }
+                Op::Release { before_index, done } => {
+                    if let Err(f) = self.commit() {
+                        self.go_fatal(f);
+                        let _ = done.send(Err(self.fatal_or_closed()));
+                        continue;
+                    }
+                    match self.release(before_index) {
+                        Ok(()) => {
+                            let _ = done.send(Ok(()));
+                        }
+                        Err(f) => {
+                            self.go_fatal(f);
+                            let _ = done.send(Err(self.fatal_or_closed()));
+                        }
+                    }
+                }
+            }
+        }
+        if self.fatal_cause().is_none() {
+            if let Err(f) = self.commit() {
+                self.go_fatal(f);
+            }
+        }
+    }
+
+    fn fatal_or_closed(&self) -> WalError {
+        self.fatal_cause()
+            .map(|f| f.to_error())
+            .unwrap_or(WalError::Closed)
+    }
+
+    /// Checks a whole append against the log as it will be, so that an invalid record rejects
+    /// the append before any of it is written. Returns which records are no-ops.
+    fn validate(&self, records: &[LogRecord]) -> Result<Vec<bool>, WalError> {
+        let mut next = self.next_index;
+        let first = self.first_index;
+        let max_body = max_body_bytes(self.segment_bytes);
+        let mut skip = Vec::with_capacity(records.len());
+        for r in records {
+            let mut is_noop = false;
+            match r {
+                LogRecord::Entry(e) => {
+                    if e.index != next || e.index == u64::MAX {
+                        return Err(WalError::NonContiguous {
+                            expected: next,
+                            found: e.index,
+                        });
+                    }
+                    if r.body_len() as u64 > max_body {
+                        return Err(WalError::RecordTooLarge {
+                            bytes: r.body_len() as u64,
+                            max_bytes: max_body,
+                        });
+                    }
+                    next += 1;
+                }
+                LogRecord::Truncate { from_index } => {
+                    if *from_index < first {
+                        return Err(WalError::TruncateBeforeFirst {
+                            index: *from_index,
+                            first_index: first,
+                        });
+                    }
+                    if *from_index >= next {
+                        is_noop = true;
+                    } else {
+                        next = *from_index;
+                    }
+                }
+                LogRecord::Snapshot(s) => {
+                    if s.index == u64::MAX {
+                        return Err(WalError::NonContiguous {
+                            expected: next,
+                            found: s.index,
+                        });
+                    }
+                    if s.index >= next {
+                        next = s.index + 1;
+                    }
+                }
+                LogRecord::HardState(_) | LogRecord::Metadata(_) => {}
+            }
+            skip.push(is_noop);
+        }
+        Ok(skip)
+    }
+
+    /// Encodes one validated record, rotating first if it does not fit.
+    fn encode(&mut self, r: &LogRecord) -> Result<(), FatalCause> {
+        let flen = frame_len(r.body_len()) as u64;
+        if self.buf_start + self.buf.len() as u64 + flen > self.segment_bytes {
+            self.flush()?;
+            self.rotate()?;
+        }
+        let offset = self.buf_start + self.buf.len() as u64;
+        // Rotation guarantees room; validation bounded the record by a fresh segment's room.
+        debug_assert!(offset + flen <= self.segment_bytes);
+        let prev = self.chain;
+        self.chain = encode_frame(&mut self.buf, r, self.buf_start as u32, prev);
+        self.buf_records += 1;
+        let seq = self.segments.back().map(|s| s.seq).unwrap_or(0);
+        match r {
+            LogRecord::Entry(e) => {
+                self.staged.push(IndexEvent::Push(
+                    e.index,
+                    EntryLoc {
+                        seq,
+                        offset: offset as u32,
+                        body_len: r.body_len() as u32,
+                        prev_crc: prev,
+                    },
+                ));
+                if self.first_index == self.next_index {
+                    self.first_index = e.index;
+                }
+                self.next_index = e.index + 1;
+            }
+            LogRecord::Truncate { from_index } => {
+                self.staged.push(IndexEvent::TruncateFrom(*from_index));
+                self.next_index = *from_index;
+                self.first_index = self.first_index.min(*from_index);
+            }
+            LogRecord::Snapshot(s) => {
+                if s.index >= self.next_index {
+                    self.staged.push(IndexEvent::Reset(s.index + 1));
+                    self.next_index = s.index + 1;
+                    self.first_index = s.index + 1;
+                }
+                self.state.snapshot = Some(*s);
+            }
+            LogRecord::HardState(h) => self.state.hard_state = Some(*h),
+            LogRecord::Metadata(m) => self.state.metadata = Some(*m),
+        }
+        Ok(())
+    }
+
+    /// One `write` of the buffered frames and one fdatasync.
+    fn flush(&mut self) -> Result<(), FatalCause> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let name = self.active_name();
+        self.active
+            .write_at(self.buf_start, &self.buf)
+            .map_err(|e| fatal(&name, e))?;
+        let started = Instant::now();
+        self.active.sync_data().map_err(|e| fatal(&name, e))?;
+        self.shared.metrics.record_fsync(
+            self.buf_records,
+            self.buf.len() as u64,
+            started.elapsed(),
+        );
+        self.buf_start += self.buf.len() as u64;
+        self.buf.clear();
+        self.buf_records = 0;
+        Ok(())
+    }
+
+    /// Makes everything encoded durable, publishes it to readers, then acknowledges.
+    fn commit(&mut self) -> Result<(), FatalCause> {
+        self.flush()?;
+        {
+            let mut view = self.shared.lock_view();
+            for ev in self.staged.drain(..) {
+                match ev {
+                    IndexEvent::Push(i, loc) => view.index.push(i, loc),
+                    IndexEvent::TruncateFrom(i) => view.index.truncate_from(i),
+                    IndexEvent::Reset(i) => view.index.reset(i),
+                }
+            }
+            view.state = self.state.clone();
+            // The published log and the writer's plan agree once everything is durable.
+            debug_assert_eq!(view.index.next_index(), self.next_index);
+            debug_assert_eq!(view.index.first_index(), self.first_index);
+        }
+        for w in self.waiters.drain(..) {
+            let _ = w.send(Ok(()));
+        }
+        Ok(())
+    }
+
+    fn go_fatal(&mut self, f: FatalCause) {
+        self.shared.lock_queue().fatal.get_or_insert(f.clone());
+        self.staged.clear();
+        self.buf.clear();
+        for w in self.waiters.drain(..) {
+            let _ = w.send(Err(f.to_error()));
+        }
+    }
+
+    /// Starts the next segment: the old one was fdatasync'ed by the caller; the new one is
+    /// complete (header and preamble, durable) and named before anything is written into it.
+    fn rotate(&mut self) -> Result<(), FatalCause> {
+        debug_assert!(
+            self.buf.is_empty(),
+            "the old segment's bytes are written first"
+        );
+        let prev_seq = self.segments.back().map(|s| s.seq).unwrap_or(0);
+        let Some(seq) = prev_seq.checked_add(1) else {
+            return Err(FatalCause {
+                file: self.active_name(),
+                cause: "segment numbers exhausted".into(),
+            });
+        };
+        let name = segment_file_name(u64::from(seq), self.next_index);
+        let tmp = format!("{name}{TMP_SUFFIX}");
+        let header = SegmentHeader {
+            seq: u64::from(seq),
+            first_index: self.next_index,
+            prev_crc: self.chain,
+        };
+        let mut bytes = header.encode().to_vec();
+        let mut chain = self.chain;
+        let preamble = [
+            self.state.metadata.map(LogRecord::Metadata),
+            self.state.hard_state.map(LogRecord::HardState),
+            self.state.snapshot.map(LogRecord::Snapshot),
+        ];
+        for r in preamble.iter().flatten() {
+            chain = encode_frame(&mut bytes, r, SEGMENT_HEADER_BYTES as u32, chain);
+        }
+        debug_assert!(bytes.len() <= SEGMENT_HEADER_BYTES + PREAMBLE_MAX_BYTES);
+        let tmp_desc = self.dir.describe(&tmp);
+        let file = self
+            .dir
+            .create(&tmp, self.segment_bytes)
+            .map_err(|e| fatal(&tmp_desc, e))?;
+        file.write_at(0, &bytes).map_err(|e| fatal(&tmp_desc, e))?;
+        let started = Instant::now();
+        file.sync_data().map_err(|e| fatal(&tmp_desc, e))?;
+        self.shared.metrics.record_fsync(
+            preamble.iter().flatten().count() as u64,
+            bytes.len() as u64,
+            started.elapsed(),
+        );
+        self.dir
+            .rename(&tmp, &name)
+            .map_err(|e| fatal(&tmp_desc, e))?;
+        self.dir
+            .sync_dir()
+            .map_err(|e| fatal(&self.dir.describe(&name), e))?;
+        {
+            let mut view = self.shared.lock_view();
+            view.segments.insert(seq, file.clone());
+            view.segment_names.insert(seq, self.dir.describe(&name));
+        }
+        self.segments.push_back(SegmentName {
+            seq,
+            first_index: self.next_index,
+            name,
+        });
+        self.active = file;
+        self.chain = chain;
+        self.buf_start = bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Deletes whole segments whose live entries are all below `before_index`, oldest first,
+    /// never the active one. Everything before was committed by the caller.
+    fn release(&mut self, before_index: u64) -> Result<(), FatalCause> {
+        debug_assert!(self.staged.is_empty(), "release runs between commits");
+        // A segment's live entries are all below the next segment's first index.
+        while self.segments.len() >= 2 && self.segments[1].first_index <= before_index {
+            let Some(old) = self.segments.pop_front() else {
+                break;
+            };
+            let desc = self.dir.describe(&old.name);
+            self.dir.remove(&old.name).map_err(|e| fatal(&desc, e))?;
+            // One directory fsync per removal: a crash must never leave a hole in the middle.
+            self.dir.sync_dir().map_err(|e| fatal(&desc, e))?;
+            let mut view = self.shared.lock_view();
+            view.segments.remove(&old.seq);
+            view.segment_names.remove(&old.seq);
+            let keep_from = self.segments.front().map(|s| s.seq).unwrap_or(u32::MAX);
+            view.index.release_segments_before(keep_from);
+            self.first_index = view.index.first_index();
+        }
+        Ok(())
+    }
+}
+
+/// Placeholder before the first segment exists; never written to.
+struct NoFile;
+
+impl WalFile for NoFile {
+    fn read_at(&self, _: u64, _: &mut [u8]) -> std::io::Result<()> {
+        Err(std::io::Error::other("no segment yet"))
+    }
+    fn write_at(&self, _: u64, _: &[u8]) -> std::io::Result<()> {
+        Err(std::io::Error::other("no segment yet"))
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn size(&self) -> std::io::Result<u64> {
+        Ok(0)
+    }
+    fn set_len(&self, _: u64) -> std::io::Result<()> {
+        Err(std::io::Error::other("no segment yet"))
+    }
+}

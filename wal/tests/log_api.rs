@@ -1,0 +1,367 @@
+//! The log's promises through its public API: durability across reopen, truncation, release,
+//! snapshot markers, validation, fatal errors, group commit and metrics.
+
+mod common;
+
+use std::sync::Arc;
+
+use cairn_wal::sim_disk::{LossMode, SimDisk, SimRng};
+use cairn_wal::{HardState, Metadata, Record, SnapshotMarker, Wal, WalConfig, WalError};
+use common::{entry, entry_record, small_config};
+
+fn open(disk: &SimDisk) -> (Wal, cairn_wal::Recovered) {
+    Wal::open_dir(disk.dir(), small_config()).expect("open")
+}
+
+fn append_range(wal: &Wal, lo: u64, hi: u64, term: u64) {
+    for i in lo..hi {
+        wal.append(vec![entry_record(i, term, (i % 97) as usize)])
+            .wait()
+            .expect("append");
+    }
+}
+
+#[test]
+fn appended_records_are_readable_and_survive_reopen() {
+    let disk = SimDisk::new();
+    let (wal, rec) = open(&disk);
+    assert_eq!((rec.first_index, rec.next_index), (1, 1));
+    let hs = HardState {
+        term: 3,
+        vote: 2,
+        commit: 150,
+    };
+    let md = Metadata {
+        cluster_id: 7,
+        member_id: 9,
+    };
+    wal.append(vec![Record::Metadata(md)]).wait().unwrap();
+    append_range(&wal, 1, 201, 3);
+    wal.append(vec![Record::HardState(hs)]).wait().unwrap();
+    assert!(disk.file_names().len() > 3, "small segments rotate");
+    let expect: Vec<_> = (1..201).map(|i| entry(i, 3, (i % 97) as usize)).collect();
+    assert_eq!(wal.read_entries(1, 201).unwrap(), expect);
+    drop(wal);
+
+    let (wal, rec) = open(&disk);
+    assert_eq!((rec.first_index, rec.next_index), (1, 201));
+    assert_eq!(rec.hard_state, Some(hs));
+    assert_eq!(rec.metadata, Some(md));
+    assert_eq!(rec.torn_tail, None);
+    assert_eq!(wal.read_entries(1, 201).unwrap(), expect);
+    assert_eq!(wal.read_entries(50, 60).unwrap(), expect[49..59].to_vec());
+}
+
+#[test]
+fn truncate_from_durably_replaces_a_conflicting_suffix() {
+    let disk = SimDisk::new();
+    let (wal, _) = open(&disk);
+    append_range(&wal, 1, 60, 1);
+    wal.truncate_from(30).wait().unwrap();
+    assert_eq!(wal.next_index(), 30);
+    assert!(matches!(
+        wal.read_entries(29, 31),
+        Err(WalError::Unavailable { .. })
+    ));
+    append_range(&wal, 30, 40, 2);
+    drop(wal);
+    let (wal, rec) = open(&disk);
+    assert_eq!(rec.next_index, 40);
+    let got = wal.read_entries(1, 40).unwrap();
+    assert!(got[..29].iter().all(|e| e.term == 1));
+    assert!(got[29..].iter().all(|e| e.term == 2));
+    assert_eq!(got[35], entry(36, 2, 36));
+}
+
+#[test]
+fn truncate_below_the_first_entry_is_rejected() {
+    let disk = SimDisk::new();
+    let (wal, _) = open(&disk);
+    wal.append(vec![Record::Snapshot(SnapshotMarker {
+        index: 10,
+        term: 1,
+    })])
+    .wait()
+    .unwrap();
+    append_range(&wal, 11, 20, 1);
+    assert!(matches!(
+        wal.truncate_from(5).wait(),
+        Err(WalError::TruncateBeforeFirst {
+            index: 5,
+            first_index: 11
+        })
+    ));
+    wal.truncate_from(25).wait().unwrap();
+    assert_eq!(wal.next_index(), 20, "truncating past the end is a no-op");
+}
+
+#[test]
+fn release_before_deletes_old_segments_but_keeps_the_latest_state() {
+    let disk = SimDisk::new();
+    let (wal, _) = open(&disk);
+    let hs = HardState {
+        term: 1,
+        vote: 1,
+        commit: 5,
+    };
+    wal.append(vec![Record::HardState(hs)]).wait().unwrap();
+    append_range(&wal, 1, 300, 1);
+    let before = disk.file_names().len();
+    let marker = SnapshotMarker {
+        index: 250,
+        term: 1,
+    };
+    wal.append(vec![Record::Snapshot(marker)]).wait().unwrap();
+    wal.release_before(251).wait().unwrap();
+    let after = disk.file_names().len();
+    assert!(after < before, "{before} -> {after}");
+    let first = wal.first_index();
+    assert!(first > 1 && first <= 251, "first index {first}");
+    assert!(matches!(
+        wal.read_entries(1, 2),
+        Err(WalError::Compacted { .. })
+    ));
+    drop(wal);
+    let (wal, rec) = open(&disk);
+    assert_eq!(
+        rec.hard_state,
+        Some(hs),
+        "state lives in every segment's preamble"
+    );
+    assert_eq!(rec.snapshot, Some(marker));
+    assert_eq!(rec.first_index, first);
+    assert_eq!(rec.next_index, 300);
+    assert_eq!(
+        wal.read_entries(251, 300).unwrap()[0],
+        entry(251, 1, 251 % 97)
+    );
+}
+
+#[test]
+fn release_never_deletes_the_segment_being_written() {
+    let disk = SimDisk::new();
+    let (wal, _) = open(&disk);
+    append_range(&wal, 1, 100, 1);
+    wal.release_before(u64::MAX).wait().unwrap();
+    assert_eq!(disk.file_names().len(), 1);
+    assert_eq!(wal.next_index(), 100);
+    drop(wal);
+    let (_, rec) = open(&disk);
+    assert_eq!(rec.next_index, 100);
+}
+
+#[test]
+fn snapshot_marker_past_the_end_restarts_the_log_after_it() {
+    let disk = SimDisk::new();
+    let (wal, _) = open(&disk);
+    append_range(&wal, 1, 11, 1);
+    wal.append(vec![Record::Snapshot(SnapshotMarker {
+        index: 100,
+        term: 4,
+    })])
+    .wait()
+    .unwrap();
+    assert_eq!((wal.first_index(), wal.next_index()), (101, 101));
+    assert!(matches!(
+        wal.append(vec![entry_record(11, 1, 0)]).wait(),
+        Err(WalError::NonContiguous {
+            expected: 101,
+            found: 11
+        })
+    ));
+    append_range(&wal, 101, 105, 4);
+    drop(wal);
+    let (wal, rec) = open(&disk);
+    assert_eq!((rec.first_index, rec.next_index), (101, 105));
+    assert_eq!(wal.read_entries(101, 105).unwrap().len(), 4);
+}
+
+#[test]
+fn an_invalid_record_rejects_the_whole_append() {
+    let disk = SimDisk::new();
+    let (wal, _) = open(&disk);
+    let r = wal
+        .append(vec![entry_record(1, 1, 3), entry_record(3, 1, 3)])
+        .wait();
+    assert!(matches!(
+        r,
+        Err(WalError::NonContiguous {
+            expected: 2,
+            found: 3
+        })
+    ));
+    assert_eq!(wal.next_index(), 1);
+    let too_big = vec![entry_record(1, 1, wal.max_payload_bytes() as usize + 1)];
+    assert!(matches!(
+        wal.append(too_big).wait(),
+        Err(WalError::RecordTooLarge { .. })
+    ));
+    let largest = vec![entry_record(1, 1, wal.max_payload_bytes() as usize)];
+    wal.append(largest).wait().unwrap();
+    append_range(&wal, 2, 4, 1);
+    drop(wal);
+    let (wal, rec) = open(&disk);
+    assert_eq!(rec.next_index, 4);
+    assert_eq!(
+        wal.read_entries(1, 2).unwrap()[0].payload.len() as u64,
+        wal.max_payload_bytes()
+    );
+}
+
+#[test]
+fn failed_fsync_fails_that_append_and_every_later_one() {
+    let disk = SimDisk::new();
+    let (wal, _) = open(&disk);
+    append_range(&wal, 1, 10, 1);
+    disk.fail_next_sync();
+    assert!(matches!(
+        wal.append(vec![entry_record(10, 1, 5)]).wait(),
+        Err(WalError::Fatal { .. })
+    ));
+    for i in 10..13 {
+        assert!(matches!(
+            wal.append(vec![entry_record(i, 1, 5)]).wait(),
+            Err(WalError::Fatal { .. })
+        ));
+    }
+    assert!(matches!(
+        wal.release_before(5).wait(),
+        Err(WalError::Fatal { .. })
+    ));
+    assert_eq!(
+        wal.next_index(),
+        10,
+        "nothing unacknowledged became visible"
+    );
+    drop(wal);
+    disk.power_loss(LossMode::DropUnsynced, &mut SimRng::new(1));
+    let (wal, rec) = open(&disk);
+    assert_eq!(rec.next_index, 10);
+    assert_eq!(wal.read_entries(1, 10).unwrap().len(), 9);
+}
+
+#[test]
+fn failed_write_is_fatal_too() {
+    let disk = SimDisk::new();
+    let (wal, _) = open(&disk);
+    disk.fail_next_write();
+    assert!(wal.append(vec![entry_record(1, 1, 5)]).wait().is_err());
+    assert!(matches!(
+        wal.append(vec![entry_record(1, 1, 5)]).wait(),
+        Err(WalError::Fatal { .. })
+    ));
+}
+
+#[test]
+fn corruption_under_a_live_log_is_reported_on_read() {
+    let disk = SimDisk::new();
+    let (wal, _) = open(&disk);
+    append_range(&wal, 1, 5, 1);
+    let name = disk.file_names()[0].clone();
+    let mut bytes = disk.read_file(&name).unwrap();
+    bytes[64 + 20] ^= 0xff; // inside the first entry's body
+    assert!(disk.overwrite_file(&name, bytes));
+    assert!(matches!(
+        wal.read_entries(1, 2),
+        Err(WalError::Corrupt { .. })
+    ));
+    assert_eq!(wal.read_entries(2, 5).unwrap().len(), 3);
+}
+
+#[test]
+fn concurrent_appenders_share_fsyncs_on_a_real_disk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = WalConfig {
+        segment_bytes: 64 << 10,
+        ..WalConfig::default()
+    };
+    let (wal, _) = Wal::open(tmp.path(), config.clone()).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let next = Arc::new(std::sync::Mutex::new(1u64));
+    let tasks = 64;
+    let per_task = 20;
+    rt.block_on(async {
+        let mut handles = Vec::new();
+        for _ in 0..tasks {
+            let wal = wal.clone();
+            let next = next.clone();
+            handles.push(tokio::spawn(async move {
+                for _ in 0..per_task {
+                    let fut = {
+                        let mut n = next.lock().unwrap();
+                        let f = wal.append(vec![entry_record(*n, 1, 100)]);
+                        *n += 1;
+                        f
+                    };
+                    fut.await.unwrap();
+                }
+            }));
+        }
+        for h in handles {
+            h.await.unwrap();
+        }
+    });
+    let total = (tasks * per_task) as u64;
+    let m = wal.metrics();
+    assert!(m.records_synced >= total);
+    assert!(
+        m.fsyncs * 2 <= total,
+        "{} fsyncs for {total} appends: group commit did not batch",
+        m.fsyncs
+    );
+    assert_eq!(m.fsync_duration_buckets.iter().sum::<u64>(), m.fsyncs);
+    drop(wal);
+    let (wal, rec) = Wal::open(tmp.path(), config).unwrap();
+    assert_eq!(rec.next_index, total + 1);
+    let got = wal.read_entries(1, total + 1).unwrap();
+    for (i, e) in got.iter().enumerate() {
+        assert_eq!(*e, entry(i as u64 + 1, 1, 100));
+    }
+}
+
+#[test]
+fn leftover_tmp_segments_are_removed_on_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = WalConfig {
+        segment_bytes: 64 << 10,
+        ..WalConfig::default()
+    };
+    {
+        let (wal, _) = Wal::open(tmp.path(), config.clone()).unwrap();
+        append_range(&wal, 1, 10, 1);
+    }
+    std::fs::write(
+        tmp.path().join("0000000000000002-000000000000000a.wal.tmp"),
+        b"junk",
+    )
+    .unwrap();
+    let (wal, rec) = Wal::open(tmp.path(), config).unwrap();
+    assert_eq!(rec.next_index, 10);
+    let names: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["0000000000000001-0000000000000001.wal".to_string()]
+    );
+    append_range(&wal, 10, 12, 1);
+}
+
+#[test]
+fn invalid_configurations_are_refused() {
+    let disk = SimDisk::new();
+    for segment_bytes in [0, 1000, 4097, 1 << 33] {
+        let config = WalConfig {
+            segment_bytes,
+            ..WalConfig::default()
+        };
+        assert!(matches!(
+            Wal::open_dir(disk.dir(), config),
+            Err(WalError::InvalidConfig(_))
+        ));
+    }
+}
