@@ -47,6 +47,9 @@ pub enum WalError {
     /// `truncate_from` below the first entry still in the log.
     #[error("cannot truncate from index {index}: the log starts at {first_index}")]
     TruncateBeforeFirst { index: u64, first_index: u64 },
+    /// `truncate_from` at or below the last snapshot marker: those entries are committed.
+    #[error("cannot truncate from index {index}: the snapshot at {snapshot_index} covers it")]
+    TruncateCoveredBySnapshot { index: u64, snapshot_index: u64 },
     /// A record does not fit into one segment.
     #[error("record of {bytes} bytes exceeds the maximum of {max_bytes} bytes")]
     RecordTooLarge { bytes: u64, max_bytes: u64 },

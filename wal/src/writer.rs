@@ -331,6 +331,7 @@ impl Writer {
     fn validate(&self, records: &[LogRecord]) -> Result<Vec<bool>, WalError> {
         let mut next = self.next_index;
         let first = self.first_index;
+        let mut snapshot = self.state.snapshot;
         let max_body = max_body_bytes(self.segment_bytes);
         let mut skip = Vec::with_capacity(records.len());
         for r in records {
@@ -358,6 +359,13 @@ impl Writer {
                             first_index: first,
                         });
                     }
+                    if let Some(s) = snapshot.filter(|s| *from_index <= s.index) {
+                        // Keeps `snapshot.index < next_index`, which the preamble relies on.
+                        return Err(WalError::TruncateCoveredBySnapshot {
+                            index: *from_index,
+                            snapshot_index: s.index,
+                        });
+                    }
                     if *from_index >= next {
                         is_noop = true;
                     } else {
@@ -374,6 +382,7 @@ impl Writer {
                     if s.index >= next {
                         next = s.index + 1;
                     }
+                    snapshot = Some(*s);
                 }
                 LogRecord::HardState(_) | LogRecord::Metadata(_) => {}
             }
@@ -389,6 +398,11 @@ impl Writer {
             self.flush()?;
             self.rotate()?;
         }
+        // A segment's preamble replays its snapshot marker; it must not reset the log there.
+        debug_assert!(self
+            .state
+            .snapshot
+            .is_none_or(|s| s.index < self.next_index));
         let offset = self.buf_start + self.buf.len() as u64;
         // Rotation guarantees room; validation bounded the record by a fresh segment's room.
         debug_assert!(offset + flen <= self.segment_bytes);
