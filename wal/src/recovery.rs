@@ -146,7 +146,7 @@ pub(crate) fn recover(
                 ));
             }
         }
-        let end = scan_segment(&describe, &buf, chain, is_last, |rec| {
+        let end = scan_segment(&describe, &buf, file_len_usize, chain, is_last, |rec| {
             replay_record(&describe, seq32, rec, &mut index, &mut state)
         })?;
         chain = end.chain_crc;
@@ -256,4 +256,93 @@ fn replay_record(
         LogRecord::Metadata(m) => state.metadata = Some(m),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{encode_frame, segment_file_name};
+    use crate::record::Entry;
+    use crate::sim_disk::SimDisk;
+
+    const SEG: u64 = 4096;
+
+    /// Writes a segment holding entries with the given indexes; returns their offsets and the
+    /// final chain CRC.
+    fn write_segment(
+        disk: &SimDisk,
+        seq: u64,
+        first: u64,
+        prev_crc: u32,
+        indexes: &[u64],
+    ) -> (Vec<u64>, u32) {
+        let header = SegmentHeader {
+            seq,
+            first_index: first,
+            prev_crc,
+        };
+        let mut bytes = header.encode().to_vec();
+        let mut chain = prev_crc;
+        let mut offsets = Vec::new();
+        for &i in indexes {
+            offsets.push(bytes.len() as u64);
+            let e = LogRecord::Entry(Entry {
+                index: i,
+                term: 1,
+                payload: vec![1; 10],
+            });
+            let at = bytes.len() as u32;
+            chain = encode_frame(&mut bytes, &e, at, chain);
+        }
+        bytes.resize(SEG as usize, 0);
+        let name = segment_file_name(seq, first);
+        let f = disk.dir().create(&name, SEG).unwrap();
+        f.write_at(0, &bytes).unwrap();
+        disk.overwrite_file(&name, bytes);
+        (offsets, chain)
+    }
+
+    #[test]
+    fn an_entry_that_skips_an_index_refuses_to_open_at_its_offset() {
+        let disk = SimDisk::new();
+        let (offsets, _) = write_segment(&disk, 1, 1, 0, &[1, 2, 4]);
+        match recover(&*disk.dir(), SEG) {
+            Err(WalError::IndexGap {
+                offset,
+                expected: 3,
+                found: 4,
+                ..
+            }) => assert_eq!(offset, offsets[2]),
+            other => panic!("unexpected {:?}", other.map(|_| ())),
+        }
+    }
+
+    #[test]
+    fn a_segment_starting_past_the_previous_end_refuses_to_open() {
+        let disk = SimDisk::new();
+        let (_, chain) = write_segment(&disk, 1, 1, 0, &[1, 2, 3]);
+        write_segment(&disk, 2, 5, chain, &[5, 6]);
+        match recover(&*disk.dir(), SEG) {
+            Err(WalError::IndexGap {
+                file,
+                offset: 24,
+                expected: 4,
+                found: 5,
+            }) => {
+                assert!(file.contains(&segment_file_name(2, 5)));
+            }
+            other => panic!("unexpected {:?}", other.map(|_| ())),
+        }
+    }
+
+    #[test]
+    fn a_segment_from_another_chain_refuses_to_open() {
+        let disk = SimDisk::new();
+        let (_, chain) = write_segment(&disk, 1, 1, 0, &[1, 2, 3]);
+        write_segment(&disk, 2, 4, chain ^ 1, &[4, 5]);
+        assert!(matches!(
+            recover(&*disk.dir(), SEG),
+            Err(WalError::Corrupt { offset: 32, .. })
+        ));
+    }
 }

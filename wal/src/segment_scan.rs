@@ -44,6 +44,7 @@ enum Stop {
 pub(crate) fn scan_segment(
     file: &str,
     buf: &[u8],
+    file_len: usize,
     start_chain: u32,
     is_last: bool,
     mut visit: impl FnMut(ScannedRecord<'_>) -> Result<(), WalError>,
@@ -63,6 +64,13 @@ pub(crate) fn scan_segment(
         if h.body_len == 0 && h.kind == 0 && h.reserved == [0; 3] {
             // The sector holding the first half of a header straddling a sector boundary was
             // lost; only the torn-write rules can decide.
+            break Stop::Damaged {
+                at: pos,
+                extent: pos + FRAME_HEADER_BYTES,
+            };
+        }
+        if pos + FRAME_HEADER_BYTES > file_len {
+            // The file ends inside this header (a file cut short): torn-write rules decide.
             break Stop::Damaged {
                 at: pos,
                 extent: pos + FRAME_HEADER_BYTES,
@@ -117,12 +125,13 @@ pub(crate) fn scan_segment(
         chain = crc;
         pos += frame_len(body_len);
     };
-    classify_stop(file, buf, stop, is_last, chain)
+    classify_stop(file, buf, file_len, stop, is_last, chain)
 }
 
 fn classify_stop(
     file: &str,
     buf: &[u8],
+    file_len: usize,
     stop: Stop,
     is_last: bool,
     chain_crc: u32,
@@ -147,10 +156,12 @@ fn classify_stop(
             "damaged or stray data after the last valid record of a segment that newer segments follow",
         ));
     }
-    let torn_shape = match stop {
-        Stop::Zero { at } => piece_is_zero(buf, at),
-        Stop::Damaged { at, extent } => any_sector_piece_zero(buf, at, extent),
-    };
+    // A lost sector leaves zeros; a file cut short (its preallocated length lost) ends early.
+    let torn_shape = extent > file_len
+        || match stop {
+            Stop::Zero { at } => piece_is_zero(buf, at),
+            Stop::Damaged { at, extent } => any_sector_piece_zero(buf, at, extent),
+        };
     if !torn_shape {
         return Err(WalError::corrupt(
             file,
@@ -278,7 +289,7 @@ mod tests {
 
     fn count(buf: &[u8], is_last: bool) -> Result<(usize, ScanEnd), WalError> {
         let mut n = 0;
-        let end = scan_segment("seg", buf, 0, is_last, |_| {
+        let end = scan_segment("seg", buf, buf.len(), 0, is_last, |_| {
             n += 1;
             Ok(())
         })?;

@@ -397,8 +397,9 @@ impl Wal {
 /// Bound on one read of a run of entries, so a long range does not allocate one huge buffer.
 const MAX_READ_RUN_BYTES: u64 = 4 << 20;
 
+/// End of an entry's frame without its padding (a file may end before the padding).
 fn frame_end(loc: &EntryLoc) -> u64 {
-    u64::from(loc.offset) + frame_len(loc.body_len as usize) as u64
+    u64::from(loc.offset) + (FRAME_HEADER_BYTES as u64) + u64::from(loc.body_len)
 }
 
 fn decode_entry_at(b: &[u8], loc: &EntryLoc) -> Result<Entry, String> {
