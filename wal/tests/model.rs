@@ -58,7 +58,10 @@ fn check(wal: &Wal, m: &Model) -> Result<(), TestCaseError> {
     prop_assert_eq!(wal.next_index(), m.next());
     prop_assert_eq!(wal.hard_state(), m.hard_state);
     prop_assert_eq!(wal.snapshot(), m.snapshot);
-    prop_assert_eq!(wal.read_entries(m.first, m.next()).unwrap(), m.entries.clone());
+    prop_assert_eq!(
+        wal.read_entries(m.first, m.next()).unwrap(),
+        m.entries.clone()
+    );
     Ok(())
 }
 
@@ -114,8 +117,15 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                 }
             }
             Step::Snapshot(f, past) => {
-                let index = if past { m.next() + u64::from(f) } else { m.at(f).max(1) };
-                let marker = SnapshotMarker { index, term: m.term };
+                let index = if past {
+                    m.next() + u64::from(f)
+                } else {
+                    m.at(f).max(1)
+                };
+                let marker = SnapshotMarker {
+                    index,
+                    term: m.term,
+                };
                 wal.append(vec![Record::Snapshot(marker)]).wait().unwrap();
                 if index >= m.next() {
                     m.entries.clear();
