@@ -12,6 +12,7 @@
 //! (default 2000).
 
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::io::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
@@ -963,8 +964,10 @@ fn cluster_stays_safe_and_live_under_hostile_network() {
             ),
         }
     }
-    println!("{total:?}");
-    println!("{} seeds in {:.1?}", seeds.len(), start.elapsed());
+    // Written to the process's stderr directly so the count shows without --nocapture.
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "raft simulation: {total:?}");
+    let _ = writeln!(err, "{} seeds in {:.1?}", seeds.len(), start.elapsed());
     // The faults must actually have been exercised, or the run proves nothing.
     if seeds.len() >= 100 {
         assert!(
