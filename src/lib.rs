@@ -10,6 +10,7 @@
 //! - [`version`]: what `--version`, `Maintenance.Status` and `/version` report.
 
 pub mod config;
+pub mod ctl;
 pub mod mvcc;
 pub mod proto;
 pub mod version;

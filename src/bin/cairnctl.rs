@@ -1,31 +1,33 @@
 //! `cairnctl`: the command-line client for Cairn, and for any etcd v3 endpoint.
 
+use std::io::Write;
 use std::process::ExitCode;
 
-use cairn::version::{ETCD_API_VERSION, LONG_VERSION};
-use clap::{Parser, Subcommand};
-
-/// A command-line client for Cairn (and any etcd v3 API endpoint).
-#[derive(Debug, Parser)]
-#[command(name = "cairnctl", version = LONG_VERSION, about, long_about = None)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Print the version of cairnctl and the etcd API version it speaks.
-    Version,
-}
+use cairn::ctl::{run, Cli};
+use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Version => {
-            println!("cairnctl version: {LONG_VERSION}");
-            println!("API version: {ETCD_API_VERSION}");
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("Error: cannot start the async runtime: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(printed) => {
+            // A closed pipe (e.g. `| head`) is not an error worth reporting.
+            let _ = std::io::stdout().write_all(printed.stdout.as_bytes());
+            let _ = std::io::stderr().write_all(printed.stderr.as_bytes());
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("Error: {err}");
+            ExitCode::from(err.exit_code())
         }
     }
-    ExitCode::SUCCESS
 }
