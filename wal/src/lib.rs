@@ -10,6 +10,24 @@
 //! The log stores opaque records: it knows nothing of Raft's rules, of etcd, or of the storage
 //! engine.
 //!
+//! # Using the log
+//!
+//! [`Wal::open`] recovers the directory and reports hard state, snapshot marker, metadata, the
+//! live entry range and any torn tail it cut ([`Recovered`]). [`Wal::append`] queues records and
+//! returns an [`AppendFuture`] (await it, or `wait()` outside a runtime) that resolves once they
+//! are durable; the order of `append` calls is the order on disk. [`Wal::truncate_from`] and
+//! [`Wal::release_before`] go through the same queue. [`Wal::read_entries`] reads durable
+//! entries back from disk via the in-memory index, checking their CRC again.
+//!
+//! One writer thread serves the queue: it takes everything queued (up to
+//! [`WalConfig::max_batch_bytes`]), writes it with one `write` and one `fdatasync`, publishes it
+//! to readers and acknowledges every append in the batch. Appends arriving during that fsync
+//! form the next batch; an idle writer wakes on the first append immediately (no timer).
+//! [`Wal::metrics`] counts fsyncs, records and bytes synced and fsync latency.
+//!
+//! All file access goes through [`WalDir`]/[`WalFile`]; [`sim_disk::SimDisk`] implements them in
+//! memory with power-loss simulation for tests.
+//!
 //! # On-disk format (version 1)
 //!
 //! All integers are little-endian. CRCs are CRC-32 (IEEE, as computed by `crc32fast`).

@@ -4,10 +4,14 @@
 use std::sync::Arc;
 
 use crate::error::WalError;
-use crate::format::{parse_segment_file_name, SegmentHeader, SEGMENT_HEADER_BYTES, TMP_SUFFIX};
+use crate::format::{
+    parse_segment_file_name, u64_at, SegmentHeader, SEGMENT_HEADER_BYTES, TMP_SUFFIX,
+};
 use crate::index::{EntryIndex, EntryLoc};
 use crate::io::{WalDir, WalFile};
-use crate::record::{HardState, LogRecord, Metadata, SnapshotMarker};
+use crate::record::{
+    HardState, LogRecord, Metadata, SnapshotMarker, ENTRY_PREFIX_BYTES, KIND_ENTRY,
+};
 use crate::segment_scan::{scan_segment, ScannedRecord};
 
 /// The latest non-entry state of the log.
@@ -201,6 +205,31 @@ fn replay_record(
     index: &mut EntryIndex,
     state: &mut LogState,
 ) -> Result<(), WalError> {
+    let next = index.next_index();
+    if rec.kind == KIND_ENTRY {
+        // Replay needs only the index; the payload stays on disk until read. The scan checked
+        // the body length bounds.
+        debug_assert!(rec.body.len() >= ENTRY_PREFIX_BYTES);
+        let entry_index = u64_at(rec.body, 0);
+        if entry_index != next {
+            return Err(WalError::IndexGap {
+                file: file.to_string(),
+                offset: rec.offset,
+                expected: next,
+                found: entry_index,
+            });
+        }
+        index.push(
+            entry_index,
+            EntryLoc {
+                seq,
+                offset: rec.offset as u32,
+                body_len: rec.body.len() as u32,
+                prev_crc: rec.prev_crc,
+            },
+        );
+        return Ok(());
+    }
     let Some(record) = LogRecord::decode(rec.kind, rec.body) else {
         return Err(WalError::corrupt(
             file,
@@ -208,27 +237,8 @@ fn replay_record(
             "undecodable record body",
         ));
     };
-    let next = index.next_index();
     match record {
-        LogRecord::Entry(e) => {
-            if e.index != next {
-                return Err(WalError::IndexGap {
-                    file: file.to_string(),
-                    offset: rec.offset,
-                    expected: next,
-                    found: e.index,
-                });
-            }
-            index.push(
-                e.index,
-                EntryLoc {
-                    seq,
-                    offset: rec.offset as u32,
-                    body_len: rec.body.len() as u32,
-                    prev_crc: rec.prev_crc,
-                },
-            );
-        }
+        LogRecord::Entry(_) => unreachable_entry(file, rec.offset)?,
         LogRecord::Truncate { from_index } => {
             if from_index >= next {
                 return Err(WalError::corrupt(
@@ -256,6 +266,16 @@ fn replay_record(
         LogRecord::Metadata(m) => state.metadata = Some(m),
     }
     Ok(())
+}
+
+/// Entries are handled before decoding; reaching this is a bug, reported as corruption rather
+/// than a panic.
+fn unreachable_entry(file: &str, offset: u64) -> Result<(), WalError> {
+    Err(WalError::corrupt(
+        file,
+        offset,
+        "entry record reached the generic decoder",
+    ))
 }
 
 #[cfg(test)]

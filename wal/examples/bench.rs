@@ -1,0 +1,250 @@
+//! WAL benchmark: `cargo run --release -p cairn-wal --example bench`.
+//!
+//! Measures, on one directory (a temp dir, or `CAIRN_WAL_BENCH_DIR`): raw `write`+`fdatasync`
+//! of 256 bytes (the physical limit); one appender's latency; throughput with 1..256 concurrent
+//! appenders (group commit); 1 MiB appends against raw sequential writes; and replay (open) of
+//! `CAIRN_WAL_BENCH_REPLAY_MB` (default 1024) MiB of log. Prints a table, then the summary line.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cairn_wal::{Entry, Record, Wal, WalConfig};
+
+const RECORD_BYTES: usize = 256;
+const LATENCY_SAMPLES: usize = 2000;
+const THROUGHPUT_RUN: Duration = Duration::from_secs(2);
+const BIG_APPEND_BYTES: usize = 1 << 20;
+const BIG_APPENDS: usize = 128;
+
+fn percentile(sorted_us: &[f64], p: f64) -> f64 {
+    if sorted_us.is_empty() {
+        return 0.0;
+    }
+    let at = ((sorted_us.len() as f64 - 1.0) * p).round() as usize;
+    sorted_us[at]
+}
+
+fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v
+}
+
+fn entry(index: u64, len: usize) -> Record {
+    Record::Entry(Entry {
+        index,
+        term: 1,
+        payload: vec![(index % 251) as u8; len],
+    })
+}
+
+fn raw_fsync_latencies(dir: &std::path::Path, bytes: usize, samples: usize) -> Vec<f64> {
+    let path = dir.join("raw.bench");
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .expect("raw file");
+    f.set_len((bytes * samples) as u64 + 4096).expect("size");
+    f.sync_all().expect("sync");
+    let buf = vec![7u8; bytes];
+    let mut lat = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let t = Instant::now();
+        f.write_all_at(&buf, (i * bytes) as u64).expect("write");
+        f.sync_data().expect("fdatasync");
+        lat.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    drop(f);
+    let _ = std::fs::remove_file(path);
+    lat
+}
+
+fn fresh_wal(root: &std::path::Path, name: &str) -> Wal {
+    let dir = root.join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    Wal::open(&dir, WalConfig::default()).expect("open").0
+}
+
+/// Runs `appenders` tasks appending 256-byte entries for THROUGHPUT_RUN; returns records/s and
+/// records per fsync.
+fn throughput(rt: &tokio::runtime::Runtime, wal: &Wal, appenders: usize) -> (f64, f64) {
+    let next = Arc::new(Mutex::new(wal.next_index()));
+    let before = wal.metrics();
+    let started = Instant::now();
+    let done: u64 = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..appenders {
+            let wal = wal.clone();
+            let next = next.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut n = 0u64;
+                while started.elapsed() < THROUGHPUT_RUN {
+                    let fut = {
+                        let mut g = next.lock().expect("lock");
+                        let f = wal.append(vec![entry(*g, RECORD_BYTES)]);
+                        *g += 1;
+                        f
+                    };
+                    fut.await.expect("append");
+                    n += 1;
+                }
+                n
+            }));
+        }
+        let mut total = 0;
+        for t in tasks {
+            total += t.await.expect("task");
+        }
+        total
+    });
+    let secs = started.elapsed().as_secs_f64();
+    let after = wal.metrics();
+    let fsyncs = (after.fsyncs - before.fsyncs).max(1);
+    (done as f64 / secs, done as f64 / fsyncs as f64)
+}
+
+fn main() {
+    let root = match std::env::var("CAIRN_WAL_BENCH_DIR") {
+        Ok(d) => {
+            std::fs::create_dir_all(&d).expect("bench dir");
+            tempfile::tempdir_in(d).expect("tempdir")
+        }
+        Err(_) => tempfile::tempdir().expect("tempdir"),
+    };
+    let replay_mb: u64 = std::env::var("CAIRN_WAL_BENCH_REPLAY_MB")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1024);
+    let root = root.path();
+    println!("cairn-wal benchmark in {}", root.display());
+    println!(
+        "{:<44} {:>14} {:>14} {:>14}",
+        "case", "p50 / rate", "p99", "per fsync"
+    );
+
+    // 1. The physical limit.
+    let raw = sorted(raw_fsync_latencies(root, RECORD_BYTES, LATENCY_SAMPLES));
+    let raw_p50 = percentile(&raw, 0.5);
+    println!(
+        "{:<44} {:>11.1} us {:>11.1} us {:>14}",
+        "raw write+fdatasync 256 B",
+        raw_p50,
+        percentile(&raw, 0.99),
+        "-"
+    );
+
+    // 2. One appender's latency.
+    let wal = fresh_wal(root, "latency");
+    let mut lat = Vec::with_capacity(LATENCY_SAMPLES);
+    for i in 0..LATENCY_SAMPLES as u64 {
+        let t = Instant::now();
+        wal.append(vec![entry(i + 1, RECORD_BYTES)])
+            .wait()
+            .expect("append");
+        lat.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    let lat = sorted(lat);
+    let append_p50 = percentile(&lat, 0.5);
+    println!(
+        "{:<44} {:>11.1} us {:>11.1} us {:>14}",
+        "wal append 256 B, 1 appender",
+        append_p50,
+        percentile(&lat, 0.99),
+        1
+    );
+    drop(wal);
+
+    // 3. Group commit.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut single = 0.0;
+    let mut at64 = 0.0;
+    for appenders in [1usize, 4, 16, 64, 256] {
+        let wal = fresh_wal(root, &format!("group{appenders}"));
+        let (rps, per_fsync) = throughput(&rt, &wal, appenders);
+        if appenders == 1 {
+            single = rps;
+        }
+        if appenders == 64 {
+            at64 = rps;
+        }
+        println!(
+            "{:<44} {:>12.0}/s {:>14} {:>14.1}",
+            format!("wal 256 B, {appenders} concurrent appenders"),
+            rps,
+            "-",
+            per_fsync
+        );
+    }
+    let group64 = at64 / single.max(1e-9);
+
+    // 4. Big appends against raw sequential writes of the same size.
+    let raw_big = raw_fsync_latencies(root, BIG_APPEND_BYTES, BIG_APPENDS);
+    let raw_big_s: f64 = raw_big.iter().sum::<f64>() / 1e6;
+    let raw_mb_s = (BIG_APPEND_BYTES * BIG_APPENDS) as f64 / raw_big_s / 1e6;
+    let wal = fresh_wal(root, "big");
+    let t = Instant::now();
+    for i in 0..BIG_APPENDS as u64 {
+        wal.append(vec![entry(i + 1, BIG_APPEND_BYTES)])
+            .wait()
+            .expect("append");
+    }
+    let wal_mb_s = (BIG_APPEND_BYTES * BIG_APPENDS) as f64 / t.elapsed().as_secs_f64() / 1e6;
+    drop(wal);
+    println!(
+        "{:<44} {:>11.1} MB/s {:>14} {:>14}",
+        "raw write+fdatasync 1 MiB", raw_mb_s, "-", "-"
+    );
+    println!(
+        "{:<44} {:>11.1} MB/s {:>14} {:>14}",
+        "wal append 1 MiB, 1 appender",
+        wal_mb_s,
+        format!("{:.2}x raw", wal_mb_s / raw_mb_s.max(1e-9)),
+        "-"
+    );
+
+    // 5. Replay: fill a log with 256-byte entries in 1 MiB appends, then time opening it.
+    let dir = root.join("replay");
+    let (wal, _) = Wal::open(&dir, WalConfig::default()).expect("open");
+    let per_append = (1 << 20) / (RECORD_BYTES + 32);
+    let target_bytes = replay_mb << 20;
+    let mut next = 1u64;
+    let written_before = wal.metrics().bytes_synced;
+    while wal.metrics().bytes_synced - written_before < target_bytes {
+        let records = (0..per_append as u64)
+            .map(|k| entry(next + k, RECORD_BYTES))
+            .collect();
+        wal.append(records).wait().expect("append");
+        next += per_append as u64;
+    }
+    let log_bytes = wal.metrics().bytes_synced - written_before;
+    drop(wal);
+    let t = Instant::now();
+    let (wal, rec) = Wal::open(&dir, WalConfig::default()).expect("reopen");
+    let replay_s = t.elapsed().as_secs_f64();
+    assert_eq!(rec.next_index, next, "replay found every entry");
+    drop(wal);
+    let replay_mb_s = log_bytes as f64 / replay_s / 1e6;
+    println!(
+        "{:<44} {:>11.1} MB/s {:>14} {:>14}",
+        format!("replay (open) of {} MiB of log", log_bytes >> 20),
+        replay_mb_s,
+        format!("{:.0} ms", replay_s * 1e3),
+        "-"
+    );
+    println!(
+        "wal: fsync_p50_us={:.1} append_p50_us={:.1} ratio1={:.2} group64_speedup={:.1} replay_mb_s={:.0}",
+        raw_p50,
+        append_p50,
+        append_p50 / raw_p50.max(1e-9),
+        group64,
+        replay_mb_s
+    );
+}
