@@ -21,7 +21,7 @@ impl Model {
     fn new() -> Self {
         Model {
             history: vec![State::new(), State::new()],
-            compacted: 0,
+            compacted: -1,
         }
     }
 
@@ -102,7 +102,7 @@ fn step() -> impl Strategy<Value = Step> {
             .prop_map(|(txns, commit)| Step::Batch { txns, commit }),
         3 => (any::<u8>(), any::<u8>(), 0i64..8, 0usize..4)
             .prop_map(|(from, to, rev_back, limit)| Step::Range { from, to, rev_back, limit }),
-        1 => (0i64..6).prop_map(|rev_back| Step::Compact { rev_back }),
+        1 => (0i64..8).prop_map(|rev_back| Step::Compact { rev_back }),
         1 => Just(Step::Reopen),
     ]
 }
@@ -330,6 +330,26 @@ fn readers_never_see_an_uncommitted_batch() {
         .range(&KeyRange::prefix(b""), RangeOptions::default())
         .unwrap();
     assert_eq!(after.kvs.len(), 1);
+}
+
+#[test]
+fn a_fresh_store_compacts_at_zero_once_as_etcd_does() {
+    let store = MvccStore::open(MemBackend::default()).unwrap();
+    assert_eq!(store.compacted_revision(), -1);
+    assert!(matches!(
+        store.compact(-1, None),
+        Err(MvccError::Compacted { .. })
+    ));
+    store.compact(0, None).unwrap();
+    assert!(matches!(
+        store.compact(0, None),
+        Err(MvccError::Compacted { .. })
+    ));
+    store.compact(1, None).unwrap();
+    assert!(matches!(
+        store.compact(2, None),
+        Err(MvccError::FutureRevision { .. })
+    ));
 }
 
 #[test]

@@ -258,6 +258,8 @@ impl<B: Backend> MvccStore<B> {
         for key in &doomed {
             write.delete(Bucket::Key, key)?;
         }
+        // `rev` ≥ 0 here: it is above the compacted revision, which is at least -1.
+        debug_assert!(rev >= 0, "compaction at negative revision {rev}");
         write.put(Bucket::Meta, META_COMPACTED, &rev.to_be_bytes())?;
         if let Some(applied) = applied_index {
             write.put(Bucket::Meta, META_APPLIED_INDEX, &applied.to_be_bytes())?;
@@ -332,11 +334,14 @@ fn rebuild_index(read: &impl BackendRead) -> Result<(TreeIndex, Revisions), Mvcc
     if let Some(err) = failure {
         return Err(err);
     }
-    let compacted = read_meta_u64(read, META_COMPACTED)?.unwrap_or(0);
-    let compacted = i64::try_from(compacted).map_err(|_| MvccError::Corrupt {
-        what: "meta finished_compact_revision".into(),
-        reason: format!("{compacted} is not a revision"),
-    })?;
+    // A store never compacted is "compacted at -1", as etcd's, so compacting at 0 works once.
+    let compacted = match read_meta_u64(read, META_COMPACTED)? {
+        None => -1,
+        Some(stored) => i64::try_from(stored).map_err(|_| MvccError::Corrupt {
+            what: "meta finished_compact_revision".into(),
+            reason: format!("{stored} is not a revision"),
+        })?,
+    };
     // Compaction may have removed every record of the newest revisions (tombstones), but
     // the revision never moves backwards: the compacted revision was once current. An empty
     // store is at revision 1, as etcd's is, so the first write makes revision 2.
