@@ -19,6 +19,8 @@ use crate::{PageId, TxnId, PAGE_SIZE};
 const MIN_GROWTH_BYTES: u64 = 1 << 20;
 /// Largest step the file grows by, in bytes (below it, the file doubles).
 const MAX_GROWTH_BYTES: u64 = 1 << 30;
+/// Largest commit buffer kept between commits, in bytes (a huge value's buffer is dropped).
+const MAX_RETAINED_COMMIT_BUFFER_BYTES: usize = 16 << 20;
 
 /// When a commit is durable.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -43,6 +45,8 @@ pub(crate) struct WriterState {
     pub(crate) freelist: FreeList,
     pub(crate) page_count: u64,
     pub(crate) file_len: u64,
+    /// Encoded pages of the commit being written; kept to spare page faults on the next one.
+    pub(crate) commit_buf: Vec<u8>,
 }
 
 /// An open database file. `Sync`: share it (e.g. in an `Arc`) between threads.
@@ -132,6 +136,7 @@ impl Database {
                 freelist,
                 page_count: meta.page_count,
                 file_len: len,
+                commit_buf: Vec::new(),
             }),
             poisoned: Mutex::new(None),
         })
@@ -197,21 +202,36 @@ impl Database {
             chain.push(pages.alloc());
         }
         let txn = pages.txn;
-        let mut out: Vec<(PageId, Vec<u8>)> =
-            Vec::with_capacity(pages.nodes.len() + pages.raw.len());
-        for (id, node) in &pages.nodes {
-            out.push((*id, node.encode(*id, txn)?));
-        }
-        out.extend(pages.raw.drain());
-        let ids = pages.freelist.all_ids();
-        for (id, page) in chain.iter().zip(FreeList::encode(&ids, &chain, txn)) {
-            out.push((*id, page));
-        }
-        out.sort_unstable_by_key(|(id, _)| *id);
+        let free_ids = pages.freelist.all_ids();
+        let mut ids: Vec<PageId> = pages
+            .nodes
+            .keys()
+            .chain(pages.raw.keys())
+            .copied()
+            .collect();
+        ids.extend_from_slice(&chain);
+        ids.sort_unstable();
         debug_assert!(
-            out.iter().all(|(id, _)| *id >= 2 && *id < pages.page_count),
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "each page is written once"
+        );
+        debug_assert!(
+            ids.iter().all(|id| *id >= 2 && *id < pages.page_count),
             "pages in range"
         );
+        // One zeroed buffer, reused across commits, holds every page in id order.
+        let mut buf = std::mem::take(&mut writer.commit_buf);
+        buf.clear();
+        buf.resize(ids.len() * PAGE_SIZE, 0);
+        for (page, id) in buf.chunks_exact_mut(PAGE_SIZE).zip(&ids) {
+            if let Some(node) = pages.nodes.get(id) {
+                node.encode_into(page, *id, txn)?;
+            } else if let Some(raw) = pages.raw.get(id) {
+                page.copy_from_slice(raw);
+            } else if let Some(index) = chain.iter().position(|c| c == id) {
+                FreeList::encode_page_into(page, &free_ids, &chain, index, txn);
+            }
+        }
         let meta = Meta {
             txn,
             catalog_root,
@@ -219,7 +239,11 @@ impl Database {
             page_count: pages.page_count,
         };
         let file_len = writer.file_len;
-        match self.write_commit(&out, meta, file_len, &pages.base) {
+        let written = self.write_commit(&ids, &buf, meta, file_len, &pages.base);
+        if buf.capacity() <= MAX_RETAINED_COMMIT_BUFFER_BYTES {
+            writer.commit_buf = buf;
+        }
+        match written {
             Ok((snapshot, file_len)) => {
                 pages.freelist.chain = chain;
                 writer.freelist = std::mem::take(&mut pages.freelist);
@@ -237,7 +261,8 @@ impl Database {
 
     fn write_commit(
         &self,
-        pages: &[(PageId, Vec<u8>)],
+        ids: &[PageId],
+        buf: &[u8],
         meta: Meta,
         file_len: u64,
         base: &Snapshot,
@@ -252,22 +277,17 @@ impl Database {
         }
         // Coalesce runs of consecutive pages into one write each.
         let mut i = 0;
-        while i < pages.len() {
+        while i < ids.len() {
             let mut j = i + 1;
-            while j < pages.len() && pages[j].0 == pages[j - 1].0 + 1 {
+            while j < ids.len() && ids[j] == ids[j - 1] + 1 {
                 j += 1;
             }
-            let offset = pages[i].0 * PAGE_SIZE as u64;
-            if j == i + 1 {
-                self.file.write_all_at(&pages[i].1, offset)
-            } else {
-                let run: Vec<u8> = pages[i..j]
-                    .iter()
-                    .flat_map(|(_, p)| p.iter().copied())
-                    .collect();
-                self.file.write_all_at(&run, offset)
-            }
-            .map_err(Error::io("writing pages"))?;
+            self.file
+                .write_all_at(
+                    &buf[i * PAGE_SIZE..j * PAGE_SIZE],
+                    ids[i] * PAGE_SIZE as u64,
+                )
+                .map_err(Error::io("writing pages"))?;
             i = j;
         }
         let durable = self.options.durability == Durability::Durable;

@@ -95,32 +95,31 @@ impl FreeList {
         Ok(list)
     }
 
-    /// Encodes `ids` into sealed pages with the given page ids, chained in order.
-    pub(crate) fn encode(ids: &[PageId], chain: &[PageId], txn: TxnId) -> Vec<Vec<u8>> {
+    /// Encodes page `index` of the chain `chain` listing `ids` into `page` (zeroed) and seals it.
+    pub(crate) fn encode_page_into(
+        page: &mut [u8],
+        ids: &[PageId],
+        chain: &[PageId],
+        index: usize,
+        txn: TxnId,
+    ) {
         debug_assert!(
             ids.len() <= chain.len() * IDS_PER_FREELIST_PAGE,
             "chain holds all ids"
         );
-        let mut pages = Vec::with_capacity(chain.len());
-        let mut chunks = ids.chunks(IDS_PER_FREELIST_PAGE);
-        for (i, &id) in chain.iter().enumerate() {
-            let chunk = chunks.next().unwrap_or(&[]);
-            let mut page = vec![0u8; PAGE_SIZE];
-            for (j, free_id) in chunk.iter().enumerate() {
-                put_u64(&mut page, HEADER_BYTES + j * 8, *free_id);
-            }
-            let next = chain.get(i + 1).copied().unwrap_or(0);
-            seal(
-                &mut page,
-                id,
-                txn,
-                PageType::FreeList,
-                chunk.len() as u16,
-                next,
-            );
-            pages.push(page);
+        let chunk = ids.chunks(IDS_PER_FREELIST_PAGE).nth(index).unwrap_or(&[]);
+        for (j, free_id) in chunk.iter().enumerate() {
+            put_u64(page, HEADER_BYTES + j * 8, *free_id);
         }
-        pages
+        let next = chain.get(index + 1).copied().unwrap_or(0);
+        seal(
+            page,
+            chain[index],
+            txn,
+            PageType::FreeList,
+            chunk.len() as u16,
+            next,
+        );
     }
 
     /// Whether `id` is free or pending (slow; for checks).

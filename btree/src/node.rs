@@ -123,12 +123,16 @@ impl Node {
         self.encoded_bytes() <= PAGE_SIZE
     }
 
-    /// Encodes into a sealed page. Every long key must already own its chain.
-    pub(crate) fn encode(&self, id: PageId, txn: TxnId) -> Result<Vec<u8>> {
+    /// Encodes into `page` (one zeroed page) and seals it. Every long key must already own
+    /// its chain.
+    pub(crate) fn encode_into(&self, page: &mut [u8], id: PageId, txn: TxnId) -> Result<()> {
         if !self.fits() {
             return Err(Error::corrupt(id, "node does not fit a page (engine bug)"));
         }
-        let mut page = vec![0u8; PAGE_SIZE];
+        debug_assert!(
+            page.iter().all(|&b| b == 0),
+            "encoding starts from a zeroed page"
+        );
         let put_key = |page: &mut [u8], at: usize, key: &Key| -> Result<(u8, usize)> {
             if key.is_inline() {
                 put_u16(page, at, key.bytes.len() as u16);
@@ -151,19 +155,19 @@ impl Node {
                 page_type = PageType::Leaf;
                 let mut at = HEADER_BYTES + count * SLOT_BYTES;
                 for (i, (key, value)) in entries.iter().enumerate() {
-                    put_u16(&mut page, HEADER_BYTES + i * SLOT_BYTES, at as u16);
+                    put_u16(page, HEADER_BYTES + i * SLOT_BYTES, at as u16);
                     let flags_at = at;
-                    let (mut flags, after_key) = put_key(&mut page, at + 1, key)?;
+                    let (mut flags, after_key) = put_key(page, at + 1, key)?;
                     at = match value {
                         Value::Inline(v) => {
-                            put_u16(&mut page, after_key, v.len() as u16);
+                            put_u16(page, after_key, v.len() as u16);
                             page[after_key + 2..after_key + 2 + v.len()].copy_from_slice(v);
                             after_key + 2 + v.len()
                         }
                         Value::Overflow { first_page, len } => {
                             flags |= FLAG_VALUE_OVERFLOW;
-                            put_u32(&mut page, after_key, *len);
-                            put_u64(&mut page, after_key + 4, *first_page);
+                            put_u32(page, after_key, *len);
+                            put_u64(page, after_key + 4, *first_page);
                             after_key + OVERFLOW_REF_BYTES
                         }
                     };
@@ -178,19 +182,19 @@ impl Node {
                 );
                 count = keys.len();
                 page_type = PageType::Branch;
-                put_u64(&mut page, HEADER_BYTES, children[0]);
+                put_u64(page, HEADER_BYTES, children[0]);
                 let mut at = BRANCH_SLOTS_AT + count * SLOT_BYTES;
                 for (i, key) in keys.iter().enumerate() {
-                    put_u16(&mut page, BRANCH_SLOTS_AT + i * SLOT_BYTES, at as u16);
-                    let (flags, after_key) = put_key(&mut page, at + 1, key)?;
+                    put_u16(page, BRANCH_SLOTS_AT + i * SLOT_BYTES, at as u16);
+                    let (flags, after_key) = put_key(page, at + 1, key)?;
                     page[at] = flags;
-                    put_u64(&mut page, after_key, children[i + 1]);
+                    put_u64(page, after_key, children[i + 1]);
                     at = after_key + 8;
                 }
             }
         }
-        seal(&mut page, id, txn, page_type, count as u16, 0);
-        Ok(page)
+        seal(page, id, txn, page_type, count as u16, 0);
+        Ok(())
     }
 
     /// Decodes a leaf page; `load` fetches a long key from its overflow chain.
