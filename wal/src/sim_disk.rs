@@ -100,6 +100,20 @@ impl SimState {
 #[derive(Clone, Default)]
 pub struct SimDisk {
     state: Arc<Mutex<SimState>>,
+    sync_gate: Arc<SyncGate>,
+}
+
+/// Lets a test hold `sync_data` calls in flight, to observe what queues up behind them.
+#[derive(Default)]
+struct SyncGate {
+    state: Mutex<GateState>,
+    changed: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct GateState {
+    closed: bool,
+    waiting: usize,
 }
 
 impl SimDisk {
@@ -126,6 +140,44 @@ impl SimDisk {
     pub fn cut_power_after(&self, ops: u64) {
         let mut s = self.lock();
         s.power_cut_at_op = Some(s.mutating_ops + ops);
+    }
+
+    /// From now on `sync_data` blocks (in flight) until [`SimDisk::open_sync_gate`].
+    pub fn close_sync_gate(&self) {
+        self.sync_gate
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .closed = true;
+    }
+
+    /// Lets held and future `sync_data` calls proceed.
+    pub fn open_sync_gate(&self) {
+        self.sync_gate
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .closed = false;
+        self.sync_gate.changed.notify_all();
+    }
+
+    /// Number of `sync_data` calls currently held by the closed gate.
+    pub fn syncs_held(&self) -> usize {
+        self.sync_gate
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .waiting
+    }
+
+    fn pass_sync_gate(&self) {
+        let gate = &self.sync_gate;
+        let mut g = gate.state.lock().unwrap_or_else(|e| e.into_inner());
+        g.waiting += 1;
+        while g.closed {
+            g = gate.changed.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+        g.waiting -= 1;
     }
 
     /// The next `sync_data` fails with an I/O error.
@@ -286,6 +338,7 @@ impl WalFile for SimFileHandle {
     }
 
     fn sync_data(&self) -> io::Result<()> {
+        self.disk.pass_sync_gate();
         let mut s = self.disk.lock();
         s.spend_op()?;
         if std::mem::take(&mut s.fail_next_sync) {

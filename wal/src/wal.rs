@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
@@ -164,6 +165,7 @@ impl Wal {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             queue_cv: Condvar::new(),
+            enqueued_ops: AtomicU64::new(0),
             view: Mutex::new(View {
                 index: EntryIndex::new(1),
                 segments: Default::default(),
@@ -234,6 +236,10 @@ impl Wal {
             };
         }
         q.ops.push_back(make(tx));
+        self.inner
+            .shared
+            .enqueued_ops
+            .fetch_add(1, Ordering::Release);
         drop(q);
         self.inner.shared.queue_cv.notify_one();
         AppendFuture {

@@ -365,3 +365,36 @@ fn invalid_configurations_are_refused() {
         ));
     }
 }
+
+#[test]
+fn appends_queued_during_an_fsync_share_the_next_single_fsync() {
+    let disk = SimDisk::new();
+    let (wal, _) = open(&disk);
+    let base = wal.metrics().fsyncs;
+    disk.close_sync_gate();
+    let first = wal.append(vec![entry_record(1, 1, 10)]);
+    while disk.syncs_held() == 0 {
+        std::thread::yield_now();
+    }
+    // The writer is inside the first fsync; these queue up behind it.
+    let rest: Vec<_> = (2..=9)
+        .map(|i| wal.append(vec![entry_record(i, 1, 10)]))
+        .collect();
+    assert_eq!(
+        wal.next_index(),
+        1,
+        "nothing is visible before its fsync returns"
+    );
+    disk.open_sync_gate();
+    first.wait().unwrap();
+    for f in rest {
+        f.wait().unwrap();
+    }
+    let m = wal.metrics();
+    assert_eq!(
+        m.fsyncs - base,
+        2,
+        "one fsync for the first append, one for the other eight"
+    );
+    assert_eq!(wal.next_index(), 10);
+}
