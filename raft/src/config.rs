@@ -43,6 +43,9 @@ pub struct Config {
     /// Forward proposals from followers to the leader (otherwise they are dropped with
     /// `NotLeader`).
     pub forward_proposals: bool,
+    /// Leader: entries appended but not yet committed, beyond which proposals are dropped
+    /// (bounds memory while a quorum is unreachable).
+    pub max_uncommitted_entries: u64,
     /// Reads waiting for confirmation on the leader, beyond which new ones are dropped.
     pub max_pending_reads: usize,
     /// Largest lag (in entries) at which a learner may be promoted to voter.
@@ -70,6 +73,7 @@ impl Config {
             lease_clock_drift_ticks: 2,
             forward_proposals: true,
             max_pending_reads: 4096,
+            max_uncommitted_entries: 65_536,
             max_promotion_lag_entries: 1000,
             applied: 0,
             seed: 0,

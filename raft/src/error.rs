@@ -102,6 +102,12 @@ pub enum DropReason {
         /// Why not.
         why: &'static str,
     },
+    /// Too many entries are appended but uncommitted (bound: `max_uncommitted_entries`).
+    #[error("{uncommitted} entries uncommitted; proposals paused")]
+    TooManyUncommitted {
+        /// Entries waiting for a quorum.
+        uncommitted: u64,
+    },
     /// Too many reads are waiting for confirmation (bound: `max_pending_reads`).
     #[error("{pending} reads already pending")]
     TooManyPendingReads {

@@ -239,7 +239,7 @@ pub enum MessageKind {
     ReadIndex,
     /// Leader -> follower: the confirmed read index in `index` (`reject` if refused).
     ReadIndexResponse,
-    /// Any member -> leader: hand leadership to `from`... or to `index` if non-zero.
+    /// Any member -> leader: hand leadership to the member named in `index`.
     TransferLeader,
     /// Follower -> leader: forwarded client proposal in `entries` (not in peer.proto v1 yet).
     Propose,

@@ -95,6 +95,10 @@ pub struct RaftNode<S: Storage> {
     /// Candidate: its own vote counts only once its hard state is durable.
     pub(crate) self_vote_pending: bool,
     pub(crate) election_elapsed: u32,
+    /// Lease reads only: since (re)start, until a full election timeout passes, refuse votes
+    /// as if a leader were live, because before a crash this node may have acknowledged a
+    /// leader whose lease is still running.
+    pub(crate) restart_vote_guard: bool,
     pub(crate) heartbeat_elapsed: u32,
     pub(crate) randomized_election_timeout: u32,
     pub(crate) lead: LeaderState,
@@ -131,6 +135,7 @@ impl<S: Storage> RaftNode<S> {
             next = last_read + 1;
         }
         membership.compact_to(log.committed);
+        let lease_reads = cfg.effective_read_mode() == crate::config::ReadMode::LeaseBased;
         let mut node = RaftNode {
             id: cfg.id,
             rng: TimeoutRng::new(cfg.seed, cfg.id),
@@ -145,6 +150,7 @@ impl<S: Storage> RaftNode<S> {
             votes: BTreeMap::new(),
             self_vote_pending: false,
             election_elapsed: 0,
+            restart_vote_guard: lease_reads,
             heartbeat_elapsed: 0,
             randomized_election_timeout: 0,
             lead: LeaderState::default(),
@@ -186,6 +192,9 @@ impl<S: Storage> RaftNode<S> {
                 // Keeps counting on a node that cannot campaign (a learner), so that its
                 // leader lease (vote refusal window) ends when its leader goes quiet.
                 self.election_elapsed = self.election_elapsed.saturating_add(1);
+                if self.election_elapsed >= self.cfg.election_timeout_ticks {
+                    self.restart_vote_guard = false;
+                }
                 if self.promotable() && self.election_elapsed >= self.randomized_election_timeout {
                     self.election_elapsed = 0;
                     self.start_election(false)?;
@@ -241,6 +250,11 @@ impl<S: Storage> RaftNode<S> {
             return Err(DropReason::NotMember.into());
         }
         let index = self.log.last_index()? + 1;
+        let uncommitted = index - 1 - self.log.committed;
+        // The no-op of a new term always goes in, so the leader can make progress.
+        if uncommitted >= self.cfg.max_uncommitted_entries && !data.is_empty() {
+            return Err(DropReason::TooManyUncommitted { uncommitted }.into());
+        }
         let entry = Entry {
             index,
             term: self.term,
@@ -286,7 +300,7 @@ impl<S: Storage> RaftNode<S> {
                     // Leader stickiness: while we hear from a live leader, a candidate is
                     // either partitioned from it or removed; ignoring it keeps leases valid.
                     let in_lease = self.cfg.check_quorum
-                        && self.leader != NO_NODE
+                        && (self.leader != NO_NODE || self.restart_vote_guard)
                         && self.election_elapsed < self.cfg.election_timeout_ticks;
                     if !forced && in_lease {
                         return Ok(());

@@ -198,6 +198,12 @@ impl<S: Storage> RaftNode<S> {
 
     pub(crate) fn handle_append_response(&mut self, m: &Message) -> Result<(), Error> {
         let last = self.log.last_index()?;
+        if !m.reject && m.index > last {
+            return Err(Error::InvalidMessage {
+                from: m.from,
+                why: "acknowledges entries the leader does not have",
+            });
+        }
         let Some(pr) = self.progress.get_mut(&m.from) else {
             return Ok(());
         };

@@ -26,8 +26,12 @@ use cairn_raft::{Entry, MemStorage};
 const UNITS_PER_TICK: u64 = 10;
 /// Length of the fault phase, in units.
 const FAULT_PHASE_UNITS: u64 = 4_000;
-/// Liveness bound after healing, in ticks.
+/// Liveness bound after healing, in ticks: a leader exists and a fresh proposal commits.
 const LIVENESS_BOUND_TICKS: u64 = 200;
+/// Bound for every member to apply that proposal. Longer, because a member far behind
+/// catches up at the configured bandwidth (as little as one entry per message, one message
+/// in flight).
+const CATCH_UP_BOUND_TICKS: u64 = 1_000;
 
 struct Rng(u64);
 
@@ -138,6 +142,10 @@ struct Sim {
     drop_p: f64,
     dup_p: f64,
     max_delay: u64,
+    /// Print deliveries to and from this node (`CAIRN_RAFT_TRACE=<id>`).
+    trace: Option<NodeId>,
+    /// Multiplier of crash, restart and partition rates.
+    storm: f64,
     // Invariant state.
     leaders: HashMap<u64, NodeId>,
     entries_seen: HashMap<(u64, u64), (u64, Option<u64>)>,
@@ -187,7 +195,7 @@ impl Sim {
             } else {
                 ReadMode::Safe
             };
-            cfg.max_msg_bytes = 64 + rng.below(256);
+            cfg.max_msg_bytes = [33, 64, 320][rng.below(3) as usize];
             cfg.max_inflight_msgs = 1 + rng.below(8) as usize;
             cfg.max_promotion_lag_entries = 20;
             cfg.seed = seed;
@@ -209,9 +217,10 @@ impl Sim {
                 },
             );
         }
-        let drop_p = [0.0, 0.01, 0.05, 0.15][rng.below(4) as usize];
+        let drop_p = [0.0, 0.01, 0.05, 0.15, 0.3][rng.below(5) as usize];
         let dup_p = [0.0, 0.02, 0.1][rng.below(3) as usize];
         let max_delay = [2, 8, 25][rng.below(3) as usize];
+        let storm = [1.0, 3.0, 8.0][rng.below(3) as usize];
         Sim {
             rng,
             now: 0,
@@ -222,6 +231,8 @@ impl Sim {
             drop_p,
             dup_p,
             max_delay,
+            storm,
+            trace: env_u64("CAIRN_RAFT_TRACE"),
             leaders: HashMap::new(),
             entries_seen: HashMap::new(),
             applied: BTreeMap::new(),
@@ -325,6 +336,22 @@ impl Sim {
                     r.report_snapshot(to, true);
                 }
             }
+            if self.trace.is_some_and(|t| t == from || t == to) {
+                eprintln!(
+                    "t={} {:?} {}->{} term={} idx={} lt={} n={} commit={} rej={} hint={}",
+                    self.now,
+                    msg.kind,
+                    from,
+                    to,
+                    msg.term,
+                    msg.index,
+                    msg.log_term,
+                    msg.entries.len(),
+                    msg.commit,
+                    msg.reject,
+                    msg.reject_hint
+                );
+            }
             let node = self.nodes.get_mut(&to).unwrap();
             if let (Some(data), Some(meta)) = (snapshot_data, &msg.snapshot) {
                 node.snapshots_in.insert(meta.index, data);
@@ -381,7 +408,7 @@ impl Sim {
         for m in rd.messages {
             self.send(m, true);
         }
-        if may_crash && self.rng.chance(0.003) {
+        if may_crash && self.rng.chance(0.003 * self.storm) {
             self.crash(id);
             return Ok(());
         }
@@ -785,12 +812,12 @@ impl Sim {
                 self.client_read(id)?;
             }
         }
-        if self.rng.chance(0.0006) {
+        if self.rng.chance(0.0006 * self.storm) {
             if let Some(id) = self.rng.pick(&live) {
                 self.crash(id);
             }
         }
-        if self.rng.chance(0.004) {
+        if self.rng.chance(0.004 * self.storm) {
             let crashed: Vec<NodeId> = ids
                 .iter()
                 .copied()
@@ -800,7 +827,7 @@ impl Sim {
                 self.restart(id)?;
             }
         }
-        if self.rng.chance(0.002) {
+        if self.rng.chance(0.002 * self.storm) {
             self.new_partition();
         }
         if self.rng.chance(0.004) {
@@ -838,9 +865,24 @@ impl Sim {
         for id in self.ids() {
             self.restart(id)?;
         }
-        let deadline = self.now + LIVENESS_BOUND_TICKS * UNITS_PER_TICK;
+        let healed_at = self.now;
+        let commit_deadline = healed_at + LIVENESS_BOUND_TICKS * UNITS_PER_TICK;
+        let catch_up_deadline = healed_at + CATCH_UP_BOUND_TICKS * UNITS_PER_TICK;
         let mut marker: Option<(u64, u64)> = None;
-        while self.now < deadline {
+        loop {
+            let committed = marker.is_some_and(|(cmd, _)| self.acked_cmds.contains(&cmd));
+            if !committed && self.now >= commit_deadline {
+                return fail(format!(
+                    "liveness: no proposal committed within {LIVENESS_BOUND_TICKS} ticks of healing (marker {marker:?})\n{}",
+                    self.dump()
+                ));
+            }
+            if self.now >= catch_up_deadline {
+                return fail(format!(
+                    "liveness: members did not all apply the committed marker within {CATCH_UP_BOUND_TICKS} ticks of healing (marker {marker:?})\n{}",
+                    self.dump()
+                ));
+            }
             self.step_time(false)?;
             let leaders = self.leader_ids();
             let Some(&leader) = leaders
@@ -850,7 +892,10 @@ impl Sim {
                 continue;
             };
             let raft = self.nodes.get_mut(&leader).unwrap().raft.as_mut().unwrap();
-            if marker.is_none_or(|(_, at)| self.now >= at + 10 * UNITS_PER_TICK) {
+            let retry = marker.is_none_or(|(cmd, at)| {
+                !self.acked_cmds.contains(&cmd) && self.now >= at + 10 * UNITS_PER_TICK
+            });
+            if retry {
                 let cmd = self.next_id;
                 self.next_id += 1;
                 match raft.propose(cmd.to_le_bytes().to_vec()) {
@@ -876,10 +921,6 @@ impl Sim {
                 return self.check_nothing_lost(leader);
             }
         }
-        fail(format!(
-            "liveness: no leader committed and replicated a proposal within {LIVENESS_BOUND_TICKS} ticks of healing (marker {marker:?})\n{}",
-            self.dump()
-        ))
     }
 
     fn dump(&self) -> String {

@@ -171,6 +171,17 @@ impl Cluster {
         self.settle();
     }
 
+    /// Ticks everyone until some node leads; returns it.
+    pub fn tick_until_leader(&mut self) -> NodeId {
+        for _ in 0..200 {
+            if let Some((&id, _)) = self.nodes.iter().find(|(_, n)| n.role() == Role::Leader) {
+                return id;
+            }
+            self.tick_all();
+        }
+        panic!("no leader elected within 200 ticks");
+    }
+
     pub fn count_delivered(&self, f: impl Fn(&Message) -> bool) -> usize {
         self.delivered.iter().filter(|m| f(m)).count()
     }
