@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod ctl;
+pub mod kv;
 pub mod mvcc;
 pub mod proto;
 pub mod version;

@@ -63,8 +63,13 @@ impl<'s, B: Backend> WriteBatch<'s, B> {
         self.backend.as_mut().ok_or(MvccError::Stopped)
     }
 
+    /// Below this revision history is compacted away.
+    pub fn store_compacted_revision(&self) -> i64 {
+        self.store.revisions.read().compacted
+    }
+
     /// The revision the open transaction reads at: its own changes included.
-    fn read_revision(&self) -> i64 {
+    pub fn read_revision(&self) -> i64 {
         if self.sub > 0 {
             self.last + 1
         } else {
