@@ -9,6 +9,9 @@
 mod common;
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 
 use cairn_wal::sim_disk::{LossMode, SimDisk, SimRng};
 use cairn_wal::{Entry, HardState, Metadata, Record, SnapshotMarker, Wal, WalConfig, WalError};
@@ -64,6 +67,9 @@ impl Model {
 #[derive(Debug, Clone)]
 enum Op {
     Append(Vec<Record>),
+    /// Appends queued together while the first one's fsync is held in flight, so the rest
+    /// share one group commit (deterministically).
+    Burst(Vec<Vec<Record>>),
     Truncate(u64),
     Release(u64),
 }
@@ -84,34 +90,67 @@ fn gen_op(rng: &mut SimRng, m: &Model, max_payload: u64, term: &mut u64) -> Op {
                 term: *term,
             })])
         }
-        _ => {
-            let mut records = Vec::new();
-            let mut next = m.next();
-            for _ in 0..1 + rng.below(6) {
-                match rng.below(10) {
-                    0 => records.push(Record::HardState(HardState {
-                        term: *term,
-                        vote: rng.below(5),
-                        commit: rng.below(next),
-                    })),
-                    1 => records.push(Record::Metadata(Metadata {
-                        cluster_id: 7,
-                        member_id: rng.below(3),
-                    })),
-                    _ => {
-                        let len = if rng.chance(1, 10) {
-                            rng.below(max_payload + 1)
-                        } else {
-                            rng.below(300)
-                        };
-                        records.push(Record::Entry(entry(next, *term, len as usize)));
-                        next += 1;
-                    }
-                }
+        3 | 4 => {
+            let mut m = m.clone();
+            let appends: Vec<Vec<Record>> = (0..2 + rng.below(4))
+                .map(|_| {
+                    let records = gen_append(rng, m.next(), max_payload, *term);
+                    records.iter().for_each(|r| m.apply(r));
+                    records
+                })
+                .collect();
+            Op::Burst(appends)
+        }
+        _ => Op::Append(gen_append(rng, m.next(), max_payload, *term)),
+    }
+}
+
+fn gen_append(rng: &mut SimRng, mut next: u64, max_payload: u64, term: u64) -> Vec<Record> {
+    let mut records = Vec::new();
+    for _ in 0..1 + rng.below(6) {
+        match rng.below(10) {
+            0 => records.push(Record::HardState(HardState {
+                term,
+                vote: rng.below(5),
+                commit: rng.below(next),
+            })),
+            1 => records.push(Record::Metadata(Metadata {
+                cluster_id: 7,
+                member_id: rng.below(3),
+            })),
+            _ => {
+                let len = if rng.chance(1, 10) {
+                    rng.below(max_payload + 1)
+                } else {
+                    rng.below(300)
+                };
+                records.push(Record::Entry(entry(next, term, len as usize)));
+                next += 1;
             }
-            Op::Append(records)
         }
     }
+    records
+}
+
+/// Queues the first append, waits until its fsync is held in flight (or it failed), queues
+/// the rest behind it, then lets the disk go on. Returns each append's outcome.
+fn run_burst(wal: &Wal, disk: &SimDisk, appends: &[Vec<Record>]) -> Vec<Result<(), WalError>> {
+    disk.close_sync_gate();
+    let mut first = wal.append(appends[0].clone());
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut early = None;
+    while disk.syncs_held() == 0 {
+        if let Poll::Ready(r) = Pin::new(&mut first).poll(&mut cx) {
+            early = Some(r);
+            break;
+        }
+        std::thread::yield_now();
+    }
+    let rest: Vec<_> = appends[1..].iter().map(|r| wal.append(r.clone())).collect();
+    disk.open_sync_gate();
+    let mut results = vec![early.unwrap_or_else(|| first.wait())];
+    results.extend(rest.into_iter().map(|f| f.wait()));
+    results
 }
 
 fn check(
@@ -161,6 +200,7 @@ fn candidates(acked: &Model, in_flight: &Option<Op>) -> Vec<(Model, bool)> {
     let mut out = vec![(acked.clone(), true)];
     match in_flight {
         None => {}
+        Some(Op::Burst(_)) => unreachable!("a failed burst is recorded as one append"),
         Some(Op::Append(records)) => {
             let mut m = acked.clone();
             for r in records {
@@ -184,6 +224,7 @@ struct Coverage {
     crashes: u64,
     torn_tails: u64,
     partial_in_flight: u64,
+    failed_bursts: u64,
 }
 
 fn run_seed(seed: u64, cov: &mut Coverage) -> Result<(), String> {
@@ -231,7 +272,30 @@ fn run_seed(seed: u64, cov: &mut Coverage) -> Result<(), String> {
         disk.cut_power_after(rng.below(120));
         for _ in 0..80 {
             let op = gen_op(&mut rng, &model, wal.max_payload_bytes(), &mut term);
+            if let Op::Burst(appends) = &op {
+                let results = run_burst(&wal, &disk, appends);
+                let acked = results.iter().take_while(|r| r.is_ok()).count();
+                if results[acked..]
+                    .iter()
+                    .any(|r| !matches!(r, Err(WalError::Fatal { .. })))
+                {
+                    return Err(format!(
+                        "burst outcomes are not ok* then fatal*: {results:?}"
+                    ));
+                }
+                appends[..acked]
+                    .iter()
+                    .flatten()
+                    .for_each(|r| model.apply(r));
+                if acked < appends.len() {
+                    in_flight = Some(Op::Append(appends[acked..].concat()));
+                    cov.failed_bursts += 1;
+                    break;
+                }
+                continue;
+            }
             let result = match &op {
+                Op::Burst(_) => unreachable!("handled above"),
                 Op::Append(records) => wal.append(records.clone()).wait(),
                 Op::Truncate(from) => wal.truncate_from(*from).wait(),
                 Op::Release(before) => wal.release_before(*before).wait(),
@@ -261,6 +325,7 @@ fn run_seed(seed: u64, cov: &mut Coverage) -> Result<(), String> {
             match result {
                 Ok(()) => match &op {
                     Op::Append(records) => records.iter().for_each(|r| model.apply(r)),
+                    Op::Burst(_) => {}
                     Op::Truncate(from) => model.truncate_from(*from),
                     Op::Release(_) => model.release_to(wal.first_index()),
                 },
