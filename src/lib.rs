@@ -14,4 +14,5 @@ pub mod ctl;
 pub mod kv;
 pub mod mvcc;
 pub mod proto;
+pub mod storage;
 pub mod version;

@@ -11,7 +11,7 @@ pub mod tree_index;
 pub mod write_batch;
 
 #[cfg(test)]
-mod model_tests;
+pub(crate) mod model_tests;
 
 pub use backend::{Backend, BackendError, Bucket, MemBackend};
 pub use key_range::KeyRange;

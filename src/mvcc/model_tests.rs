@@ -46,13 +46,13 @@ impl Model {
 }
 
 #[derive(Debug, Clone)]
-enum Op {
+pub(crate) enum Op {
     Put(u8, u8),
     Delete(u8, u8),
 }
 
 #[derive(Debug, Clone)]
-enum Step {
+pub(crate) enum Step {
     /// A batch of etcd transactions; committed or dropped.
     Batch {
         txns: Vec<Vec<Op>>,
@@ -96,7 +96,7 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn step() -> impl Strategy<Value = Step> {
+pub(crate) fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         4 => (prop::collection::vec(prop::collection::vec(op(), 0..4), 1..4), prop::bool::weighted(0.85))
             .prop_map(|(txns, commit)| Step::Batch { txns, commit }),
@@ -139,8 +139,9 @@ fn model_txn(model: &Model, ops: &[Op]) -> Option<State> {
     changed.then_some(state)
 }
 
-fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
-    let mut store = MvccStore::open(MemBackend::default()).expect("open");
+/// Runs `steps` on a store over `backend`, checking every result against the model.
+pub(crate) fn run_model<B: Backend>(backend: B, steps: Vec<Step>) -> Result<(), TestCaseError> {
+    let mut store = MvccStore::open(backend).expect("open");
     let mut model = Model::new();
     for step in steps {
         match step {
@@ -259,7 +260,7 @@ proptest! {
 
     #[test]
     fn store_matches_full_history_model(steps in prop::collection::vec(step(), 1..40)) {
-        run(steps)?;
+        run_model(MemBackend::default(), steps)?;
     }
 }
 
