@@ -123,10 +123,12 @@
 //! - in the last segment:
 //!   - only zero bytes from `f` on: clean end;
 //!   - a frame with an impossible length, unknown kind or non-zero reserved bytes: refuse;
-//!   - otherwise the damage must look like a torn last write: some 512-byte sector piece of the
-//!     failed frame, from the frame (or sector) start to the end of the sector, is entirely zero,
-//!     and no valid pair of chained records after `f` has a write offset greater than `f` (which
-//!     would prove that the write covering `f` had been fsync'ed before a later write). If so the
+//!   - otherwise the damage must look like a torn last write: the failed frame runs past the
+//!     end of the file, or some 512-byte sector piece of it, from the frame (or sector) start to
+//!     the end of the sector, is entirely zero; and nothing after `f` proves a later write (which
+//!     would mean the write covering `f` had been fsync'ed): neither a frame header whose write
+//!     offset is its own offset (> `f`), nor a pair of chained records whose second one verifies
+//!     and has a write offset greater than `f`. If so the
 //!     tail from `f` on is cut off: zeroed, fdatasync'ed and reported in
 //!     [`Recovered::torn_tail`]; if not, refuse to open ("bad CRC followed by valid data").
 //!

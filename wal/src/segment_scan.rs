@@ -204,9 +204,10 @@ fn any_sector_piece_zero(buf: &[u8], at: usize, extent: usize) -> bool {
 /// so a crafted payload cannot make opening slow; past it we refuse rather than guess.
 const EVIDENCE_SCAN_BUDGET_SEGMENTS: usize = 4;
 
-/// Finds a pair of chained valid records after `at` whose write began after `at`: proof that
-/// the write covering `at` had been fsync'ed, so the damage at `at` is not a torn write.
-/// Returns the offset of that record.
+/// Finds proof that a write began after `at` — which means the write covering `at` had been
+/// fsync'ed, so the damage at `at` is not a torn write: a plausible frame header whose write
+/// offset is its own offset (the first record of a later write), or a pair of chained records
+/// whose second one verifies and has a write offset past `at`. Returns the offset found.
 fn later_write_evidence(buf: &[u8], at: usize) -> Option<u64> {
     let mut budget = buf.len() * EVIDENCE_SCAN_BUDGET_SEGMENTS;
     let mut q = at + FRAME_ALIGN_BYTES;
@@ -215,8 +216,12 @@ fn later_write_evidence(buf: &[u8], at: usize) -> Option<u64> {
             q += FRAME_ALIGN_BYTES;
             continue;
         };
-        let r = q + a_len;
         let a = FrameHeader::parse(&buf[q..]);
+        if a.write_offset as usize == q {
+            // The first record of a write that began after `at`: a torn write has none.
+            return Some(q as u64);
+        }
+        let r = q + a_len;
         let Some(b_len) = plausible_frame(buf, r) else {
             q += FRAME_ALIGN_BYTES;
             continue;
@@ -334,6 +339,33 @@ mod tests {
         let victim = starts[1] / 512;
         buf[starts[1]..(victim + 1) * 512].fill(0);
         assert!(matches!(count(&buf, true), Err(WalError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn lost_bytes_followed_by_a_single_later_write_refuse_to_open() {
+        let mut buf = vec![0u8; SEGMENT_HEADER_BYTES];
+        let mut chain = 0;
+        let mut starts = Vec::new();
+        for (i, write_offset) in [(1, 64u32), (2, 64), (3, 64), (4, 64), (5, 64), (6, 0)] {
+            let at = buf.len();
+            starts.push(at);
+            let e = LogRecord::Entry(Entry {
+                index: i,
+                term: 1,
+                payload: vec![0xab; 100],
+            });
+            let w = if write_offset == 0 {
+                at as u32
+            } else {
+                write_offset
+            };
+            chain = encode_frame(&mut buf, &e, w, chain);
+        }
+        buf.resize(SEG, 0);
+        // Lose records 3..5 of the first write; the second write (one record) survives.
+        buf[starts[2]..starts[5]].fill(0);
+        let err = count(&buf, true).unwrap_err();
+        assert!(matches!(err, WalError::Corrupt { offset, .. } if offset == starts[2] as u64));
     }
 
     #[test]
