@@ -36,17 +36,37 @@ pub trait WalDir: Send + Sync {
     fn describe(&self, name: &str) -> String;
 }
 
-/// A directory of the real file system.
+/// A directory of the real file system, locked (`flock`) against a second process opening
+/// the same log while this handle lives.
 pub struct OsDir {
     path: PathBuf,
+    /// Kept open to fsync the directory and to hold the lock.
+    handle: File,
 }
 
 impl OsDir {
-    /// Opens (creating it if needed) the directory at `path`.
+    /// Opens (creating it, durably, if needed) the directory at `path` and locks it.
     pub fn open(path: &Path) -> io::Result<OsDir> {
-        std::fs::create_dir_all(path)?;
+        if !path.exists() {
+            std::fs::create_dir_all(path)?;
+            // The new directory's own entry must survive a power loss with the log inside it.
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                File::open(parent)?.sync_all()?;
+            }
+        }
+        let handle = File::open(path)?;
+        // SAFETY: the descriptor belongs to `handle`, which outlives the call.
+        let rc = unsafe { libc::flock(handle.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let e = io::Error::last_os_error();
+            return Err(io::Error::new(
+                e.kind(),
+                format!("wal directory is locked by another process: {e}"),
+            ));
+        }
         Ok(OsDir {
             path: path.to_path_buf(),
+            handle,
         })
     }
 }
@@ -125,7 +145,7 @@ impl WalDir for OsDir {
         std::fs::remove_file(self.path.join(name))
     }
     fn sync_dir(&self) -> io::Result<()> {
-        File::open(&self.path)?.sync_all()
+        self.handle.sync_all()
     }
     fn describe(&self, name: &str) -> String {
         self.path.join(name).display().to_string()

@@ -309,6 +309,17 @@ impl Wal {
 
     /// Reads the durable entries `lo..hi` from disk, verifying each record's CRC again.
     pub fn read_entries(&self, lo: u64, hi: u64) -> Result<Vec<Entry>, WalError> {
+        self.read_entries_limited(lo, hi, u64::MAX)
+    }
+
+    /// Like [`Wal::read_entries`], but stops before the payloads would exceed `max_bytes`
+    /// (always returning at least the first entry), as Raft's replication wants.
+    pub fn read_entries_limited(
+        &self,
+        lo: u64,
+        hi: u64,
+        max_bytes: u64,
+    ) -> Result<Vec<Entry>, WalError> {
         if hi <= lo {
             return Ok(Vec::new());
         }
@@ -328,7 +339,8 @@ impl Wal {
                     next_index: next,
                 });
             }
-            let mut locs = Vec::with_capacity((hi - lo) as usize);
+            let mut locs = Vec::new();
+            let mut bytes = 0u64;
             for i in lo..hi {
                 // Every index in [first, next) is live by the index's invariant.
                 let Some(loc) = view.index.get(i) else {
@@ -337,6 +349,10 @@ impl Wal {
                         next_index: next,
                     });
                 };
+                bytes += u64::from(loc.body_len);
+                if !locs.is_empty() && bytes > max_bytes {
+                    break;
+                }
                 locs.push(loc);
             }
             let seqs: std::collections::BTreeSet<u32> = locs.iter().map(|l| l.seq).collect();

@@ -398,3 +398,42 @@ fn appends_queued_during_an_fsync_share_the_next_single_fsync() {
     );
     assert_eq!(wal.next_index(), 10);
 }
+
+#[test]
+fn limited_reads_stop_at_the_byte_budget_but_return_at_least_one_entry() {
+    let disk = SimDisk::new();
+    let (wal, _) = open(&disk);
+    for i in 1..=20 {
+        wal.append(vec![entry_record(i, 1, 100)]).wait().unwrap();
+    }
+    // Each entry's body is 16 bytes of index and term plus its payload.
+    assert_eq!(wal.read_entries_limited(1, 21, 116 * 5).unwrap().len(), 5);
+    assert_eq!(
+        wal.read_entries_limited(1, 21, 116 * 5 + 115)
+            .unwrap()
+            .len(),
+        5
+    );
+    assert_eq!(
+        wal.read_entries_limited(3, 21, 0).unwrap(),
+        vec![entry(3, 1, 100)]
+    );
+    assert_eq!(wal.read_entries_limited(1, 21, u64::MAX).unwrap().len(), 20);
+}
+
+#[test]
+fn a_second_open_of_the_same_directory_is_refused_while_the_first_lives() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("new").join("wal");
+    let config = WalConfig {
+        segment_bytes: 64 << 10,
+        ..WalConfig::default()
+    };
+    let (wal, _) = Wal::open(&dir, config.clone()).unwrap();
+    assert!(matches!(
+        Wal::open(&dir, config.clone()),
+        Err(WalError::Io { .. })
+    ));
+    drop(wal);
+    assert!(Wal::open(&dir, config).is_ok());
+}
