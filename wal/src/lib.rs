@@ -97,6 +97,10 @@
 //!   snapshot marker;
 //! - hard state, metadata: the last one wins.
 //!
+//! The writer keeps `snapshot.index < next_index` at all times (a truncation at or below the
+//! last snapshot marker is rejected: those entries are committed), so replaying a preamble's
+//! snapshot marker never discards entries.
+//!
 //! Each segment header's `first_index` must equal `next_index` at the point where the previous
 //! segment ends, and its running CRC the previous segment's last chain CRC.
 //!

@@ -240,6 +240,7 @@ impl Writer {
 
     /// Serves the queue until shutdown, draining whatever was queued before it.
     pub(crate) fn run(mut self) {
+        let _guard = PanicGuard(self.shared.clone());
         let mut taken_ops = 0u64;
         loop {
             self.await_work_briefly(taken_ops);
@@ -608,6 +609,27 @@ impl Writer {
             self.first_index = view.index.first_index();
         }
         Ok(())
+    }
+}
+
+/// If the writer thread panics (a broken invariant), the log turns fatal so that appenders get
+/// an error instead of waiting forever on a queue nobody serves.
+struct PanicGuard(Arc<Shared>);
+
+impl Drop for PanicGuard {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let mut q = self.0.lock_queue();
+        let cause = q.fatal.get_or_insert(FatalCause {
+            file: "wal writer thread".into(),
+            cause: "panicked".into(),
+        });
+        let err = cause.clone();
+        for op in q.ops.drain(..) {
+            op.fail(err.to_error());
+        }
     }
 }
 
