@@ -30,6 +30,14 @@
 //! durable, and a candidate counts its own vote only once its new term and vote are durable.
 //! Committed entries are handed out only once they are durable locally.
 //!
+//! ## Bootstrapping and restart
+//! A new cluster's founding members start from identical logs whose entries `1..=n` add each
+//! founding voter (term 1, committed): see [`MemStorage::new_bootstrapped`]. A member that
+//! joins later starts with an empty log and learns the configuration by replication like any
+//! other entry (or from a snapshot). On restart, [`RaftNode::new`] rebuilds the configuration
+//! from the snapshot's and the conf-change entries after it, and resumes applying after
+//! `Config::applied`.
+//!
 //! ## Storage
 //! [`Storage`] is the caller's durable log (the server backs it with cairn-wal);
 //! [`MemStorage`] is an in-memory implementation for tests. Raft only reads through it; the
@@ -54,6 +62,21 @@
 //! rejects any other length, version, operation or node id 0 with a typed error; an entry
 //! that does not decode changes nothing, on every node alike.
 //!
+//! ## Messages
+//! [`Message`] mirrors `RaftMessage` of `proto/cairn/peer/v1/peer.proto` field by field.
+//! One kind is not in peer.proto v1 yet: [`MessageKind::Propose`] (a follower forwarding a
+//! client proposal to the leader in `entries`); `Propose`, `ReadIndex` and `TransferLeader`
+//! carry term 0 because they are requests to whoever leads, not part of a term's protocol.
+//! `TransferLeader` names its target in `index`. Heartbeats carry their read round as 8
+//! little-endian bytes in `context`; vote requests of a forced (transfer) election carry
+//! [`CAMPAIGN_TRANSFER`].
+//!
+//! ## Bounds
+//! `max_msg_bytes` (entries per append), `max_inflight_msgs` (pipelined appends per
+//! follower), `max_apply_bytes` (committed entries per `Ready`), `max_uncommitted_entries`
+//! (leader drops proposals beyond it), `max_pending_reads` (reads awaiting confirmation),
+//! 64 remembered heartbeat rounds for lease timing.
+//!
 //! ## Protocol features
 //! - Elections with randomized timeouts in `[election_timeout_ticks, 2x)`, Pre-Vote (a node
 //!   returning from a partition cannot depose a healthy leader), Check-Quorum (a leader that
@@ -75,7 +98,9 @@
 //!   does not break this because its tick counter pauses too, but a caller that feeds ticks
 //!   late in a burst, or a host whose clock runs slow by more than the drift bound, does:
 //!   use `Safe` unless the clock bound holds. Lease reads are off for the rest of a term once
-//!   a `TimeoutNow` was sent (the forced election ignores follower leases).
+//!   a `TimeoutNow` was sent (the forced election ignores follower leases). In lease mode a
+//!   (re)started node also refuses votes for its first election timeout, since before a crash
+//!   it may have acknowledged a leader whose lease still runs.
 //! - Membership: see below. Learners receive the log but never vote and never campaign.
 //!   Leadership transfer: the leader stops taking proposals, catches the target up, then
 //!   sends `TimeoutNow`; abandoned after one election timeout.

@@ -284,3 +284,83 @@ impl<S: Storage> RaftLog<S> {
         self.applying = self.applying.max(index);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::MemStorage;
+    use proptest::prelude::*;
+
+    fn log_from_terms(terms: &[u64], compact_to: u64) -> RaftLog<MemStorage> {
+        let mut s = MemStorage::default();
+        let entries: Vec<Entry> = terms
+            .iter()
+            .zip(1u64..)
+            .map(|(&t, i)| Entry::new(i, t, Vec::new()))
+            .collect();
+        s.append(&entries).unwrap();
+        if compact_to > 0 {
+            s.compact(compact_to, Default::default(), Vec::new())
+                .unwrap();
+        }
+        RaftLog::new(s, compact_to, compact_to).unwrap()
+    }
+
+    fn sorted_terms() -> impl Strategy<Value = Vec<u64>> {
+        proptest::collection::vec(1u64..6, 0..40).prop_map(|mut v| {
+            v.sort_unstable();
+            v
+        })
+    }
+
+    proptest! {
+        /// The binary search agrees with the obvious backwards scan.
+        #[test]
+        fn find_conflict_by_term_matches_linear_scan(
+            terms in sorted_terms(),
+            index in 0u64..50,
+            term in 0u64..7,
+            compact_frac in 0u64..100,
+        ) {
+            let compact_to = terms.len() as u64 * compact_frac / 100;
+            let log = log_from_terms(&terms, compact_to);
+            let term_at = |i: u64| if i == 0 { 0 } else { terms[(i - 1) as usize] };
+            // Nothing below the compaction point can be looked at: the search stops there.
+            let mut expect = index.min(terms.len() as u64).max(compact_to);
+            while expect > compact_to && term_at(expect) > term {
+                expect -= 1;
+            }
+            let got = log.find_conflict_by_term(index, term).unwrap();
+            prop_assert_eq!(got, (expect, term_at(expect)));
+        }
+
+        /// Appending leader entries yields the leader's log after the match point, and never
+        /// changes what was committed.
+        #[test]
+        fn maybe_append_converges_to_the_leader_log(
+            ours in sorted_terms(),
+            leader_extra in proptest::collection::vec(6u64..9, 0..10),
+            prev_frac in 0u64..100,
+        ) {
+            let mut leader_terms = ours.clone();
+            let prev = ours.len() as u64 * prev_frac / 100;
+            leader_terms.truncate(prev as usize);
+            let mut extra = leader_extra.clone();
+            extra.sort_unstable();
+            leader_terms.extend(extra);
+            let mut log = log_from_terms(&ours, 0);
+            let prev_term = if prev == 0 { 0 } else { ours[(prev - 1) as usize] };
+            let entries: Vec<Entry> = leader_terms[prev as usize..]
+                .iter()
+                .zip(prev + 1..)
+                .map(|(&t, i)| Entry::new(i, t, Vec::new()))
+                .collect();
+            let res = log.maybe_append(prev, prev_term, 0, &entries).unwrap();
+            prop_assert!(res.is_some());
+            let last = prev + entries.len() as u64;
+            for i in 1..=last {
+                prop_assert_eq!(log.term(i).unwrap(), leader_terms[(i - 1) as usize]);
+            }
+        }
+    }
+}
