@@ -1,9 +1,9 @@
 //! `check()`: walks every page of a snapshot and proves the file is whole, and `stats()`.
 
 use crate::error::{Error, Result};
-use crate::freelist::FreeList;
+use crate::freelist::{read_id_chain, FreeList};
 use crate::overflow::chain_ids;
-use crate::page::Stored;
+use crate::page::{PageType, Stored};
 use crate::source::{NodeView, Snapshot};
 use crate::txn::{BucketDescriptor, ReadTxn};
 use crate::{PageId, TxnId, MAX_TREE_DEPTH, PAGE_SIZE};
@@ -235,6 +235,24 @@ impl ReadTxn<'_> {
             claims.claim(id, FREE, "free-list entry")?;
         }
         stats.free_pages = free.len() as u64;
+        let (listed, written_chain) = read_id_chain(
+            src,
+            meta.written_head,
+            meta.page_count,
+            PageType::WrittenList,
+        )?;
+        for &id in &written_chain {
+            claims.claim(id, REACHABLE, "written-list page")?;
+        }
+        for (id, at) in listed {
+            // Everything the last commit wrote is part of its state, never free.
+            if claims.owner.get(id as usize) != Some(&REACHABLE) {
+                return Err(Error::corrupt(
+                    at,
+                    format!("written list names page {id}, which is not reachable"),
+                ));
+            }
+        }
         if let Some(leaked) = claims.owner.iter().position(|&c| c == UNCLAIMED) {
             return Err(Error::corrupt(
                 leaked as PageId,

@@ -8,10 +8,11 @@ use parking_lot::{Mutex, MutexGuard};
 
 use crate::dirty::DirtyPages;
 use crate::error::{Error, Result};
-use crate::freelist::{FreeList, IDS_PER_FREELIST_PAGE};
+use crate::freelist::{read_id_chain, FreeList, IDS_PER_FREELIST_PAGE};
 use crate::io::{OsFile, StorageFile};
 use crate::meta::Meta;
-use crate::source::Snapshot;
+use crate::page::{get_u64, verify_checksum, PageType};
+use crate::source::{PageSource, Snapshot};
 use crate::txn::{ReadTxn, WriteTxn};
 use crate::{PageId, TxnId, PAGE_SIZE};
 
@@ -45,8 +46,56 @@ pub(crate) struct WriterState {
     pub(crate) freelist: FreeList,
     pub(crate) page_count: u64,
     pub(crate) file_len: u64,
+    /// Pages of the last commit's written list, freed by the next commit.
+    pub(crate) written_chain: Vec<PageId>,
     /// Encoded pages of the commit being written; kept to spare page faults on the next one.
     pub(crate) commit_buf: Vec<u8>,
+}
+
+/// Verifies that every page the commit of `src` wrote is on disk whole (crate docs, recovery);
+/// returns the written list's own pages.
+fn verify_commit(src: &Snapshot) -> Result<Vec<PageId>> {
+    let meta = src.meta;
+    let (listed, chain) = read_id_chain(
+        src,
+        meta.written_head,
+        meta.page_count,
+        PageType::WrittenList,
+    )?;
+    for &id in &chain {
+        if get_u64(src.page_bytes(id)?, 12) != Some(meta.txn) {
+            return Err(Error::corrupt(
+                id,
+                format!("written list is not from commit {}", meta.txn),
+            ));
+        }
+    }
+    if listed.len() as u64 != meta.written_count {
+        return Err(Error::corrupt(
+            meta.slot(),
+            "written list length differs from the meta page",
+        ));
+    }
+    let mut crc = crc32fast::Hasher::new();
+    for (id, _) in listed {
+        let page = src.page_bytes(id)?;
+        verify_checksum(page, id)?;
+        if get_u64(page, 12) != Some(meta.txn) {
+            return Err(Error::corrupt(
+                id,
+                format!("page not written by commit {}", meta.txn),
+            ));
+        }
+        crc.update(&id.to_le_bytes());
+        crc.update(&page[..4]);
+    }
+    if crc.finalize() != meta.written_crc {
+        return Err(Error::corrupt(
+            meta.slot(),
+            "pages differ from those the commit wrote",
+        ));
+    }
+    Ok(chain)
 }
 
 /// An open database file. `Sync`: share it (e.g. in an `Arc`) between threads.
@@ -111,20 +160,39 @@ impl Database {
                 Err(e) => first_error = first_error.or(Some(e)),
             }
         }
-        let Some(meta) = metas.into_iter().max_by_key(|m| m.txn) else {
-            let cause = first_error.map(|e| e.to_string()).unwrap_or_default();
-            return Err(Error::corrupt(0, format!("no valid meta page ({cause})")));
-        };
         if options.durability == Durability::Durable {
             // A previous process may have died with writes only in the page cache; make what
-            // we are about to build on durable first.
+            // we are about to verify and build on durable first.
             file.sync_data().map_err(Error::io("syncing at open"))?;
         }
         let mapping = file.map().map_err(Error::io("mapping the file"))?;
-        if (mapping.bytes().len() as u64) < meta.page_count * PAGE_SIZE as u64 {
-            return Err(Error::corrupt(meta.slot(), "file shrank while opening"));
+        metas.sort_by_key(|m| std::cmp::Reverse(m.txn));
+        let mut chosen = None;
+        for meta in metas {
+            if (mapping.bytes().len() as u64) < meta.page_count * PAGE_SIZE as u64 {
+                return Err(Error::corrupt(meta.slot(), "file shrank while opening"));
+            }
+            let candidate = Snapshot {
+                meta,
+                mapping: Arc::clone(&mapping),
+            };
+            match verify_commit(&candidate) {
+                Ok(written_chain) => {
+                    chosen = Some((candidate, written_chain));
+                    break;
+                }
+                Err(e) => first_error = first_error.or(Some(e)),
+            }
         }
-        let snapshot = Arc::new(Snapshot { meta, mapping });
+        let Some((snapshot, written_chain)) = chosen else {
+            let cause = first_error.map(|e| e.to_string()).unwrap_or_default();
+            return Err(Error::corrupt(
+                0,
+                format!("no valid, complete commit ({cause})"),
+            ));
+        };
+        let meta = snapshot.meta;
+        let snapshot = Arc::new(snapshot);
         let freelist = FreeList::read(&*snapshot, meta.freelist_head, meta.page_count)?;
         Ok(Database {
             file,
@@ -137,6 +205,7 @@ impl Database {
                 page_count: meta.page_count,
                 file_len: len,
                 commit_buf: Vec::new(),
+                written_chain,
             }),
             poisoned: Mutex::new(None),
         })
@@ -193,23 +262,39 @@ impl Database {
         catalog_root: PageId,
     ) -> Result<()> {
         pages.write_key_chains();
-        let old_chain = std::mem::take(&mut pages.freelist.chain);
-        for id in old_chain {
+        // This commit writes a new free list and written list; the last commit's are freed.
+        let old_chains: Vec<PageId> = std::mem::take(&mut pages.freelist.chain)
+            .into_iter()
+            .chain(writer.written_chain.iter().copied())
+            .collect();
+        for id in old_chains {
             pages.free(id);
         }
-        let mut chain = Vec::new();
-        while chain.len() * IDS_PER_FREELIST_PAGE < pages.freelist.len() {
-            chain.push(pages.alloc());
+        // Size both lists; allocating a page can only shrink the free list and grow the
+        // written list by one, so this settles.
+        let data_pages = pages.nodes.len() + pages.raw.len();
+        let (mut free_chain, mut written_chain) = (Vec::new(), Vec::new());
+        loop {
+            if free_chain.len() * IDS_PER_FREELIST_PAGE < pages.freelist.len() {
+                free_chain.push(pages.alloc());
+            } else if written_chain.len() * IDS_PER_FREELIST_PAGE < data_pages + free_chain.len() {
+                written_chain.push(pages.alloc());
+            } else {
+                break;
+            }
         }
         let txn = pages.txn;
         let free_ids = pages.freelist.all_ids();
-        let mut ids: Vec<PageId> = pages
+        let mut listed: Vec<PageId> = pages
             .nodes
             .keys()
             .chain(pages.raw.keys())
             .copied()
             .collect();
-        ids.extend_from_slice(&chain);
+        listed.extend_from_slice(&free_chain);
+        listed.sort_unstable();
+        let mut ids = listed.clone();
+        ids.extend_from_slice(&written_chain);
         ids.sort_unstable();
         debug_assert!(
             ids.windows(2).all(|w| w[0] < w[1]),
@@ -223,20 +308,44 @@ impl Database {
         let mut buf = std::mem::take(&mut writer.commit_buf);
         buf.clear();
         buf.resize(ids.len() * PAGE_SIZE, 0);
+        let mut written_crc = crc32fast::Hasher::new();
         for (page, id) in buf.chunks_exact_mut(PAGE_SIZE).zip(&ids) {
             if let Some(node) = pages.nodes.get(id) {
                 node.encode_into(page, *id, txn)?;
             } else if let Some(raw) = pages.raw.get(id) {
                 page.copy_from_slice(raw);
-            } else if let Some(index) = chain.iter().position(|c| c == id) {
-                FreeList::encode_page_into(page, &free_ids, &chain, index, txn);
+            } else if let Some(index) = free_chain.iter().position(|c| c == id) {
+                FreeList::encode_page_into(
+                    page,
+                    PageType::FreeList,
+                    &free_ids,
+                    &free_chain,
+                    index,
+                    txn,
+                );
+            } else if let Some(index) = written_chain.iter().position(|c| c == id) {
+                FreeList::encode_page_into(
+                    page,
+                    PageType::WrittenList,
+                    &listed,
+                    &written_chain,
+                    index,
+                    txn,
+                );
+                continue;
             }
+            // `listed` and `ids` are both sorted, so this visits `listed` in order.
+            written_crc.update(&id.to_le_bytes());
+            written_crc.update(&page[..4]);
         }
         let meta = Meta {
             txn,
             catalog_root,
-            freelist_head: chain.first().copied().unwrap_or(0),
+            freelist_head: free_chain.first().copied().unwrap_or(0),
             page_count: pages.page_count,
+            written_head: written_chain.first().copied().unwrap_or(0),
+            written_count: listed.len() as u64,
+            written_crc: written_crc.finalize(),
         };
         let file_len = writer.file_len;
         let written = self.write_commit(&ids, &buf, meta, file_len, &pages.base);
@@ -245,7 +354,8 @@ impl Database {
         }
         match written {
             Ok((snapshot, file_len)) => {
-                pages.freelist.chain = chain;
+                pages.freelist.chain = free_chain;
+                writer.written_chain = written_chain;
                 writer.freelist = std::mem::take(&mut pages.freelist);
                 writer.page_count = meta.page_count;
                 writer.file_len = file_len;
@@ -290,18 +400,15 @@ impl Database {
                 .map_err(Error::io("writing pages"))?;
             i = j;
         }
-        let durable = self.options.durability == Durability::Durable;
-        if durable {
-            self.file.sync_data().map_err(Error::io("syncing pages"))?;
-        }
         let slot = meta.slot();
         self.file
             .write_all_at(&meta.encode(slot), slot * PAGE_SIZE as u64)
             .map_err(Error::io("writing the meta page"))?;
-        if durable {
+        if self.options.durability == Durability::Durable {
+            // One sync covers pages and meta: recovery verifies the written list (crate docs).
             self.file
                 .sync_data()
-                .map_err(Error::io("syncing the meta page"))?;
+                .map_err(Error::io("syncing the commit"))?;
         }
         let mapping = if new_len != file_len || !self.file.mapping_tracks_writes() {
             self.file

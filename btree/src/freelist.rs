@@ -61,36 +61,17 @@ impl FreeList {
         ids
     }
 
-    /// Reads the chain starting at `head` of a file with `page_count` pages.
+    /// Reads the free-list chain starting at `head` of a file with `page_count` pages.
     pub(crate) fn read(src: &impl PageSource, head: PageId, page_count: u64) -> Result<FreeList> {
-        let mut list = FreeList::default();
-        let mut next = head;
-        while next != 0 {
-            if list.chain.len() as u64 >= page_count {
-                return Err(Error::corrupt(
-                    next,
-                    "free-list chain longer than the file (cycle?)",
-                ));
+        let (ids, chain) = read_id_chain(src, head, page_count, PageType::FreeList)?;
+        let mut list = FreeList {
+            chain,
+            ..FreeList::default()
+        };
+        for (id, at) in ids {
+            if !list.free.insert(id) {
+                return Err(Error::corrupt(at, format!("page {id} listed free twice")));
             }
-            let page = src.page_bytes(next)?;
-            let header = verify(page, next, PageType::FreeList)?;
-            if usize::from(header.count) > IDS_PER_FREELIST_PAGE {
-                return Err(Error::corrupt(next, "free-list page count too large"));
-            }
-            for i in 0..usize::from(header.count) {
-                let id = get_u64(page, HEADER_BYTES + i * 8).unwrap_or(0);
-                if id < 2 || id >= page_count {
-                    return Err(Error::corrupt(
-                        next,
-                        format!("free page id {id} out of range"),
-                    ));
-                }
-                if !list.free.insert(id) {
-                    return Err(Error::corrupt(next, format!("page {id} listed free twice")));
-                }
-            }
-            list.chain.push(next);
-            next = header.next;
         }
         Ok(list)
     }
@@ -98,6 +79,7 @@ impl FreeList {
     /// Encodes page `index` of the chain `chain` listing `ids` into `page` (zeroed) and seals it.
     pub(crate) fn encode_page_into(
         page: &mut [u8],
+        page_type: PageType,
         ids: &[PageId],
         chain: &[PageId],
         index: usize,
@@ -112,20 +94,56 @@ impl FreeList {
             put_u64(page, HEADER_BYTES + j * 8, *free_id);
         }
         let next = chain.get(index + 1).copied().unwrap_or(0);
-        seal(
-            page,
-            chain[index],
-            txn,
-            PageType::FreeList,
-            chunk.len() as u16,
-            next,
-        );
+        seal(page, chain[index], txn, page_type, chunk.len() as u16, next);
     }
 
     /// Whether `id` is free or pending (slow; for checks).
     pub(crate) fn contains(&self, id: PageId) -> bool {
         self.free.contains(&id) || self.pending.values().any(|v| v.contains(&id))
     }
+}
+
+/// Ids read from an id-list chain, each with the page that lists it.
+pub(crate) type ListedIds = Vec<(PageId, PageId)>;
+
+/// Reads a chain of id-list pages (free list or written list) of type `page_type` starting at
+/// `head`; returns every listed id with the page listing it, and the chain's own pages. Each id
+/// must lie in `2..page_count`; the walk stops with an error after `page_count` pages.
+pub(crate) fn read_id_chain(
+    src: &impl PageSource,
+    head: PageId,
+    page_count: u64,
+    page_type: PageType,
+) -> Result<(ListedIds, Vec<PageId>)> {
+    let mut ids = Vec::new();
+    let mut chain = Vec::new();
+    let mut next = head;
+    while next != 0 {
+        if chain.len() as u64 >= page_count {
+            return Err(Error::corrupt(
+                next,
+                "id-list chain longer than the file (cycle?)",
+            ));
+        }
+        let page = src.page_bytes(next)?;
+        let header = verify(page, next, page_type)?;
+        if usize::from(header.count) > IDS_PER_FREELIST_PAGE {
+            return Err(Error::corrupt(next, "id-list page count too large"));
+        }
+        for i in 0..usize::from(header.count) {
+            let id = get_u64(page, HEADER_BYTES + i * 8).unwrap_or(0);
+            if id < 2 || id >= page_count {
+                return Err(Error::corrupt(
+                    next,
+                    format!("listed page id {id} out of range"),
+                ));
+            }
+            ids.push((id, next));
+        }
+        chain.push(next);
+        next = header.next;
+    }
+    Ok((ids, chain))
 }
 
 #[cfg(test)]

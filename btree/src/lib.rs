@@ -23,7 +23,8 @@
 //!
 //! All integers are little-endian. The file is an array of pages of [`PAGE_SIZE`] = 4096 bytes;
 //! page `n` starts at byte `n * 4096`. Pages 0 and 1 are the two meta pages; every other page is a
-//! leaf, branch, overflow or free-list page, or free. The file may be longer than the pages in use
+//! leaf, branch, overflow, free-list or written-list page, or free. The file may be longer than
+//! the pages in use
 //! (it grows in chunks); bytes past `page_count * 4096` mean nothing.
 //!
 //! ## Page header (32 bytes, every page)
@@ -33,10 +34,10 @@
 //! | 0 | 4 | CRC-32 (crc32fast, IEEE) of bytes 4..4096 of the page |
 //! | 4 | 8 | page id: the page's own number (catches misdirected writes and stale reads) |
 //! | 12 | 8 | id of the transaction that wrote the page |
-//! | 20 | 1 | page type: 1 meta, 2 leaf, 3 branch, 4 overflow, 5 free list |
+//! | 20 | 1 | page type: 1 meta, 2 leaf, 3 branch, 4 overflow, 5 free list, 6 written list |
 //! | 21 | 1 | reserved, 0 |
 //! | 22 | 2 | entry count (leaf entries, branch keys, free-list ids; 0 otherwise) |
-//! | 24 | 8 | next page id of an overflow or free-list chain (0 = end), else 0 |
+//! | 24 | 8 | next page id of an overflow, free-list or written-list chain (0 = end), else 0 |
 //!
 //! A page is only trusted after its checksum, its page id and its type all match what the
 //! reference to it expected, and every offset inside it has been bounds-checked.
@@ -52,11 +53,16 @@
 //! | 56 | 8 | root page of the bucket catalog tree (0 = no buckets) |
 //! | 64 | 8 | first page of the free-list chain (0 = empty) |
 //! | 72 | 8 | page count: pages `0..page_count` are either reachable or free |
+//! | 80 | 8 | first page of this commit's written list (0 = none) |
+//! | 88 | 8 | number of page ids on the written list |
+//! | 96 | 4 | CRC-32 over, for each listed page in list order, its id (`u64`) and its stored checksum |
 //!
 //! Commit `t` writes meta slot `t % 2`. On open both slots are read; a slot counts only if its
-//! checksum, magic, version, page size and page id are right, its page count is at least 2 and
-//! the file holds `page_count` pages. The valid slot with the higher transaction id wins. If
-//! neither is valid, open fails with [`Error::Corrupt`] naming page 0.
+//! checksum, magic, version, page size and page id are right, its page count is at least 2, the
+//! file holds `page_count` pages, and its commit is *complete*: every page on its written list
+//! (below) has a valid checksum, carries the commit's transaction id in its header, and the list's
+//! CRC matches the meta page. The valid, complete slot with the higher transaction id wins. If
+//! neither qualifies, open fails with [`Error::Corrupt`] naming page 0.
 //!
 //! ## Leaf and branch pages
 //!
@@ -79,37 +85,49 @@
 //! then the data (at most 4060 bytes a page). The chain's total length must equal the length in
 //! the entry that points at it.
 //!
-//! ## Free list
+//! ## Free list and written list
 //!
 //! A chain of free-list pages (header `next`, `count` ids of `u64` each, at most 508 a page)
-//! listing every page in `2..page_count` that no tree reaches. In memory the writer keeps two
-//! sets: pages free now, and *pending* pages tagged with the id of the transaction that freed
-//! them. Pages freed by transaction `x` are still visible to snapshots older than `x`, so they are
-//! reused only once every live reader's snapshot id is `>= x`. The free list on disk stores both
-//! sets merged: after a reopen no reader exists, and a meta page is only ever overwritten by the
-//! commit after the next one, so a page freed by the last durable commit is reachable only from a
-//! meta that the next commit will not fall back to (see the commit protocol).
+//! lists every page in `2..page_count` that no tree reaches. In memory the writer keeps two sets:
+//! pages free now, and *pending* pages tagged with the id of the transaction that freed them.
+//! Pages freed by transaction `x` are still visible to snapshots older than `x`, so they are reused
+//! only once every live reader's snapshot id is `>= x`. The free list on disk stores both sets
+//! merged: after a reopen no reader exists, and a commit's pages are durable before the next
+//! commit may overwrite pages that only older commits reach (see the commit protocol).
+//!
+//! The written list has the same layout with page type 6: the ids of every leaf, branch, overflow
+//! and free-list page the commit wrote, sorted. Its own pages are not on it (their checksums and
+//! transaction ids vouch for them). Each commit frees the previous commit's free list and written
+//! list and writes new ones.
 //!
 //! ## Commit protocol
 //!
 //! 1. Every page changed by transaction `t` is written to a page that no snapshot can see (a free
 //!    page or one past the old end), never over a page some snapshot reaches (copy-on-write).
-//!    The old pages go to the pending list tagged `t`, and a new free list is written likewise.
-//! 2. The file is grown with `set_len` first if needed, then the pages are written with `pwrite`
-//!    and `fdatasync`ed.
-//! 3. The meta page for `t` is written to slot `t % 2` and `fdatasync`ed. Only now does commit
-//!    return, and only now do new readers see `t`.
+//!    The old pages go to the pending list tagged `t`; new free and written lists are built.
+//! 2. The file is grown first if needed (`fallocate`, else `set_len`), then the pages are written
+//!    with `pwrite`, then the meta page for `t` is written to slot `t % 2`.
+//! 3. One `fdatasync`. Only now does commit return, and only now do new readers see `t`.
 //!
-//! A crash before step 3's write leaves slot `(t-1) % 2` the newest valid meta: the file opens at
-//! `t - 1`, whose pages step 1 did not touch. A crash during step 3 leaves either a valid meta for
-//! `t` (everything it points at was synced in step 2) or a torn one that fails its checksum.
+//! Any subset of the writes of step 2 may reach the disk before a power loss (in any order, torn
+//! at sector boundaries). Recovery copes with each case: if the meta page for `t` is torn or old,
+//! its checksum or transaction id makes it lose to slot `(t-1) % 2`; if it is whole but any page of
+//! `t` is missing or torn, the written-list check fails and commit `t - 1` is chosen. Commit
+//! `t - 1` is intact in both cases: `t` wrote only pages `t - 1` does not reach, and the slot of
+//! `t - 1` is overwritten only by `t + 1`, which starts after `t`'s sync made `t` durable. Pages
+//! freed by `t` (reachable only from `t - 1`) are reused from `t + 1` on for the same reason. A
+//! page of `t` damaged later (bit rot) also makes open fall back to `t - 1`; damage anywhere else
+//! is reported as [`Error::Corrupt`] by the read or by [`ReadTxn::check`].
+//!
 //! Any I/O error during a commit poisons the [`Database`]: no later write transaction starts,
-//! because the state of the file is unknown until it is reopened.
+//! because the state of the file is unknown until it is reopened. Open syncs the file once before
+//! trusting it, so writes a killed process left in the page cache are durable before new commits
+//! build on them.
 //!
-//! With [`Durability::NoSync`] steps 2 and 3 skip `fdatasync`. A process crash loses nothing
-//! (the kernel still holds the writes), but after a power loss or kernel crash the file may open
-//! at an older commit or be reported corrupt. It is for callers, like Cairn's apply loop, that can
-//! rebuild the file from their own durable log (or a peer's snapshot).
+//! With [`Durability::NoSync`] step 3 is skipped. A process crash loses nothing (the kernel still
+//! holds the writes), but after a power loss or kernel crash the file may open at an older commit
+//! or be reported corrupt. It is for callers, like Cairn's apply loop, that can rebuild the file
+//! from their own durable log (or a peer's snapshot).
 //!
 //! ## What a reader may assume (mmap soundness)
 //!
@@ -133,7 +151,7 @@
 //!
 //! Keys up to [`MAX_KEY_BYTES`], values up to [`MAX_VALUE_BYTES`]; tree depth is bounded by
 //! [`MAX_TREE_DEPTH`] (a deeper or cyclic tree is reported as corrupt, never followed forever).
-
+//!
 mod check;
 mod copy;
 mod cursor;

@@ -16,6 +16,12 @@ pub(crate) struct Meta {
     pub(crate) freelist_head: PageId,
     /// Pages `0..page_count` are reachable or free.
     pub(crate) page_count: u64,
+    /// First page of the list of pages this commit wrote; 0 = none.
+    pub(crate) written_head: PageId,
+    /// Number of pages on that list.
+    pub(crate) written_count: u64,
+    /// CRC-32 over (page id, page checksum) of every listed page, in list order.
+    pub(crate) written_crc: u32,
 }
 
 impl Meta {
@@ -25,6 +31,9 @@ impl Meta {
             catalog_root: 0,
             freelist_head: 0,
             page_count: 2,
+            written_head: 0,
+            written_count: 0,
+            written_crc: crc32fast::hash(&[]),
         }
     }
 
@@ -42,6 +51,9 @@ impl Meta {
         put_u64(&mut page, 56, self.catalog_root);
         put_u64(&mut page, 64, self.freelist_head);
         put_u64(&mut page, 72, self.page_count);
+        put_u64(&mut page, 80, self.written_head);
+        put_u64(&mut page, 88, self.written_count);
+        put_u32(&mut page, 96, self.written_crc);
         seal(&mut page, slot, self.txn, PageType::Meta, 0, 0);
         page
     }
@@ -69,6 +81,9 @@ impl Meta {
             catalog_root: field(56),
             freelist_head: field(64),
             page_count: field(72),
+            written_head: field(80),
+            written_count: field(88),
+            written_crc: get_u32(page, 96).unwrap_or(0),
         };
         if meta.page_count < 2 {
             return Err(Error::corrupt(slot, "page count below 2"));

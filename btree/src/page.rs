@@ -24,6 +24,7 @@ pub(crate) enum PageType {
     Branch = 3,
     Overflow = 4,
     FreeList = 5,
+    WrittenList = 6,
 }
 
 impl PageType {
@@ -34,6 +35,7 @@ impl PageType {
             3 => PageType::Branch,
             4 => PageType::Overflow,
             5 => PageType::FreeList,
+            6 => PageType::WrittenList,
             _ => return None,
         })
     }
@@ -87,6 +89,23 @@ pub(crate) fn seal(
 
 /// Verifies checksum, page id and type of `page`, which was reached as page `id`.
 pub(crate) fn verify(page: &[u8], id: PageId, expected: PageType) -> Result<Header> {
+    verify_checksum(page, id)?;
+    let page_type = PageType::from_byte(page[20])
+        .ok_or_else(|| Error::corrupt(id, format!("unknown page type {}", page[20])))?;
+    if page_type != expected {
+        return Err(Error::corrupt(
+            id,
+            format!("expected a {expected:?} page, found {page_type:?}"),
+        ));
+    }
+    Ok(Header {
+        count: get_u16(page, 22).unwrap_or(0),
+        next: get_u64(page, 24).unwrap_or(0),
+    })
+}
+
+/// Verifies the checksum and page id of `page`, which was reached as page `id`.
+pub(crate) fn verify_checksum(page: &[u8], id: PageId) -> Result<()> {
     if page.len() != PAGE_SIZE {
         return Err(Error::corrupt(id, "page is not a whole page long"));
     }
@@ -101,18 +120,7 @@ pub(crate) fn verify(page: &[u8], id: PageId, expected: PageType) -> Result<Head
             format!("page claims to be page {own_id}"),
         ));
     }
-    let page_type = PageType::from_byte(page[20])
-        .ok_or_else(|| Error::corrupt(id, format!("unknown page type {}", page[20])))?;
-    if page_type != expected {
-        return Err(Error::corrupt(
-            id,
-            format!("expected a {expected:?} page, found {page_type:?}"),
-        ));
-    }
-    Ok(Header {
-        count: get_u16(page, 22).unwrap_or(0),
-        next: get_u64(page, 24).unwrap_or(0),
-    })
+    Ok(())
 }
 
 /// A key or value as stored in a page: inline bytes or a reference to an overflow chain.

@@ -3,7 +3,7 @@
 //! must open, pass `check()`, and hold exactly the last acknowledged commit, or the commit that
 //! was in flight when the power went.
 //!
-//! `CAIRN_BTREE_POWER_SEEDS=<n>` runs n seeds (default 1500); `CAIRN_BTREE_POWER_SEED=<s>`
+//! `CAIRN_BTREE_POWER_SEEDS=<n>` runs n seeds (default 800, three power cycles each); `CAIRN_BTREE_POWER_SEED=<s>`
 //! replays one.
 
 use std::collections::BTreeMap;
@@ -56,70 +56,83 @@ fn apply_txn(
     Ok(())
 }
 
-/// Runs one seed; returns (the power went mid-commit, the file opened at that commit).
-fn run_seed(seed: u64) -> (bool, bool) {
+/// Power cycles per seed: recovery must also survive losing power again right after it.
+const CYCLES_PER_SEED: usize = 3;
+
+/// Runs one seed; returns (runs where the power went mid-commit, runs that kept that commit).
+fn run_seed(seed: u64) -> (usize, usize) {
     let mut rng = SimRng::new(seed);
     let disk = SimDisk::new(Vec::new());
-    let mut models: Vec<Model> = vec![Model::new()];
-    let mut acked = 0usize;
-    let mut in_flight = false;
     {
         let db = open(&disk).unwrap();
         let mut w = db.begin_write().unwrap();
         w.create_bucket(BUCKET).unwrap();
         w.commit().unwrap();
-        // Power goes somewhere in the next ~TXNS_PER_RUN commits (about 5 operations each).
-        disk.cut_power_at_op(disk.ops_done() + rng.below(TXNS_PER_RUN * 5));
-        let mut held = None;
-        for _ in 0..TXNS_PER_RUN {
-            let mut model = models[acked].clone();
-            let result = db.begin_write().and_then(|mut w| {
-                apply_txn(&mut rng, &mut w, &mut model)?;
-                in_flight = true;
-                w.commit()
-            });
-            match result {
-                Ok(()) => {
-                    in_flight = false;
-                    models.push(model);
-                    acked += 1;
-                }
-                Err(_) => {
-                    models.push(model);
+    }
+    let mut image = disk.current_image();
+    let mut base = Model::new();
+    let (mut cut_mid_commit, mut kept_in_flight) = (0, 0);
+    for cycle in 0..CYCLES_PER_SEED {
+        let disk = SimDisk::new(image);
+        let mut models: Vec<Model> = vec![base.clone()];
+        let mut acked = 0usize;
+        let mut in_flight = false;
+        {
+            let db =
+                open(&disk).unwrap_or_else(|e| panic!("cycle {cycle}: open after power loss: {e}"));
+            db.begin_read()
+                .unwrap()
+                .check()
+                .unwrap_or_else(|e| panic!("cycle {cycle}: check: {e}"));
+            let found = contents(&db);
+            assert!(
+                found == base,
+                "cycle {cycle}: recovered state changed between opens"
+            );
+            // Power goes somewhere in the next ~TXNS_PER_RUN commits (about 4 operations each).
+            disk.cut_power_at_op(disk.ops_done() + rng.below(TXNS_PER_RUN * 4));
+            let mut held = None;
+            for _ in 0..TXNS_PER_RUN {
+                let mut model = models[acked].clone();
+                let result = db.begin_write().and_then(|mut w| {
+                    apply_txn(&mut rng, &mut w, &mut model)?;
+                    in_flight = true;
+                    w.commit()
+                });
+                models.push(model);
+                if result.is_err() {
                     break;
                 }
+                in_flight = false;
+                acked += 1;
+                // Sometimes hold a reader across the next commits, so freed pages stay pending.
+                match rng.below(3) {
+                    0 => held = Some(db.begin_read().unwrap()),
+                    1 => held = None,
+                    _ => {}
+                }
             }
-            // Sometimes hold a reader across the next commits, so freed pages stay pending.
-            match rng.below(3) {
-                0 => held = Some(db.begin_read().unwrap()),
-                1 => held = None,
-                _ => {}
-            }
+            drop(held);
         }
-        drop(held);
+        image = disk.image_after_power_loss(&mut rng);
+        let db = open(&SimDisk::new(image.clone()))
+            .unwrap_or_else(|e| panic!("cycle {cycle}: open after power loss failed: {e}"));
+        db.begin_read()
+            .unwrap()
+            .check()
+            .unwrap_or_else(|e| panic!("cycle {cycle}: check after power loss: {e}"));
+        let found = contents(&db);
+        let is_acked = found == models[acked];
+        let is_in_flight = in_flight && found == models[acked + 1];
+        assert!(
+            is_acked || is_in_flight,
+            "cycle {cycle}: after power loss the file holds neither acknowledged commit {acked} nor (in flight: {in_flight}) the next"
+        );
+        cut_mid_commit += usize::from(in_flight);
+        kept_in_flight += usize::from(in_flight && !is_acked);
+        base = found;
     }
-    let image = disk.image_after_power_loss(&mut rng);
-    let disk = SimDisk::new(image);
-    let db = open(&disk).unwrap_or_else(|e| panic!("open after power loss failed: {e}"));
-    db.begin_read()
-        .unwrap()
-        .check()
-        .unwrap_or_else(|e| panic!("check after power loss: {e}"));
-    let found = contents(&db);
-    let is_acked = found == models[acked];
-    let is_in_flight = in_flight && found == models[acked + 1];
-    assert!(
-        is_acked || is_in_flight,
-        "after power loss the file holds neither acknowledged commit {acked} nor (in flight: {in_flight}) the next"
-    );
-    // The recovered file keeps working: its free list is sound enough to commit on.
-    let mut w = db.begin_write().unwrap();
-    let mut model = found;
-    apply_txn(&mut rng, &mut w, &mut model).unwrap();
-    w.commit().unwrap();
-    db.begin_read().unwrap().check().unwrap();
-    assert!(contents(&db) == model, "commit after recovery");
-    (in_flight, in_flight && !is_acked)
+    (cut_mid_commit, kept_in_flight)
 }
 
 #[test]
@@ -130,7 +143,7 @@ fn acked_commit_survives_power_loss_at_every_seeded_crash_point() {
             let n = std::env::var("CAIRN_BTREE_POWER_SEEDS")
                 .ok()
                 .and_then(|v| v.parse().ok())
-                .unwrap_or(1500);
+                .unwrap_or(800);
             (0..n).collect()
         }
     };
@@ -139,8 +152,8 @@ fn acked_commit_survives_power_loss_at_every_seeded_crash_point() {
     for seed in seeds {
         match std::panic::catch_unwind(|| run_seed(seed)) {
             Ok((cut, kept)) => {
-                cut_mid_commit += usize::from(cut);
-                kept_in_flight += usize::from(kept);
+                cut_mid_commit += cut;
+                kept_in_flight += kept;
             }
             Err(panic) => {
                 eprintln!(
