@@ -11,6 +11,12 @@ impl Sim {
             MessageKind::VoteResponse if !m.reject => {
                 self.grants.entry((m.term, m.to)).or_default().insert(id);
             }
+            MessageKind::Append if m.entries.len() > 1 => {
+                let bytes: u64 = m.entries.iter().map(|e| e.size_bytes()).sum();
+                if bytes > self.nodes[&id].cfg.max_msg_bytes {
+                    return fail(format!("node {id} sent an append of {bytes} bytes"));
+                }
+            }
             _ => {}
         }
         Ok(())
@@ -121,7 +127,9 @@ impl Sim {
                 match raft.propose(cmd.to_le_bytes().to_vec()) {
                     Ok(_) => marker = Some((cmd, self.now)),
                     Err(Error::Dropped(
-                        DropReason::TransferInProgress { .. } | DropReason::NotMember,
+                        DropReason::TransferInProgress { .. }
+                        | DropReason::NotMember
+                        | DropReason::TooManyUncommitted { .. },
                     )) => {}
                     Err(e @ Error::Dropped(_)) => return fail(format!("leader drops: {e}")),
                     Err(e) => return fail(format!("leader propose: {e}")),

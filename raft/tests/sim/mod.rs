@@ -87,6 +87,8 @@ pub(crate) struct SimNode {
     cfg: Config,
     snapshots_in: HashMap<u64, Vec<u8>>,
     confirmed_reads: Vec<ReadState>,
+    /// Commit index last seen in this incarnation (it never goes back while alive).
+    last_commit: u64,
 }
 
 #[derive(PartialEq, Eq)]
@@ -173,6 +175,8 @@ impl Sim {
         let pre_vote = rng.chance(0.8);
         let check_quorum = rng.chance(0.8);
         let lease = check_quorum && rng.chance(0.3);
+        let forward = rng.chance(0.7);
+        let max_uncommitted = [8, 1_000][rng.below(2) as usize];
         let mut nodes = BTreeMap::new();
         for id in 1..=n + 2 {
             let mut cfg = Config::new(id);
@@ -188,6 +192,8 @@ impl Sim {
             cfg.max_msg_bytes = [33, 64, 320][rng.below(3) as usize];
             cfg.max_inflight_msgs = 1 + rng.below(8) as usize;
             cfg.max_promotion_lag_entries = 20;
+            cfg.forward_proposals = forward;
+            cfg.max_uncommitted_entries = max_uncommitted;
             cfg.seed = seed;
             let storage = if id <= n {
                 MemStorage::new_bootstrapped(&founders)
@@ -204,6 +210,7 @@ impl Sim {
                     cfg,
                     snapshots_in: HashMap::new(),
                     confirmed_reads: Vec::new(),
+                    last_commit: 0,
                 },
             );
         }
@@ -277,7 +284,17 @@ impl Sim {
         cfg.applied = node.app.applied;
         cfg.seed = cfg.seed.wrapping_add(self.now);
         match RaftNode::new(cfg, node.durable.clone()) {
-            Ok(r) => node.raft = Some(r),
+            Ok(r) => {
+                if r.commit() < node.app.applied {
+                    return fail(format!(
+                        "node {id} restarted with commit {} below its applied {}",
+                        r.commit(),
+                        node.app.applied
+                    ));
+                }
+                node.last_commit = r.commit();
+                node.raft = Some(r);
+            }
             Err(e) => return fail(format!("node {id} restart failed: {e}")),
         }
         Ok(())
@@ -292,6 +309,16 @@ impl Sim {
             return Ok(());
         }
         let conf = raft.conf_state().clone();
+        let commit = raft.commit();
+        let node = self.nodes.get_mut(&id).unwrap();
+        if commit < node.last_commit {
+            return fail(format!(
+                "node {id} commit index went back from {} to {commit}",
+                node.last_commit
+            ));
+        }
+        node.last_commit = commit;
+        let raft = node.raft.as_mut().unwrap();
         let rd = raft.ready().map_err(|e| format!("node {id} ready: {e}"))?;
         for m in &rd.messages {
             self.check_outgoing(id, &conf, m)?;
