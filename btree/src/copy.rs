@@ -44,9 +44,9 @@ impl ReadTxn<'_> {
     /// or be empty): every bucket re-inserted in key order, so pages are full and no page is
     /// free. The copy is synced before this returns.
     pub fn compact_to(&self, path: impl AsRef<Path>) -> Result<()> {
-        let target = Database::open(path, Options::default())?;
+        let target = Database::open(path.as_ref(), Options::default())?;
         if target.begin_read()?.txn_id() != 0 {
-            return Err(Error::BucketExists("compaction target is not empty".into()));
+            return Err(Error::CompactionTargetNotEmpty(path.as_ref().to_path_buf()));
         }
         for name in self.bucket_names()? {
             let mut w = target.begin_write()?;
@@ -69,6 +69,11 @@ impl ReadTxn<'_> {
 }
 
 impl Database {
+    /// Writes a compacted copy of the last commit to `path` (see [`ReadTxn::compact_to`]).
+    pub fn compact_to(&self, path: impl AsRef<Path>) -> Result<()> {
+        self.begin_read()?.compact_to(path)
+    }
+
     /// Rewrites the file compactly and swaps to it (etcd's defrag): compacts into
     /// `<path>.compact`, renames it over the original, syncs the directory and reopens. Needs
     /// the database by value, so no transaction can be open.

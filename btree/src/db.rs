@@ -235,7 +235,8 @@ impl Database {
         }
     }
 
-    /// Starts the write transaction, waiting while another one is open.
+    /// Starts the write transaction, waiting while another one is open (in any thread: a
+    /// thread that already holds a [`WriteTxn`] and asks for another waits forever).
     pub fn begin_write(&self) -> Result<WriteTxn<'_>> {
         let writer = self.writer.lock();
         if let Some(reason) = self.poisoned.lock().clone() {

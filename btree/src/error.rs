@@ -31,6 +31,9 @@ pub enum Error {
     /// An earlier commit failed part-way; the file's state is unknown until reopened.
     #[error("database is poisoned by an earlier failed commit ({0}); reopen it")]
     Poisoned(String),
+    /// `compact_to` was given a file that already holds a database with commits.
+    #[error("compaction target {0} is not empty")]
+    CompactionTargetNotEmpty(std::path::PathBuf),
     /// The named bucket does not exist.
     #[error("bucket {0:?} does not exist")]
     BucketNotFound(String),

@@ -24,8 +24,7 @@
 //! All integers are little-endian. The file is an array of pages of [`PAGE_SIZE`] = 4096 bytes;
 //! page `n` starts at byte `n * 4096`. Pages 0 and 1 are the two meta pages; every other page is a
 //! leaf, branch, overflow, free-list or written-list page, or free. The file may be longer than
-//! the pages in use
-//! (it grows in chunks); bytes past `page_count * 4096` mean nothing.
+//! the pages in use (it grows in chunks); bytes past `page_count * 4096` mean nothing.
 //!
 //! ## Page header (32 bytes, every page)
 //!
