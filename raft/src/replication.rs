@@ -269,6 +269,8 @@ impl<S: Storage> RaftNode<S> {
             pr.read_round_acked = pr.read_round_acked.max(round);
         }
         if pr.match_index < last {
+            // Even with nothing new to send: if appends in flight were lost, the follower
+            // rejects this one and replication restarts from its match point.
             self.send_append(m.from, true)?;
         }
         self.confirm_read_rounds()

@@ -556,3 +556,77 @@ fn malformed_messages_are_errors_not_panics() {
         Err(Error::InvalidMessage { .. })
     ));
 }
+
+#[test]
+fn requests_that_cannot_be_served_say_why() {
+    let mut c = Cluster::new(3, 1, |cfg| cfg.max_pending_reads = 2);
+    assert_eq!(
+        c.node(2).read_index(b"r".to_vec()),
+        Err(Error::Dropped(DropReason::NoLeader))
+    );
+    assert_eq!(
+        c.node(2).transfer_leader(3),
+        Err(Error::Dropped(DropReason::NoLeader))
+    );
+    c.elect(1);
+    assert!(matches!(
+        c.node(1).transfer_leader(4),
+        Err(Error::Dropped(DropReason::InvalidTransferTarget { .. }))
+    ));
+    assert!(matches!(
+        c.node(2).propose_conf_change(ConfChange::AddLearner(4)),
+        Err(Error::Dropped(DropReason::NotLeader { leader: 1 }))
+    ));
+    c.isolate(1);
+    c.node(1).read_index(b"a".to_vec()).unwrap();
+    c.node(1).read_index(b"b".to_vec()).unwrap();
+    assert!(matches!(
+        c.node(1).read_index(b"c".to_vec()),
+        Err(Error::Dropped(DropReason::TooManyPendingReads {
+            pending: 2
+        }))
+    ));
+    let _rd = c.node(1).ready().unwrap();
+    assert_eq!(c.node(1).ready().unwrap_err(), Error::ReadyNotAdvanced);
+}
+
+#[test]
+fn reads_pending_when_leadership_is_lost_are_reported_dropped() {
+    let mut c = Cluster::new(3, 0, |_| {});
+    c.elect(1);
+    c.isolate(1);
+    c.node(1).read_index(b"lost".to_vec()).unwrap();
+    let mut dropped = Vec::new();
+    for _ in 0..30 {
+        c.node(1).tick().unwrap();
+        let rd = c.node(1).ready().unwrap();
+        dropped.extend(rd.dropped_reads);
+        c.node(1).advance().unwrap();
+    }
+    assert_ne!(c.node(1).role(), Role::Leader, "check-quorum deposed it");
+    assert_eq!(dropped, vec![b"lost".to_vec()]);
+}
+
+#[test]
+fn restart_rebuilds_membership_and_state_from_storage() {
+    let mut c = Cluster::new(3, 1, |_| {});
+    c.elect(1);
+    c.node(1)
+        .propose_conf_change(ConfChange::AddLearner(4))
+        .unwrap();
+    c.settle();
+    c.node(1).propose(b"after".to_vec()).unwrap();
+    c.settle();
+    let before = c.node(2).status();
+    let storage = c.node(2).storage().clone();
+    let mut cfg = support::config(2);
+    cfg.applied = before.applied;
+    let restarted = cairn_raft::RaftNode::new(cfg, storage).unwrap();
+    let after = restarted.status();
+    assert!(after.conf_state.is_learner(4), "membership from the log");
+    assert_eq!(after.term, before.term);
+    assert_eq!(after.vote, before.vote);
+    assert_eq!(after.last_index, before.last_index);
+    assert_eq!(after.applied, before.applied);
+    assert_eq!(after.role, Role::Follower);
+}
