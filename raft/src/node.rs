@@ -289,6 +289,13 @@ impl<S: Storage> RaftNode<S> {
                 why: "bad sender id",
             });
         }
+        if m.term == u64::MAX {
+            // No real cluster gets there; accepting it would overflow the next election.
+            return Err(Error::InvalidMessage {
+                from: m.from,
+                why: "term out of range",
+            });
+        }
         let local = matches!(
             m.kind,
             MessageKind::Propose | MessageKind::ReadIndex | MessageKind::TransferLeader

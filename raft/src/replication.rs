@@ -124,6 +124,7 @@ impl<S: Storage> RaftNode<S> {
 
     /// Follower: the consistency check and append (§5.3).
     pub(crate) fn handle_append(&mut self, m: Message) -> Result<(), Error> {
+        check_append_shape(&m)?;
         let mut resp = Message::new(MessageKind::AppendResponse, self.id, m.from, self.term);
         if m.index < self.log.committed {
             // Everything up to our commit index already matches the leader.
@@ -354,6 +355,23 @@ impl<S: Storage> RaftNode<S> {
             }
         }
     }
+}
+
+/// Entries must follow `index` contiguously, with terms that never decrease and never pass
+/// the sender's term; anything else is a corrupt message, refused before it touches the log.
+fn check_append_shape(m: &Message) -> Result<(), Error> {
+    let bad = |why| Err(Error::InvalidMessage { from: m.from, why });
+    let mut prev_term = m.log_term;
+    for (e, offset) in m.entries.iter().zip(1u64..) {
+        if m.index.checked_add(offset) != Some(e.index) {
+            return bad("append entries are not contiguous after index");
+        }
+        if e.term < prev_term || e.term > m.term {
+            return bad("append entry terms out of order");
+        }
+        prev_term = e.term;
+    }
+    Ok(())
 }
 
 /// A heartbeat's context is its round number (8 bytes little endian); anything else is no

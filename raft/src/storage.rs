@@ -168,6 +168,9 @@ impl Storage for MemStorage {
     }
 
     fn entries(&self, low: u64, high: u64, max_bytes: u64) -> Result<Vec<Entry>, StorageError> {
+        if low >= high {
+            return Ok(Vec::new());
+        }
         let first = self.snapshot.index + 1;
         let last = self.last_index_inner();
         if low < first {

@@ -630,3 +630,34 @@ fn restart_rebuilds_membership_and_state_from_storage() {
     assert_eq!(after.applied, before.applied);
     assert_eq!(after.role, Role::Follower);
 }
+
+#[test]
+fn corrupt_appends_are_refused_before_touching_the_log() {
+    let mut c = Cluster::new(3, 0, |_| {});
+    c.elect(1);
+    let term = c.node(1).term();
+    let last = c.last_index(2);
+    let mut gap = Message::new(MessageKind::Append, 1, 2, term);
+    gap.index = last;
+    gap.log_term = c.nodes[&2].log_term(last).unwrap();
+    gap.entries = vec![Entry::new(last + 2, term, b"gap".to_vec())];
+    assert!(matches!(
+        c.node(2).step(gap),
+        Err(Error::InvalidMessage { .. })
+    ));
+    let mut future = Message::new(MessageKind::Append, 1, 2, term);
+    future.index = last;
+    future.log_term = c.nodes[&2].log_term(last).unwrap();
+    future.entries = vec![Entry::new(last + 1, term + 5, b"x".to_vec())];
+    assert!(matches!(
+        c.node(2).step(future),
+        Err(Error::InvalidMessage { .. })
+    ));
+    let huge = Message::new(MessageKind::Heartbeat, 1, 2, u64::MAX);
+    assert!(matches!(
+        c.node(2).step(huge),
+        Err(Error::InvalidMessage { .. })
+    ));
+    assert_eq!(c.last_index(2), last);
+    assert_eq!(c.node(2).status().last_index, last, "log untouched");
+}
