@@ -8,6 +8,10 @@
 //! 3. send `persisted_messages` (votes and acknowledgements, which promise durability);
 //! 4. apply `committed_entries` in order; serve `read_states` once applied reaches them;
 //! 5. call [`RaftNode::advance`]. Only then does the leader count its own log as durable.
+//!
+//! Then check [`RaftNode::has_ready`] again: entries made durable by this round become
+//! appliable (a node applies only what it holds durably), and acknowledgements may have
+//! advanced the commit index.
 
 use crate::error::Error;
 use crate::message::{Entry, HardState, Message, SnapshotMeta};

@@ -133,10 +133,16 @@ impl<S: Storage> RaftNode<S> {
             return Ok(());
         }
         let last_new = m.index + m.entries.len() as u64;
-        match self
+        let appended = match self
             .log
-            .maybe_append(m.index, m.log_term, m.commit, &m.entries)?
+            .maybe_append(m.index, m.log_term, m.commit, &m.entries)
         {
+            Err(Error::InvalidMessage { why, .. }) => {
+                return Err(Error::InvalidMessage { from: m.from, why })
+            }
+            other => other?,
+        };
+        match appended {
             Some(first_new) => {
                 if let Some(first_new) = first_new {
                     let skip = (first_new - m.index - 1) as usize;
