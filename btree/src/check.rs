@@ -4,7 +4,7 @@ use crate::error::{Error, Result};
 use crate::freelist::{read_id_chain, FreeList};
 use crate::overflow::chain_ids;
 use crate::page::{PageType, Stored};
-use crate::source::{NodeView, Snapshot};
+use crate::source::{FullyVerified, NodeView, PageSource};
 use crate::txn::{BucketDescriptor, ReadTxn};
 use crate::{PageId, TxnId, MAX_TREE_DEPTH, PAGE_SIZE};
 
@@ -76,7 +76,7 @@ type NodeToVisit = (PageId, usize, Option<Vec<u8>>, Option<Vec<u8>>);
 /// Walks one tree: checksums, key order within each node and against the parent's bounds,
 /// equal leaf depth, and claims of every node and overflow page. `on_entry` sees each entry.
 fn walk_tree(
-    src: &Snapshot,
+    src: &impl PageSource,
     root: PageId,
     claims: &mut Claims,
     stats: &mut BucketStats,
@@ -173,8 +173,9 @@ impl ReadTxn<'_> {
     /// shape, overflow chains, bucket entry counts, and that every page is reachable or free
     /// exactly once. Returns the statistics gathered on the way.
     pub fn check(&self) -> Result<Stats> {
-        let src: &Snapshot = &self.snapshot;
-        let meta = src.meta;
+        // Every checksum is computed again, even of pages readers already verified.
+        let src = &FullyVerified(&self.snapshot);
+        let meta = self.snapshot.meta;
         let page_count = usize::try_from(meta.page_count)
             .map_err(|_| Error::corrupt(meta.slot(), "page count too large"))?;
         let mut claims = Claims {

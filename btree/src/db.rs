@@ -9,10 +9,11 @@ use parking_lot::{Mutex, MutexGuard};
 use crate::dirty::DirtyPages;
 use crate::error::{Error, Result};
 use crate::freelist::{read_id_chain, FreeList, IDS_PER_FREELIST_PAGE};
+use crate::io::Mapping;
 use crate::io::{OsFile, StorageFile};
 use crate::meta::Meta;
 use crate::page::{get_u64, verify_checksum, PageType};
-use crate::source::{PageSource, Snapshot};
+use crate::source::{PageSource, Snapshot, VerifiedPages};
 use crate::txn::{ReadTxn, WriteTxn};
 use crate::{PageId, TxnId, PAGE_SIZE};
 
@@ -50,6 +51,11 @@ pub(crate) struct WriterState {
     pub(crate) written_chain: Vec<PageId>,
     /// Encoded pages of the commit being written; kept to spare page faults on the next one.
     pub(crate) commit_buf: Vec<u8>,
+}
+
+/// Pages a mapping covers.
+fn mapping_pages(mapping: &dyn Mapping) -> u64 {
+    (mapping.bytes().len() / PAGE_SIZE) as u64
 }
 
 /// Verifies that every page the commit of `src` wrote is on disk whole (crate docs, recovery);
@@ -175,6 +181,7 @@ impl Database {
             let candidate = Snapshot {
                 meta,
                 mapping: Arc::clone(&mapping),
+                verified: Arc::new(VerifiedPages::new(0)),
             };
             match verify_commit(&candidate) {
                 Ok(written_chain) => {
@@ -192,7 +199,10 @@ impl Database {
             ));
         };
         let meta = snapshot.meta;
-        let snapshot = Arc::new(snapshot);
+        let snapshot = Arc::new(Snapshot {
+            verified: Arc::new(VerifiedPages::new(mapping_pages(&*snapshot.mapping))),
+            ..snapshot
+        });
         let freelist = FreeList::read(&*snapshot, meta.freelist_head, meta.page_count)?;
         Ok(Database {
             file,
@@ -421,7 +431,24 @@ impl Database {
         if (mapping.bytes().len() as u64) < needed {
             return Err(Error::corrupt(slot, "mapping shorter than the page count"));
         }
-        Ok((Snapshot { meta, mapping }, new_len))
+        let verified = if Arc::ptr_eq(&mapping, &base.mapping) {
+            // Same mapping: pages rewritten by this commit must be verified afresh. No live
+            // reader can reach their old content (I1), so none can set these bits again.
+            for &id in ids {
+                base.verified.forget(id);
+            }
+            Arc::clone(&base.verified)
+        } else {
+            Arc::new(VerifiedPages::new(mapping_pages(&*mapping)))
+        };
+        Ok((
+            Snapshot {
+                meta,
+                mapping,
+                verified,
+            },
+            new_len,
+        ))
     }
 
     /// Why the database refuses writes, if it does.
@@ -433,5 +460,50 @@ impl Database {
 impl Database {
     pub(crate) fn options(&self) -> Options {
         self.options
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewrite(db: &Database, byte: u8) -> Vec<PageId> {
+        let mut w = db.begin_write().unwrap();
+        w.create_bucket_if_missing(b"b").unwrap();
+        for i in 0..2000u32 {
+            w.put(b"b", &i.to_be_bytes(), &[byte; 100]).unwrap();
+        }
+        let written = w.pages.nodes.keys().copied().collect();
+        w.commit().unwrap();
+        written
+    }
+
+    #[test]
+    fn pages_a_commit_rewrites_lose_their_verified_mark() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(dir.path().join("v.btree"), Options::default()).unwrap();
+        rewrite(&db, 1);
+        let r = db.begin_read().unwrap();
+        assert_eq!(r.range(b"b", ..).unwrap().count(), 2000);
+        let verified = Arc::clone(&r.snapshot.verified);
+        drop(r);
+        rewrite(&db, 2);
+        // The third commit reuses the pages the first wrote, which the reader above verified.
+        let marked_before: Vec<PageId> = (0..db.current.lock().meta.page_count)
+            .filter(|&id| verified.is_verified(id))
+            .collect();
+        let written = rewrite(&db, 3);
+        assert!(
+            Arc::ptr_eq(&db.current.lock().verified, &verified),
+            "same mapping, same record"
+        );
+        assert!(
+            written.iter().any(|id| marked_before.contains(id)),
+            "the test reuses verified pages"
+        );
+        assert!(
+            written.iter().all(|&id| !verified.is_verified(id)),
+            "rewritten pages are checked again"
+        );
     }
 }

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::freelist::FreeList;
 use crate::node::Node;
 use crate::overflow::{chain_ids, encode_chain, pages_for, read_chain};
-use crate::source::{NodeView, PageSource, Snapshot};
+use crate::source::{NodeView, PageSource, Snapshot, VerifiedPages};
 use crate::{PageId, TxnId};
 
 pub(crate) struct DirtyPages {
@@ -36,6 +36,9 @@ impl PageSource for DirtyPages {
     }
     fn dirty_node(&self, id: PageId) -> Option<&Node> {
         self.nodes.get(&id)
+    }
+    fn verified_pages(&self) -> Option<&VerifiedPages> {
+        self.base.verified_pages()
     }
 }
 

@@ -39,7 +39,10 @@
 //! | 24 | 8 | next page id of an overflow, free-list or written-list chain (0 = end), else 0 |
 //!
 //! A page is only trusted after its checksum, its page id and its type all match what the
-//! reference to it expected, and every offset inside it has been bounds-checked.
+//! reference to it expected, and every offset inside it has been bounds-checked. The process
+//! remembers (one bit per page) which tree pages' checksums held since they were last written and
+//! skips recomputing those; the writer clears a page's bit before it reuses the page, and
+//! [`ReadTxn::check`] recomputes every checksum regardless.
 //!
 //! ## Meta pages (pages 0 and 1)
 //!

@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
@@ -21,12 +22,67 @@ pub(crate) trait PageSource {
     fn dirty_node(&self, _id: PageId) -> Option<&Node> {
         None
     }
+    /// The shared record of pages whose checksum held since they were written, if this
+    /// source may use it (`check` may not: it verifies everything).
+    fn verified_pages(&self) -> Option<&VerifiedPages> {
+        None
+    }
+}
+
+/// One bit per page of a mapping: set once a reader verified the page's checksum, cleared by
+/// the writer before it rewrites the page. Sound because a page's bytes never change while a
+/// snapshot that reaches it lives (the mmap invariant, I1): a bit can only be set by a reader
+/// that reaches the page, and such readers have all ended before the page is reused.
+pub(crate) struct VerifiedPages {
+    bits: Vec<AtomicU64>,
+}
+
+impl VerifiedPages {
+    pub(crate) fn new(pages: u64) -> VerifiedPages {
+        let words = usize::try_from(pages.div_ceil(64)).unwrap_or(0);
+        VerifiedPages {
+            bits: (0..words).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn word(&self, id: PageId) -> Option<(&AtomicU64, u64)> {
+        let word = self.bits.get(usize::try_from(id / 64).ok()?)?;
+        Some((word, 1u64 << (id % 64)))
+    }
+
+    pub(crate) fn is_verified(&self, id: PageId) -> bool {
+        self.word(id)
+            .is_some_and(|(w, bit)| w.load(AtomicOrdering::Acquire) & bit != 0)
+    }
+
+    pub(crate) fn mark(&self, id: PageId) {
+        if let Some((w, bit)) = self.word(id) {
+            w.fetch_or(bit, AtomicOrdering::Release);
+        }
+    }
+
+    pub(crate) fn forget(&self, id: PageId) {
+        if let Some((w, bit)) = self.word(id) {
+            w.fetch_and(!bit, AtomicOrdering::Release);
+        }
+    }
+}
+
+/// A snapshot read without the verified-page shortcut: every checksum is computed.
+pub(crate) struct FullyVerified<'a>(pub(crate) &'a Snapshot);
+
+impl PageSource for FullyVerified<'_> {
+    fn page_bytes(&self, id: PageId) -> Result<&[u8]> {
+        self.0.page_bytes(id)
+    }
 }
 
 /// One committed state: its meta and a mapping that covers its pages.
 pub(crate) struct Snapshot {
     pub(crate) meta: Meta,
     pub(crate) mapping: Arc<dyn Mapping>,
+    /// Shared by every snapshot of the same mapping.
+    pub(crate) verified: Arc<VerifiedPages>,
 }
 
 impl PageSource for Snapshot {
@@ -44,6 +100,9 @@ impl PageSource for Snapshot {
             .bytes()
             .get(start..start + PAGE_SIZE)
             .ok_or_else(|| Error::corrupt(id, "page lies past the mapped file"))
+    }
+    fn verified_pages(&self) -> Option<&VerifiedPages> {
+        Some(&self.verified)
     }
 }
 
@@ -84,10 +143,16 @@ impl<'a> NodeView<'a> {
             return Ok(NodeView::Mem(node));
         }
         let bytes = src.page_bytes(id)?;
-        match bytes.get(20) {
-            Some(3) => Ok(NodeView::Branch(BranchPage::parse(id, bytes)?)),
-            _ => Ok(NodeView::Leaf(LeafPage::parse(id, bytes)?)),
+        let verified = src.verified_pages();
+        let known_good = verified.is_some_and(|v| v.is_verified(id));
+        let view = match bytes.get(20) {
+            Some(3) => NodeView::Branch(BranchPage::parse(id, bytes, known_good)?),
+            _ => NodeView::Leaf(LeafPage::parse(id, bytes, known_good)?),
+        };
+        if let (Some(v), false) = (verified, known_good) {
+            v.mark(id);
         }
+        Ok(view)
     }
 
     pub(crate) fn is_leaf(&self) -> bool {
