@@ -279,7 +279,7 @@ impl Database {
             .chain(writer.written_chain.iter().copied())
             .collect();
         for id in old_chains {
-            pages.free(id);
+            pages.free(id)?;
         }
         // Size both lists; allocating a page can only shrink the free list and grow the
         // written list by one, so this settles.

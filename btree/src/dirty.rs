@@ -25,6 +25,8 @@ pub(crate) struct DirtyPages {
     /// Pages handed out by this transaction: no snapshot can see them, so freeing one makes it
     /// reusable at once.
     allocated: HashSet<PageId>,
+    /// Committed pages this transaction freed.
+    freed: HashSet<PageId>,
 }
 
 impl PageSource for DirtyPages {
@@ -53,6 +55,7 @@ impl DirtyPages {
             freelist,
             page_count,
             allocated: HashSet::new(),
+            freed: HashSet::new(),
         }
     }
 
@@ -67,16 +70,21 @@ impl DirtyPages {
         id
     }
 
-    /// Releases a page this transaction no longer references.
-    pub(crate) fn free(&mut self, id: PageId) {
+    /// Releases a page this transaction no longer references. Freeing a committed page twice
+    /// means two references reached it: the file is corrupt (a tree is not a tree).
+    pub(crate) fn free(&mut self, id: PageId) -> Result<()> {
         if self.allocated.remove(&id) {
             self.nodes.remove(&id);
             self.raw.remove(&id);
             self.freelist.free_now(id);
         } else {
+            if !self.freed.insert(id) {
+                return Err(Error::corrupt(id, "page is referenced twice"));
+            }
             // Committed snapshots may still reach it (the mmap invariant, I1).
             self.freelist.free_later(self.txn, id);
         }
+        Ok(())
     }
 
     /// Makes page `id` writable: returns it if this transaction already owns it, else copies it
@@ -96,7 +104,7 @@ impl DirtyPages {
         };
         let new_id = self.alloc();
         self.nodes.insert(new_id, node);
-        self.free(id);
+        self.free(id)?;
         Ok(new_id)
     }
 
@@ -117,7 +125,7 @@ impl DirtyPages {
 
     pub(crate) fn free_chain(&mut self, first: PageId, len: u32) -> Result<()> {
         for id in chain_ids(self, first, len)? {
-            self.free(id);
+            self.free(id)?;
         }
         Ok(())
     }

@@ -27,8 +27,8 @@ impl FreeList {
     }
 
     pub(crate) fn free_now(&mut self, id: PageId) {
-        let fresh = self.free.insert(id);
-        debug_assert!(fresh, "page {id} freed twice");
+        // A set: a page listed twice (possible only in a corrupt file) is still free once.
+        self.free.insert(id);
     }
 
     pub(crate) fn free_later(&mut self, freed_by: TxnId, id: PageId) {

@@ -3,7 +3,7 @@
 use crate::error::{Error, Result};
 use crate::page::{get_u32, put_u32, seal, verify, PageType, HEADER_BYTES};
 use crate::source::PageSource;
-use crate::{PageId, TxnId, PAGE_SIZE};
+use crate::{PageId, TxnId, MAX_KEY_BYTES, MAX_VALUE_BYTES, PAGE_SIZE};
 
 /// Data bytes one overflow page holds (after the header and its `len: u32`).
 pub(crate) const OVERFLOW_DATA_BYTES: usize = PAGE_SIZE - HEADER_BYTES - 4;
@@ -40,6 +40,12 @@ pub(crate) fn walk_chain(
     mut visit: impl FnMut(PageId, &[u8]),
 ) -> Result<()> {
     let len = len as usize;
+    if len > MAX_KEY_BYTES.max(MAX_VALUE_BYTES) {
+        return Err(Error::corrupt(
+            first,
+            format!("overflow length {len} exceeds every limit"),
+        ));
+    }
     let max_pages = pages_for(len);
     let mut next = first;
     let mut seen = 0usize;
@@ -82,7 +88,8 @@ pub(crate) fn walk_chain(
 
 /// Reads the whole chain into memory.
 pub(crate) fn read_chain(src: &impl PageSource, first: PageId, len: u32) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(len as usize);
+    // `walk_chain` rejects lengths above the limits before anything is read.
+    let mut out = Vec::with_capacity((len as usize).min(MAX_VALUE_BYTES));
     walk_chain(src, first, len, |_, data| out.extend_from_slice(data))?;
     Ok(out)
 }

@@ -250,7 +250,7 @@ fn merge(
         }
         _ => return Err(Error::corrupt(left, "siblings at different levels")),
     }
-    pages.free(right);
+    pages.free(right)?;
     if let Some(Key {
         bytes,
         chain: Some(chain),
@@ -266,12 +266,12 @@ fn shrink_root(pages: &mut DirtyPages, root: &mut PageId) -> Result<()> {
     for _ in 0..MAX_TREE_DEPTH {
         match pages.nodes.get(root) {
             Some(Node::Leaf(entries)) if entries.is_empty() => {
-                pages.free(*root);
+                pages.free(*root)?;
                 *root = 0;
             }
             Some(Node::Branch { keys, children }) if keys.is_empty() => {
                 let only_child = children[0];
-                pages.free(*root);
+                pages.free(*root)?;
                 *root = only_child;
             }
             _ => return Ok(()),
@@ -333,7 +333,7 @@ pub(crate) fn free_tree(pages: &mut DirtyPages, root: PageId) -> Result<()> {
         for (first, len) in chains {
             pages.free_chain(first, len)?;
         }
-        pages.free(id);
+        pages.free(id)?;
     }
     Ok(())
 }

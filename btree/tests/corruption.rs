@@ -1,4 +1,5 @@
-//! Corruption: random byte flips, truncations and forged page ids in a valid file. `open`,
+//! Corruption: random byte flips, truncations, forged page ids, and forged ids, lengths and
+//! counts inside pages whose checksums are then recomputed (only structure can catch those). `open`,
 //! `check` and reads must never panic or hang; whenever `check` passes, every read returns
 //! the last or the previous commit's data exactly (a damaged newest meta page falls back).
 //!
@@ -73,8 +74,55 @@ fn read_all(db: &Database) -> cairn_btree::Result<Model> {
     Ok(out)
 }
 
-fn damage(image: &mut Vec<u8>, rng: &mut SimRng) {
+/// Damages the image; returns true if the damaged page's checksum was recomputed (as a bug
+/// that writes garbage through the engine would), so only structural checks can catch it.
+fn write_some(db: &Database, rng: &mut SimRng) -> cairn_btree::Result<()> {
+    let mut w = db.begin_write()?;
+    for bucket in [&b"first"[..], b"second"] {
+        if !w.bucket_exists(bucket)? {
+            continue;
+        }
+        for _ in 0..40 {
+            let key = format!("k{:04}", rng.below(300)).into_bytes();
+            if rng.below(2) == 0 {
+                w.delete(bucket, &key)?;
+            } else {
+                w.put(bucket, &key, &vec![1; rng.below(3000) as usize])?;
+            }
+        }
+    }
+    if rng.below(4) == 0 {
+        w.delete_bucket(b"second")?;
+    }
+    w.commit()?;
+    db.begin_read()?.check()?;
+    Ok(())
+}
+
+fn damage(image: &mut Vec<u8>, rng: &mut SimRng) -> bool {
     let pages = (image.len() / PAGE_SIZE) as u64;
+    if rng.below(4) == 0 {
+        // Forge ids, lengths and counts inside a used page, then reseal it.
+        let used = u64::from_le_bytes(image[72..80].try_into().unwrap()).min(pages);
+        let page = (2 + rng.below(used.saturating_sub(2).max(1))) as usize;
+        let start = page * PAGE_SIZE;
+        for _ in 0..1 + rng.below(4) {
+            let at = start + 20 + rng.below((PAGE_SIZE - 28) as u64) as usize;
+            let forged: u64 = match rng.below(6) {
+                0 => u64::MAX,
+                1 => rng.below(pages + 3),
+                2 => page as u64,
+                3 => 1,
+                4 => u64::from(u16::MAX),
+                _ => rng.next_u64(),
+            };
+            let width = [1usize, 2, 4, 8][rng.below(4) as usize];
+            image[at..at + width].copy_from_slice(&forged.to_le_bytes()[..width]);
+        }
+        let crc = crc32fast::hash(&image[start + 4..start + PAGE_SIZE]);
+        image[start..start + 4].copy_from_slice(&crc.to_le_bytes());
+        return true;
+    }
     match rng.below(5) {
         0 => {
             let len = rng.below(image.len() as u64) as usize;
@@ -99,18 +147,22 @@ fn damage(image: &mut Vec<u8>, rng: &mut SimRng) {
             }
         }
     }
+    false
 }
 
 fn run_seed(seed: u64, image: &[u8], latest: &Model, previous: &Model) -> bool {
     let mut rng = SimRng::new(seed);
     let mut image = image.to_vec();
-    damage(&mut image, &mut rng);
+    let resealed = damage(&mut image, &mut rng);
     let Ok(db) = Database::open_file(SimDisk::new(image), Options::default()) else {
         return true;
     };
     let checked = db.begin_read().and_then(|r| r.check());
     let read = read_all(&db);
-    if checked.is_ok() {
+    // Writing over damage must fail cleanly too (or succeed, if the damage is out of the way).
+    let _ = write_some(&db, &mut rng);
+    // A resealed page can hold different but well-formed data; only its shape is checked.
+    if checked.is_ok() && !resealed {
         let read = read.unwrap_or_else(|e| panic!("check passed but a read failed: {e}"));
         assert!(
             read == *latest || read == *previous,
@@ -118,7 +170,7 @@ fn run_seed(seed: u64, image: &[u8], latest: &Model, previous: &Model) -> bool {
         );
         false
     } else {
-        true
+        checked.is_err()
     }
 }
 
