@@ -661,3 +661,40 @@ fn corrupt_appends_are_refused_before_touching_the_log() {
     assert_eq!(c.last_index(2), last);
     assert_eq!(c.node(2).status().last_index, last, "log untouched");
 }
+
+#[test]
+fn new_leader_changes_membership_only_after_committing_in_its_term() {
+    // The single-server-change erratum: a leader must commit an entry of its own term before
+    // it may propose a membership change.
+    let mut c = Cluster::new(3, 1, |_| {});
+    c.dropped_kinds.push(MessageKind::Append);
+    c.elect(1);
+    assert_eq!(
+        c.node(1).propose_conf_change(ConfChange::AddLearner(4)),
+        Err(Error::Dropped(DropReason::LeaderNotReady))
+    );
+    c.dropped_kinds.clear();
+    c.tick_all();
+    c.node(1)
+        .propose_conf_change(ConfChange::AddLearner(4))
+        .unwrap();
+}
+
+#[test]
+fn leader_without_a_quorum_stops_taking_proposals_at_the_uncommitted_bound() {
+    let mut c = Cluster::new(3, 0, |cfg| cfg.max_uncommitted_entries = 5);
+    c.elect(1);
+    c.isolate(1);
+    let mut taken = 0;
+    let err = loop {
+        match c.node(1).propose(b"p".to_vec()) {
+            Ok(_) => taken += 1,
+            Err(e) => break e,
+        }
+        assert!(taken <= 5, "bound not enforced");
+    };
+    assert!(matches!(
+        err,
+        Error::Dropped(DropReason::TooManyUncommitted { uncommitted: 5 })
+    ));
+}
