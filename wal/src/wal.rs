@@ -240,8 +240,13 @@ impl Wal {
             .shared
             .enqueued_ops
             .fetch_add(1, Ordering::Release);
+        // A busy writer finds the op when it next takes the queue; only a parked one needs the
+        // (system-call) wake-up.
+        let wake = q.writer_parked;
         drop(q);
-        self.inner.shared.queue_cv.notify_one();
+        if wake {
+            self.inner.shared.queue_cv.notify_one();
+        }
         AppendFuture {
             state: AppendState::Waiting(rx),
         }

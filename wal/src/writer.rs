@@ -70,6 +70,8 @@ impl FatalCause {
 pub(crate) struct Queue {
     pub ops: VecDeque<Op>,
     pub shutdown: bool,
+    /// The writer is (about to be) blocked on the condition variable and needs a notify.
+    pub writer_parked: bool,
     pub fatal: Option<FatalCause>,
 }
 
@@ -152,6 +154,8 @@ pub(crate) struct Writer {
     state: LogState,
     staged: Vec<IndexEvent>,
     waiters: Vec<Reply>,
+    /// Set once a write or fsync failed; mirrors `Queue::fatal`.
+    fatal: Option<FatalCause>,
 }
 
 fn fatal(file: &str, e: std::io::Error) -> FatalCause {
@@ -198,6 +202,7 @@ impl Writer {
             state: log.state,
             staged: Vec::new(),
             waiters: Vec::new(),
+            fatal: None,
         }
     }
 
@@ -223,6 +228,7 @@ impl Writer {
             state: LogState::default(),
             staged: Vec::new(),
             waiters: Vec::new(),
+            fatal: None,
         };
         w.rotate().map_err(|f| WalError::Io {
             file: f.file,
@@ -247,12 +253,14 @@ impl Writer {
             let ops = {
                 let mut q = self.shared.lock_queue();
                 while q.ops.is_empty() && !q.shutdown {
+                    q.writer_parked = true;
                     q = self
                         .shared
                         .queue_cv
                         .wait(q)
                         .unwrap_or_else(|e| e.into_inner());
                 }
+                q.writer_parked = false;
                 if q.ops.is_empty() {
                     return;
                 }
@@ -288,7 +296,8 @@ impl Writer {
     }
 
     fn fatal_cause(&self) -> Option<FatalCause> {
-        self.shared.lock_queue().fatal.clone()
+        // Only this thread makes the log fatal (the panic guard runs after it is gone).
+        self.fatal.clone()
     }
 
     fn process(&mut self, ops: Vec<Op>) {
@@ -514,6 +523,7 @@ impl Writer {
 
     fn go_fatal(&mut self, f: FatalCause) {
         self.shared.lock_queue().fatal.get_or_insert(f.clone());
+        self.fatal.get_or_insert(f.clone());
         self.staged.clear();
         self.buf.clear();
         for w in self.waiters.drain(..) {
