@@ -7,13 +7,15 @@
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cairn_wal::{Entry, Record, Wal, WalConfig};
 
 const RECORD_BYTES: usize = 256;
-const LATENCY_SAMPLES: usize = 2000;
+const LATENCY_SAMPLES: usize = 4000;
+const LATENCY_ROUNDS: usize = 20;
 const THROUGHPUT_RUN: Duration = Duration::from_secs(2);
 const BIG_APPEND_BYTES: usize = 1 << 20;
 const BIG_APPENDS: usize = 128;
@@ -39,28 +41,46 @@ fn entry(index: u64, len: usize) -> Record {
     })
 }
 
-fn raw_fsync_latencies(dir: &std::path::Path, bytes: usize, samples: usize) -> Vec<f64> {
-    let path = dir.join("raw.bench");
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .expect("raw file");
-    f.set_len((bytes * samples) as u64 + 4096).expect("size");
-    f.sync_all().expect("sync");
-    let buf = vec![7u8; bytes];
-    let mut lat = Vec::with_capacity(samples);
-    for i in 0..samples {
-        let t = Instant::now();
-        f.write_all_at(&buf, (i * bytes) as u64).expect("write");
-        f.sync_data().expect("fdatasync");
-        lat.push(t.elapsed().as_secs_f64() * 1e6);
+/// A preallocated file appended to with `write` + `fdatasync`, as the log does.
+struct RawFile {
+    file: std::fs::File,
+    path: std::path::PathBuf,
+    pos: u64,
+}
+
+impl RawFile {
+    fn new(dir: &std::path::Path, len: u64) -> RawFile {
+        let path = dir.join("raw.bench");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .expect("raw file");
+        // SAFETY: the descriptor is owned by `file` for the duration of the call.
+        let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len as libc::off_t) };
+        if rc != 0 {
+            file.set_len(len).expect("size");
+        }
+        file.sync_all().expect("sync");
+        RawFile { file, path, pos: 0 }
     }
-    drop(f);
-    let _ = std::fs::remove_file(path);
-    lat
+
+    /// One `write` + `fdatasync`; returns its latency in microseconds.
+    fn append(&mut self, buf: &[u8]) -> f64 {
+        let t = Instant::now();
+        self.file.write_all_at(buf, self.pos).expect("write");
+        self.file.sync_data().expect("fdatasync");
+        self.pos += buf.len() as u64;
+        t.elapsed().as_secs_f64() * 1e6
+    }
+}
+
+impl Drop for RawFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 fn fresh_wal(root: &std::path::Path, name: &str) -> Wal {
@@ -126,8 +146,29 @@ fn main() {
         "case", "p50 / rate", "p99", "per fsync"
     );
 
-    // 1. The physical limit.
-    let raw = sorted(raw_fsync_latencies(root, RECORD_BYTES, LATENCY_SAMPLES));
+    // 1 and 2. The physical limit and one appender's latency, measured in alternating rounds
+    // so both see the same disk and the same neighbours.
+    let mut raw_file = RawFile::new(root, (LATENCY_SAMPLES * RECORD_BYTES) as u64 + 4096);
+    let wal = fresh_wal(root, "latency");
+    let record = vec![7u8; RECORD_BYTES];
+    let (mut raw, mut lat) = (Vec::new(), Vec::new());
+    let mut next = 1u64;
+    for _ in 0..LATENCY_ROUNDS {
+        for _ in 0..LATENCY_SAMPLES / LATENCY_ROUNDS {
+            raw.push(raw_file.append(&record));
+        }
+        for _ in 0..LATENCY_SAMPLES / LATENCY_ROUNDS {
+            let t = Instant::now();
+            wal.append(vec![entry(next, RECORD_BYTES)])
+                .wait()
+                .expect("append");
+            lat.push(t.elapsed().as_secs_f64() * 1e6);
+            next += 1;
+        }
+    }
+    drop(raw_file);
+    drop(wal);
+    let raw = sorted(raw);
     let raw_p50 = percentile(&raw, 0.5);
     println!(
         "{:<44} {:>11.1} us {:>11.1} us {:>14}",
@@ -136,17 +177,6 @@ fn main() {
         percentile(&raw, 0.99),
         "-"
     );
-
-    // 2. One appender's latency.
-    let wal = fresh_wal(root, "latency");
-    let mut lat = Vec::with_capacity(LATENCY_SAMPLES);
-    for i in 0..LATENCY_SAMPLES as u64 {
-        let t = Instant::now();
-        wal.append(vec![entry(i + 1, RECORD_BYTES)])
-            .wait()
-            .expect("append");
-        lat.push(t.elapsed().as_secs_f64() * 1e6);
-    }
     let lat = sorted(lat);
     let append_p50 = percentile(&lat, 0.5);
     println!(
@@ -156,7 +186,6 @@ fn main() {
         percentile(&lat, 0.99),
         1
     );
-    drop(wal);
 
     // 3. Group commit.
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -186,8 +215,10 @@ fn main() {
     let group64 = at64 / single.max(1e-9);
 
     // 4. Big appends against raw sequential writes of the same size.
-    let raw_big = raw_fsync_latencies(root, BIG_APPEND_BYTES, BIG_APPENDS);
-    let raw_big_s: f64 = raw_big.iter().sum::<f64>() / 1e6;
+    let mut raw_file = RawFile::new(root, (BIG_APPEND_BYTES * BIG_APPENDS) as u64 + 4096);
+    let big = vec![7u8; BIG_APPEND_BYTES];
+    let raw_big_s: f64 = (0..BIG_APPENDS).map(|_| raw_file.append(&big)).sum::<f64>() / 1e6;
+    drop(raw_file);
     let raw_mb_s = (BIG_APPEND_BYTES * BIG_APPENDS) as f64 / raw_big_s / 1e6;
     let wal = fresh_wal(root, "big");
     let t = Instant::now();
