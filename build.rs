@@ -13,6 +13,7 @@ const PROTO_FILES: &[&str] = &[
     "etcd/v3lockpb/v3lock.proto",
     "etcd/v3electionpb/v3election.proto",
     "cairn/peer/v1/peer.proto",
+    "cairn/entry/v1/request.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -32,6 +33,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Services Cairn does not serve yet answer UNIMPLEMENTED method by method.
+        .generate_default_stubs(true)
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -9,10 +9,12 @@
 //! - [`config`]: the server's etcd-compatible flags and their validation.
 //! - [`version`]: what `--version`, `Maintenance.Status` and `/version` report.
 
+pub mod api;
 pub mod config;
 pub mod ctl;
 pub mod kv;
 pub mod mvcc;
 pub mod proto;
+pub mod server;
 pub mod storage;
 pub mod version;

@@ -33,6 +33,14 @@ pub mod v3electionpb {
 
 /// Cairn's own protocols (not etcd's).
 pub mod cairn {
+    /// The payload of Raft entries (an on-disk format: it lives in the WAL).
+    pub mod entry {
+        /// Version 1 of the entry payload.
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/cairn.entry.v1.rs"));
+        }
+    }
+
     /// Member-to-member traffic.
     pub mod peer {
         /// Version 1 of the peer protocol: Raft messages and snapshot streaming.

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use cairn::config::ServerFlags;
+use cairn::server::boot::Tuning;
 use cairn::version::LONG_VERSION;
 use clap::Parser;
 
@@ -39,10 +40,48 @@ fn main() -> ExitCode {
         name = %config.name,
         data_dir = %config.data_dir.display(),
         members = config.initial_cluster.len(),
-        "configuration is valid"
+        version = LONG_VERSION,
+        "starting"
     );
-    // The serving path (Raft + WAL + B+tree behind the KV API) is not part of this build yet;
-    // say so plainly rather than pretend to serve.
-    eprintln!("cairn: error: this build does not serve requests yet (single-node server pending)");
-    ExitCode::from(2)
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("cairn: error: cannot start the async runtime: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async move {
+        let server = match cairn::server::boot::start(&config, Tuning::default()).await {
+            Ok(server) => server,
+            Err(err) => {
+                eprintln!("cairn: error: {err}");
+                return ExitCode::from(1);
+            }
+        };
+        wait_for_stop_signal().await;
+        tracing::info!("stopping: finishing in-flight requests");
+        server.stop().await;
+        tracing::info!("stopped");
+        ExitCode::SUCCESS
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn wait_for_stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(stream) => stream,
+        Err(err) => {
+            tracing::warn!(%err, "cannot watch SIGTERM; stopping on SIGINT only");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
 }

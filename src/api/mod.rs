@@ -1,0 +1,71 @@
+//! The etcd v3 gRPC services as Cairn serves them. The services are thin: they validate,
+//! route reads and writes through the member ([`Member`]), and fill the response header; the
+//! semantics live in `crate::kv`, consensus in `crate::server`.
+
+pub mod cluster;
+pub mod kv;
+pub mod maintenance;
+
+use crate::mvcc::{Backend, MvccStore};
+use crate::proto::cairn::entry::v1::request::Op;
+use crate::proto::etcdserverpb::{Member as MemberInfo, ResponseHeader, StatusResponse};
+use crate::server::apply::Applied;
+
+/// Limits on client requests, etcd's flags.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// `--max-txn-ops`.
+    pub max_txn_ops: usize,
+    /// `--max-request-bytes`: the largest write request consensus takes.
+    pub max_request_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_txn_ops: crate::kv::validate::DEFAULT_MAX_TXN_OPS,
+            max_request_bytes: 1536 * 1024,
+        }
+    }
+}
+
+/// What the services need from the member they run on.
+#[tonic::async_trait]
+pub trait Member: Send + Sync + 'static {
+    type Backend: Backend;
+
+    /// Replicates a write and applies it; resolves with its outcome once applied here.
+    async fn propose(&self, op: Op) -> Result<Applied, tonic::Status>;
+
+    /// Resolves once this member has applied every write acknowledged anywhere before the
+    /// call (ReadIndex), so a read after it is linearizable.
+    async fn read_barrier(&self) -> Result<(), tonic::Status>;
+
+    /// The key space.
+    fn store(&self) -> &MvccStore<Self::Backend>;
+
+    /// Cluster id, member id and the current Raft term, for response headers.
+    fn header(&self) -> ResponseHeader;
+
+    fn limits(&self) -> Limits;
+
+    /// This member's status (Maintenance.Status) without the header.
+    fn status(&self) -> StatusResponse;
+
+    /// Every member of the cluster.
+    fn members(&self) -> Vec<MemberInfo>;
+}
+
+/// Completes a response header: cluster, member and term from the member; the revision the
+/// operation reported, or the current one.
+pub fn fill_header<M: Member + ?Sized>(
+    member: &M,
+    header: Option<ResponseHeader>,
+) -> Option<ResponseHeader> {
+    let mut full = member.header();
+    full.revision = header
+        .map(|h| h.revision)
+        .filter(|&r| r != 0)
+        .unwrap_or_else(|| member.store().current_revision());
+    Some(full)
+}

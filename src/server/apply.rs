@@ -1,0 +1,311 @@
+//! Applying committed Raft entries to the key space: a run of entries becomes one storage
+//! transaction (one commit for many client writes), each entry still its own etcd
+//! transaction with its own revision, and the applied Raft index is recorded in the same
+//! commit, so a restart replays exactly the entries after it.
+
+use prost::Message;
+
+use crate::kv::{execute_delete, execute_put, execute_txn, KvError};
+use crate::mvcc::{Backend, Committed, MvccError, MvccStore, WriteBatch};
+use crate::proto::cairn::entry::v1::{request::Op, Request};
+use crate::proto::etcdserverpb::{
+    CompactionResponse, DeleteRangeResponse, PutResponse, ResponseHeader, TxnResponse,
+};
+use crate::proto::mvccpb::Event;
+
+/// The entry payload format this build writes and reads.
+pub const ENTRY_FORMAT_VERSION: u32 = 1;
+
+/// The response to one applied request (headers carry only the revision).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Applied {
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+    Compaction(CompactionResponse),
+}
+
+/// The outcome of one request, for the member waiting on it.
+#[derive(Debug)]
+pub struct AppliedRequest {
+    pub id: u64,
+    pub proposer: u64,
+    pub result: Result<Applied, KvError>,
+}
+
+/// What a committed entry holds.
+#[derive(Debug, Clone)]
+pub enum EntryPayload {
+    /// A client request.
+    Request(Request),
+    /// Nothing for the key space (a leader's empty entry, a membership change).
+    Nothing,
+}
+
+/// Failures that leave the key space in a state the member cannot vouch for: it stops.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("storage failed while applying entry {index}: {source}")]
+    Storage {
+        index: u64,
+        #[source]
+        source: MvccError,
+    },
+    #[error("entry {index} has payload format version {version}; this build applies up to {ENTRY_FORMAT_VERSION}")]
+    NewerFormat { index: u64, version: u32 },
+    #[error("entry {index} does not decode: {reason}")]
+    Undecodable { index: u64, reason: String },
+    #[error("entry {index} failed after changing the key space: {reason}")]
+    Partial { index: u64, reason: String },
+}
+
+/// Decodes a normal entry's data; empty data is a leader's no-op entry.
+pub fn decode_payload(index: u64, data: &[u8]) -> Result<EntryPayload, ApplyError> {
+    if data.is_empty() {
+        return Ok(EntryPayload::Nothing);
+    }
+    let request = Request::decode(data).map_err(|err| ApplyError::Undecodable {
+        index,
+        reason: err.to_string(),
+    })?;
+    if request.format_version > ENTRY_FORMAT_VERSION {
+        return Err(ApplyError::NewerFormat {
+            index,
+            version: request.format_version,
+        });
+    }
+    Ok(EntryPayload::Request(request))
+}
+
+/// Everything a run of entries did.
+#[derive(Debug, Default)]
+pub struct AppliedRun {
+    pub requests: Vec<AppliedRequest>,
+    /// Key-space changes in revision order (for watchers).
+    pub events: Vec<Event>,
+    /// Revision after the run.
+    pub revision: i64,
+}
+
+/// Applies `entries` (index, payload) in order. Leases are checked with `lease_exists`.
+pub fn apply_run<B: Backend>(
+    store: &MvccStore<B>,
+    entries: &[(u64, EntryPayload)],
+    lease_exists: &dyn Fn(i64) -> bool,
+) -> Result<AppliedRun, ApplyError> {
+    let mut run = AppliedRun::default();
+    let Some(&(last_index, _)) = entries.last() else {
+        run.revision = store.current_revision();
+        return Ok(run);
+    };
+    let storage = |index: u64| move |source: MvccError| ApplyError::Storage { index, source };
+    let mut batch = store.write().map_err(storage(entries[0].0))?;
+    let mut batch_last_index = 0;
+    for (index, payload) in entries {
+        let EntryPayload::Request(request) = payload else {
+            batch_last_index = *index;
+            continue;
+        };
+        let result = match &request.op {
+            Some(Op::Compaction(compaction)) => {
+                // Compaction is its own storage transaction: finish the batch before it.
+                finish(batch, batch_last_index, &mut run).map_err(storage(*index))?;
+                let result = store
+                    .compact(compaction.revision, Some(*index))
+                    .map(|()| {
+                        Applied::Compaction(CompactionResponse {
+                            header: header(store.current_revision()),
+                        })
+                    })
+                    .map_err(KvError::from);
+                if let Err(KvError::Storage(source)) = result {
+                    return Err(ApplyError::Storage {
+                        index: *index,
+                        source,
+                    });
+                }
+                batch = store.write().map_err(storage(*index))?;
+                result
+            }
+            op => apply_write(&mut batch, *index, op.as_ref(), lease_exists)?,
+        };
+        batch_last_index = *index;
+        run.requests.push(AppliedRequest {
+            id: request.id,
+            proposer: request.proposer,
+            result,
+        });
+    }
+    debug_assert_eq!(batch_last_index, last_index, "every entry was applied");
+    finish(batch, last_index, &mut run).map_err(storage(last_index))?;
+    Ok(run)
+}
+
+fn header(revision: i64) -> Option<ResponseHeader> {
+    Some(ResponseHeader {
+        revision,
+        ..Default::default()
+    })
+}
+
+/// Commits the batch with the applied index, collecting its events.
+fn finish<B: Backend>(
+    mut batch: WriteBatch<'_, B>,
+    applied_index: u64,
+    run: &mut AppliedRun,
+) -> Result<(), MvccError> {
+    if applied_index > 0 {
+        batch.set_applied_index(applied_index)?;
+    }
+    let Committed { revision, events } = batch.commit()?;
+    run.events.extend(events);
+    run.revision = revision;
+    Ok(())
+}
+
+/// One write request as one etcd transaction of the batch.
+fn apply_write<B: Backend>(
+    batch: &mut WriteBatch<'_, B>,
+    index: u64,
+    op: Option<&Op>,
+    lease_exists: &dyn Fn(i64) -> bool,
+) -> Result<Result<Applied, KvError>, ApplyError> {
+    let before = batch.read_revision();
+    let result = match op {
+        Some(Op::Put(put)) => execute_put(batch, put, lease_exists).map(Applied::Put),
+        Some(Op::DeleteRange(delete)) => execute_delete(batch, delete).map(Applied::DeleteRange),
+        Some(Op::Txn(txn)) => execute_txn(batch, txn, lease_exists).map(Applied::Txn),
+        // An entry without an operation changes nothing (a newer member's no-op kind).
+        None | Some(Op::Compaction(_)) => Ok(Applied::Txn(TxnResponse::default())),
+    };
+    match result {
+        Err(KvError::Storage(source)) => return Err(ApplyError::Storage { index, source }),
+        Err(err) if batch.read_revision() != before => {
+            return Err(ApplyError::Partial {
+                index,
+                reason: err.to_string(),
+            })
+        }
+        _ => {}
+    }
+    batch.end_txn();
+    Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mvcc::{KeyRange, MemBackend, RangeOptions};
+    use crate::proto::etcdserverpb::{CompactionRequest, PutRequest};
+
+    fn put(id: u64, key: &str) -> EntryPayload {
+        EntryPayload::Request(Request {
+            format_version: 1,
+            id,
+            proposer: 9,
+            op: Some(Op::Put(PutRequest {
+                key: key.into(),
+                value: b"v".to_vec(),
+                ..Default::default()
+            })),
+        })
+    }
+
+    #[test]
+    fn a_run_applies_each_request_as_its_own_revision_and_records_the_index() {
+        let store = MvccStore::open(MemBackend::default()).unwrap();
+        let entries = vec![
+            (1, EntryPayload::Nothing),
+            (2, put(10, "a")),
+            (3, put(11, "b")),
+        ];
+        let run = apply_run(&store, &entries, &|_| false).unwrap();
+        assert_eq!(run.revision, 3);
+        assert_eq!(run.events.len(), 2);
+        let revisions: Vec<i64> = run
+            .requests
+            .iter()
+            .map(|r| match r.result.as_ref().unwrap() {
+                Applied::Put(p) => p.header.as_ref().unwrap().revision,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(revisions, [2, 3]);
+        assert_eq!(store.applied_index().unwrap(), 3);
+    }
+
+    #[test]
+    fn a_failed_request_is_answered_and_changes_nothing() {
+        let store = MvccStore::open(MemBackend::default()).unwrap();
+        let missing = EntryPayload::Request(Request {
+            format_version: 1,
+            id: 5,
+            proposer: 9,
+            op: Some(Op::Put(PutRequest {
+                key: b"k".to_vec(),
+                ignore_value: true,
+                ..Default::default()
+            })),
+        });
+        let run = apply_run(&store, &[(1, missing), (2, put(6, "k"))], &|_| false).unwrap();
+        assert!(matches!(run.requests[0].result, Err(KvError::KeyNotFound)));
+        assert_eq!(run.revision, 2, "only the second request made a revision");
+    }
+
+    #[test]
+    fn compaction_splits_the_run_and_is_recorded_with_its_index() {
+        let store = MvccStore::open(MemBackend::default()).unwrap();
+        let compact = |rev| {
+            EntryPayload::Request(Request {
+                format_version: 1,
+                id: 7,
+                proposer: 9,
+                op: Some(Op::Compaction(CompactionRequest {
+                    revision: rev,
+                    physical: false,
+                })),
+            })
+        };
+        let entries = vec![
+            (1, put(1, "a")),
+            (2, put(2, "a")),
+            (3, compact(3)),
+            (4, put(3, "b")),
+            (5, compact(2)),
+        ];
+        let run = apply_run(&store, &entries, &|_| false).unwrap();
+        assert!(run.requests[2].result.is_ok());
+        assert!(matches!(run.requests[4].result, Err(KvError::Compacted)));
+        assert_eq!(store.compacted_revision(), 3);
+        assert_eq!(store.applied_index().unwrap(), 5);
+        let old = store.range(
+            &KeyRange::Single(b"a".to_vec()),
+            RangeOptions {
+                rev: 2,
+                ..Default::default()
+            },
+        );
+        assert!(matches!(old, Err(MvccError::Compacted { .. })));
+    }
+
+    #[test]
+    fn payloads_of_a_newer_format_stop_the_member() {
+        let newer = Request {
+            format_version: 2,
+            ..Default::default()
+        }
+        .encode_to_vec();
+        assert!(matches!(
+            decode_payload(4, &newer),
+            Err(ApplyError::NewerFormat {
+                index: 4,
+                version: 2
+            })
+        ));
+        assert!(matches!(
+            decode_payload(4, &[0xff, 0xff]),
+            Err(ApplyError::Undecodable { .. })
+        ));
+        assert!(matches!(decode_payload(4, &[]), Ok(EntryPayload::Nothing)));
+    }
+}

@@ -1,0 +1,262 @@
+//! Starting a member from its configuration: the data directory, the WAL (bootstrapping a new
+//! cluster's log the first time), the key space, Raft, and the client listeners; stopping it
+//! cleanly on SIGTERM or SIGINT.
+//!
+//! Data directory layout, as etcd's: `member/wal/` holds the WAL segments, `member/snap/db`
+//! the B+tree file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_btree::Durability;
+use cairn_raft::{ConfChange, Config as RaftConfig, RaftNode};
+use cairn_wal::{Metadata, Record, Wal, WalConfig};
+use tokio::net::TcpListener;
+
+use super::identity;
+use super::member::{MemberIdentity, RaftMember, Timing};
+use super::raft_log::{encode_entry, RaftLog};
+use crate::api::{self, Limits};
+use crate::config::ServerConfig;
+use crate::mvcc::MvccStore;
+use crate::proto::etcdserverpb::{
+    cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer,
+};
+use crate::storage::BtreeBackend;
+
+/// Why a member could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("write-ahead log: {0}")]
+    Wal(#[from] cairn_wal::WalError),
+    #[error("raft log: {0}")]
+    RaftLog(#[from] cairn_raft::StorageError),
+    #[error("raft: {0}")]
+    Raft(#[from] cairn_raft::Error),
+    #[error("key space: {0}")]
+    Store(#[from] crate::mvcc::MvccError),
+    #[error("key space file: {0}")]
+    Backend(#[from] crate::mvcc::BackendError),
+    #[error("cannot listen on {url}: {source}")]
+    Listen {
+        url: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("cannot start the raft thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// Settings beyond etcd's flags that tests and tuning need.
+#[derive(Debug, Clone, Copy)]
+pub struct Tuning {
+    /// Raft's logical clock period (etcd's `--heartbeat-interval`).
+    pub tick: Duration,
+    /// Election timeout, in ticks (etcd's `--election-timeout` / heartbeat).
+    pub election_ticks: u32,
+    pub limits: Limits,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            tick: Duration::from_millis(100),
+            election_ticks: 10,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// A running member and its client listeners.
+pub struct RunningServer {
+    pub member: Arc<RaftMember>,
+    /// Where clients actually connect (resolved ports, for `:0` listeners).
+    pub client_addrs: Vec<SocketAddr>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    listeners: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// Stops accepting clients, lets in-flight requests finish or fail, stops the member.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for listener in self.listeners {
+            let _ = listener.await;
+        }
+        let member = self.member;
+        let _ = tokio::task::spawn_blocking(move || member.stop()).await;
+    }
+}
+
+fn create_dir(path: &Path) -> Result<(), StartError> {
+    std::fs::create_dir_all(path).map_err(|source| StartError::DataDir {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Opens (or bootstraps) the WAL; returns it with this member's ids.
+async fn open_wal(dir: &Path, config: &ServerConfig) -> Result<(Wal, u64, u64), StartError> {
+    let (wal, recovered) = Wal::open(dir, WalConfig::default())?;
+    if let Some(torn) = &recovered.torn_tail {
+        tracing::warn!(?torn, "cut off a torn final write in the WAL");
+    }
+    if let Some(meta) = recovered.metadata {
+        return Ok((wal, meta.cluster_id, meta.member_id));
+    }
+    let peer_urls: Vec<String> = config
+        .initial_advertise_peer_urls
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let member_id = identity::member_id(&config.initial_cluster_token, &config.name, &peer_urls);
+    let founders: Vec<u64> = config
+        .initial_cluster
+        .iter()
+        .map(|m| {
+            let urls: Vec<String> = m.peer_urls.iter().map(ToString::to_string).collect();
+            identity::member_id(&config.initial_cluster_token, &m.name, &urls)
+        })
+        .collect();
+    let cluster_id = identity::cluster_id(&config.initial_cluster_token, &founders);
+    // A founding member's log starts with one committed entry per founding voter.
+    let mut records = vec![Record::Metadata(Metadata {
+        cluster_id,
+        member_id,
+    })];
+    for (index, id) in (1u64..).zip(&founders) {
+        let entry = cairn_raft::Entry {
+            index,
+            term: 1,
+            kind: cairn_raft::EntryKind::ConfChange,
+            data: ConfChange::AddVoter(*id).encode().into(),
+        };
+        records.push(Record::Entry(encode_entry(&entry)));
+    }
+    records.push(Record::HardState(cairn_wal::HardState {
+        term: 1,
+        vote: 0,
+        commit: founders.len() as u64,
+    }));
+    wal.append(records).await?;
+    tracing::info!(
+        member_id = format!("{member_id:x}"),
+        cluster_id = format!("{cluster_id:x}"),
+        "bootstrapped a new cluster"
+    );
+    Ok((wal, cluster_id, member_id))
+}
+
+/// Starts a member and its client listeners.
+pub async fn start(config: &ServerConfig, tuning: Tuning) -> Result<RunningServer, StartError> {
+    if config.initial_cluster.len() > 1 {
+        return Err(StartError::Unsupported(
+            "clusters of more than one member are not supported by this build yet".into(),
+        ));
+    }
+    let member_dir = config.data_dir.join("member");
+    let wal_dir = member_dir.join("wal");
+    let snap_dir = member_dir.join("snap");
+    create_dir(&wal_dir)?;
+    create_dir(&snap_dir)?;
+    let db_path = snap_dir.join("db");
+
+    let (wal, cluster_id, member_id) = open_wal(&wal_dir, config).await?;
+    let log = RaftLog::load(wal)?;
+    let backend = BtreeBackend::open(&db_path, Durability::Durable)?;
+    let store = Arc::new(MvccStore::open(backend)?);
+
+    let mut raft_config = RaftConfig::new(member_id);
+    raft_config.election_timeout_ticks = tuning.election_ticks;
+    raft_config.applied = store.applied_index()?;
+    raft_config.seed = member_id ^ std::process::id() as u64;
+    let node = RaftNode::new(raft_config, log)?;
+
+    let identity = MemberIdentity {
+        name: config.name.clone(),
+        member_id,
+        cluster_id,
+        peer_urls: config
+            .initial_advertise_peer_urls
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        client_urls: config
+            .advertise_client_urls
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+    };
+    let timing = Timing {
+        tick: tuning.tick,
+        request_timeout: tuning.tick * tuning.election_ticks * 5,
+    };
+    let member = RaftMember::start(identity, node, store, tuning.limits, timing, db_path)
+        .map_err(StartError::Thread)?;
+
+    let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+    let mut client_addrs = Vec::new();
+    let mut listeners = Vec::new();
+    for url in &config.listen_client_urls {
+        let listener =
+            TcpListener::bind(url.authority())
+                .await
+                .map_err(|source| StartError::Listen {
+                    url: url.to_string(),
+                    source,
+                })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Listen {
+            url: url.to_string(),
+            source,
+        })?;
+        client_addrs.push(addr);
+        let member = Arc::clone(&member);
+        let mut stop = shutdown_rx.clone();
+        let max_message_bytes = tuning.limits.max_request_bytes + 512 * 1024;
+        listeners.push(tokio::spawn(async move {
+            let incoming = tokio_stream_from(listener);
+            let result = tonic::transport::Server::builder()
+                .add_service(
+                    KvServer::new(api::kv::KvService::new(Arc::clone(&member)))
+                        .max_decoding_message_size(max_message_bytes),
+                )
+                .add_service(MaintenanceServer::new(
+                    api::maintenance::MaintenanceService::new(Arc::clone(&member)),
+                ))
+                .add_service(ClusterServer::new(api::cluster::ClusterService::new(
+                    member,
+                )))
+                .serve_with_incoming_shutdown(incoming, async move {
+                    let _ = stop.wait_for(|stopped| *stopped).await;
+                })
+                .await;
+            if let Err(err) = result {
+                tracing::error!(%err, %addr, "client listener failed");
+            }
+        }));
+        tracing::info!(%addr, "serving client requests");
+    }
+    Ok(RunningServer {
+        member,
+        client_addrs,
+        shutdown,
+        listeners,
+    })
+}
+
+/// Accepted connections as the stream tonic serves.
+fn tokio_stream_from(
+    listener: TcpListener,
+) -> impl tonic::codegen::tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    tonic::codegen::tokio_stream::wrappers::TcpListenerStream::new(listener)
+}

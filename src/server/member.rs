@@ -1,0 +1,459 @@
+//! The member: one thread drives Raft (ticks, proposals, reads), makes what it asks durable
+//! in the WAL, applies committed entries to the key space, and answers the waiting clients.
+//! The gRPC services reach it through [`RaftMember`], which implements [`api::Member`].
+//!
+//! The loop is a plain thread, not an async task: every step of it is ordered I/O (WAL sync,
+//! apply, storage commit) that must not interleave, and a thread keeps that obvious. Clients
+//! hand it commands over a channel and wait on one-shot replies.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use cairn_raft::{DropReason, Error as RaftError, Proposed, RaftNode, Role};
+use prost::Message;
+use tokio::sync::oneshot;
+use tonic::Status;
+
+use super::apply::{apply_run, decode_payload, Applied, EntryPayload, ENTRY_FORMAT_VERSION};
+use super::raft_log::RaftLog;
+use crate::api::{self, Limits};
+use crate::kv::KvError;
+use crate::mvcc::MvccStore;
+use crate::proto::cairn::entry::v1::{request::Op, Request};
+use crate::proto::etcdserverpb::{Member as MemberInfo, ResponseHeader, StatusResponse};
+use crate::storage::BtreeBackend;
+
+/// Upper bound on commands taken per loop turn, so ticks are never starved.
+const MAX_COMMANDS_PER_TURN: usize = 4096;
+
+/// What clients ask of the loop.
+enum Command {
+    Propose {
+        request: Request,
+        reply: oneshot::Sender<Result<Applied, Status>>,
+    },
+    Read {
+        reply: oneshot::Sender<Result<(), Status>>,
+    },
+    Stop,
+}
+
+/// Facts about this member that do not change while it runs.
+#[derive(Debug, Clone)]
+pub struct MemberIdentity {
+    pub name: String,
+    pub member_id: u64,
+    pub cluster_id: u64,
+    pub peer_urls: Vec<String>,
+    pub client_urls: Vec<String>,
+}
+
+/// The loop's state, published for the services (relaxed: each value stands alone).
+#[derive(Default)]
+struct Published {
+    term: AtomicU64,
+    leader: AtomicU64,
+    commit: AtomicU64,
+    applied: AtomicU64,
+    stopped: AtomicBool,
+}
+
+/// The handle the services use.
+pub struct RaftMember {
+    identity: MemberIdentity,
+    store: Arc<MvccStore<BtreeBackend>>,
+    commands: mpsc::Sender<Command>,
+    published: Arc<Published>,
+    next_request_id: AtomicU64,
+    limits: Limits,
+    request_timeout: Duration,
+    db_path: std::path::PathBuf,
+    thread: parking_lot::Mutex<Option<JoinHandle<()>>>,
+}
+
+/// How the loop keeps time and bounds waiting.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub tick: Duration,
+    pub request_timeout: Duration,
+}
+
+impl RaftMember {
+    /// Starts the loop over a Raft node whose log is `log`.
+    pub fn start(
+        identity: MemberIdentity,
+        node: RaftNode<RaftLog>,
+        store: Arc<MvccStore<BtreeBackend>>,
+        limits: Limits,
+        timing: Timing,
+        db_path: std::path::PathBuf,
+    ) -> std::io::Result<Arc<RaftMember>> {
+        let (commands, receiver) = mpsc::channel();
+        let published = Arc::new(Published::default());
+        let raft_loop = RaftLoop {
+            node,
+            store: Arc::clone(&store),
+            member_id: identity.member_id,
+            published: Arc::clone(&published),
+            proposals: BTreeMap::new(),
+            reads_waiting_confirmation: HashMap::new(),
+            reads_waiting_apply: Vec::new(),
+            next_read: 0,
+        };
+        raft_loop.publish();
+        let thread = std::thread::Builder::new()
+            .name("cairn-raft".into())
+            .spawn(move || raft_loop.run(receiver, timing.tick))?;
+        // Request ids only need to be unique among this process's waiting requests; start
+        // from the clock so ids of an earlier run replayed from the WAL do not collide.
+        let start = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
+        Ok(Arc::new(RaftMember {
+            identity,
+            store,
+            commands,
+            published,
+            next_request_id: AtomicU64::new(start),
+            limits,
+            request_timeout: timing.request_timeout,
+            db_path,
+            thread: parking_lot::Mutex::new(Some(thread)),
+        }))
+    }
+
+    /// Stops the loop after the command in progress and waits for it.
+    pub fn stop(&self) {
+        let _ = self.commands.send(Command::Stop);
+        if let Some(thread) = self.thread.lock().take() {
+            let _ = thread.join();
+        }
+    }
+
+    pub fn identity(&self) -> &MemberIdentity {
+        &self.identity
+    }
+
+    fn send(&self, command: Command) -> Result<(), Status> {
+        if self.published.stopped.load(Ordering::Acquire) {
+            return Err(Status::unavailable("etcdserver: server stopped"));
+        }
+        self.commands
+            .send(command)
+            .map_err(|_| Status::unavailable("etcdserver: server stopped"))
+    }
+
+    async fn wait<T>(&self, reply: oneshot::Receiver<Result<T, Status>>) -> Result<T, Status> {
+        match tokio::time::timeout(self.request_timeout, reply).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(Status::unavailable("etcdserver: server stopped")),
+            Err(_) => Err(Status::unavailable("etcdserver: request timed out")),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl api::Member for RaftMember {
+    type Backend = BtreeBackend;
+
+    async fn propose(&self, op: Op) -> Result<Applied, Status> {
+        let request = Request {
+            format_version: ENTRY_FORMAT_VERSION,
+            id: self.next_request_id.fetch_add(1, Ordering::Relaxed),
+            proposer: self.identity.member_id,
+            op: Some(op),
+        };
+        let (reply, receiver) = oneshot::channel();
+        self.send(Command::Propose { request, reply })?;
+        self.wait(receiver).await
+    }
+
+    async fn read_barrier(&self) -> Result<(), Status> {
+        let (reply, receiver) = oneshot::channel();
+        self.send(Command::Read { reply })?;
+        self.wait(receiver).await
+    }
+
+    fn store(&self) -> &MvccStore<BtreeBackend> {
+        &self.store
+    }
+
+    fn header(&self) -> ResponseHeader {
+        ResponseHeader {
+            cluster_id: self.identity.cluster_id,
+            member_id: self.identity.member_id,
+            revision: 0,
+            raft_term: self.published.term.load(Ordering::Relaxed),
+        }
+    }
+
+    fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    fn status(&self) -> StatusResponse {
+        // The file length; the in-use figure needs a page walk, so until the B+tree keeps a
+        // cheap count it reports the same (etcd's after a defragmentation).
+        let db_size = std::fs::metadata(&self.db_path).map_or(0, |m| m.len());
+        StatusResponse {
+            header: None,
+            version: crate::version::ETCD_SERVER_VERSION.to_string(),
+            db_size: i64::try_from(db_size).unwrap_or(i64::MAX),
+            leader: self.published.leader.load(Ordering::Relaxed),
+            raft_index: self.published.commit.load(Ordering::Relaxed),
+            raft_term: self.published.term.load(Ordering::Relaxed),
+            raft_applied_index: self.published.applied.load(Ordering::Relaxed),
+            errors: Vec::new(),
+            db_size_in_use: i64::try_from(db_size).unwrap_or(i64::MAX),
+            is_learner: false,
+        }
+    }
+
+    fn members(&self) -> Vec<MemberInfo> {
+        vec![MemberInfo {
+            id: self.identity.member_id,
+            name: self.identity.name.clone(),
+            peer_ur_ls: self.identity.peer_urls.clone(),
+            client_ur_ls: self.identity.client_urls.clone(),
+            is_learner: false,
+        }]
+    }
+}
+
+/// A proposal appended to the log, waiting to be applied.
+struct PendingProposal {
+    id: u64,
+    reply: oneshot::Sender<Result<Applied, Status>>,
+}
+
+struct RaftLoop {
+    node: RaftNode<RaftLog>,
+    store: Arc<MvccStore<BtreeBackend>>,
+    member_id: u64,
+    published: Arc<Published>,
+    /// Appended proposals by log index.
+    proposals: BTreeMap<u64, PendingProposal>,
+    /// Reads waiting for the leader to confirm it still leads, by context.
+    reads_waiting_confirmation: HashMap<u64, oneshot::Sender<Result<(), Status>>>,
+    /// Confirmed reads waiting for the applied index to reach theirs.
+    reads_waiting_apply: Vec<(u64, oneshot::Sender<Result<(), Status>>)>,
+    next_read: u64,
+}
+
+fn dropped(err: &RaftError) -> Status {
+    match err {
+        RaftError::Dropped(DropReason::NoLeader) => Status::unavailable("etcdserver: no leader"),
+        RaftError::Dropped(DropReason::TransferInProgress { .. }) => {
+            Status::unavailable("etcdserver: leader changed")
+        }
+        RaftError::Dropped(DropReason::NotLeader { .. }) => {
+            Status::failed_precondition("etcdserver: not leader")
+        }
+        RaftError::Dropped(_) => Status::unavailable("etcdserver: too many requests"),
+        other => Status::internal(format!("etcdserver: {other}")),
+    }
+}
+
+impl RaftLoop {
+    fn run(mut self, commands: mpsc::Receiver<Command>, tick: Duration) {
+        let mut next_tick = Instant::now() + tick;
+        loop {
+            let timeout = next_tick.saturating_duration_since(Instant::now());
+            match commands.recv_timeout(timeout) {
+                Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+                Ok(command) => {
+                    if !self.handle(command) {
+                        break;
+                    }
+                    for command in commands.try_iter().take(MAX_COMMANDS_PER_TURN) {
+                        if !self.handle(command) {
+                            self.stop_with(Status::unavailable("etcdserver: server stopped"));
+                            return;
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            if Instant::now() >= next_tick {
+                next_tick += tick;
+                if let Err(err) = self.node.tick() {
+                    tracing::error!(%err, "raft tick failed; stopping");
+                    break;
+                }
+            }
+            if let Err(err) = self.process_ready() {
+                tracing::error!(%err, "stopping the member");
+                break;
+            }
+            self.publish();
+        }
+        self.stop_with(Status::unavailable("etcdserver: server stopped"));
+    }
+
+    /// Returns false when the loop must stop.
+    fn handle(&mut self, command: Command) -> bool {
+        match command {
+            Command::Stop => false,
+            Command::Propose { request, reply } => {
+                let data = request.encode_to_vec();
+                match self.node.propose(data) {
+                    Ok(Proposed::Appended { index, .. }) => {
+                        self.proposals.insert(
+                            index,
+                            PendingProposal {
+                                id: request.id,
+                                reply,
+                            },
+                        );
+                    }
+                    Ok(_) => {
+                        let _ = reply.send(Err(Status::unavailable("etcdserver: not leader")));
+                    }
+                    Err(err) => {
+                        let _ = reply.send(Err(dropped(&err)));
+                    }
+                }
+                true
+            }
+            Command::Read { reply } => {
+                self.next_read += 1;
+                let context = self.next_read.to_le_bytes().to_vec();
+                match self.node.read_index(context) {
+                    Ok(()) => {
+                        self.reads_waiting_confirmation
+                            .insert(self.next_read, reply);
+                    }
+                    Err(err) => {
+                        let _ = reply.send(Err(dropped(&err)));
+                    }
+                }
+                true
+            }
+        }
+    }
+
+    fn process_ready(&mut self) -> Result<(), String> {
+        while self.node.has_ready() {
+            let ready = self.node.ready().map_err(|e| e.to_string())?;
+            for pending in self
+                .node
+                .storage_mut()
+                .persist(&ready.entries, ready.hard_state)
+            {
+                pending
+                    .wait()
+                    .map_err(|e| format!("WAL append failed: {e}"))?;
+            }
+            // A single member has no peers to message; the cluster issue adds the transport.
+            self.apply(&ready.committed_entries)?;
+            for read in ready.read_states {
+                let Ok(context) = <[u8; 8]>::try_from(read.context.as_slice()) else {
+                    continue;
+                };
+                if let Some(reply) = self
+                    .reads_waiting_confirmation
+                    .remove(&u64::from_le_bytes(context))
+                {
+                    self.reads_waiting_apply.push((read.index, reply));
+                }
+            }
+            for context in ready.dropped_reads {
+                if let Ok(context) = <[u8; 8]>::try_from(context.as_slice()) {
+                    if let Some(reply) = self
+                        .reads_waiting_confirmation
+                        .remove(&u64::from_le_bytes(context))
+                    {
+                        let _ = reply.send(Err(Status::unavailable("etcdserver: leader changed")));
+                    }
+                }
+            }
+            self.node.advance().map_err(|e| e.to_string())?;
+            self.serve_reads();
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, committed: &[cairn_raft::Entry]) -> Result<(), String> {
+        let Some(last) = committed.last() else {
+            return Ok(());
+        };
+        let mut payloads = Vec::with_capacity(committed.len());
+        for entry in committed {
+            let payload = match entry.kind {
+                cairn_raft::EntryKind::Normal => {
+                    decode_payload(entry.index, &entry.data).map_err(|e| e.to_string())?
+                }
+                cairn_raft::EntryKind::ConfChange => EntryPayload::Nothing,
+            };
+            payloads.push((entry.index, payload));
+        }
+        // Leases arrive with their own issue; until then no lease exists.
+        let run = apply_run(&self.store, &payloads, &|_| false).map_err(|e| e.to_string())?;
+        let mut outcomes: HashMap<u64, Result<Applied, KvError>> = run
+            .requests
+            .into_iter()
+            .filter(|r| r.proposer == self.member_id)
+            .map(|r| (r.id, r.result))
+            .collect();
+        // Every proposal at or below the last applied index is settled now: applied, or
+        // replaced by another leader's entry.
+        let settled: Vec<u64> = self
+            .proposals
+            .range(..=last.index)
+            .map(|(i, _)| *i)
+            .collect();
+        for index in settled {
+            if let Some(pending) = self.proposals.remove(&index) {
+                let result = match outcomes.remove(&pending.id) {
+                    Some(result) => result.map_err(Status::from),
+                    None => Err(Status::unavailable("etcdserver: leader changed")),
+                };
+                let _ = pending.reply.send(result);
+            }
+        }
+        self.published.applied.store(last.index, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn serve_reads(&mut self) {
+        let applied = self.published.applied.load(Ordering::Relaxed);
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reads_waiting_apply)
+            .into_iter()
+            .partition(|(index, _)| *index <= applied);
+        self.reads_waiting_apply = waiting;
+        for (_, reply) in ready {
+            let _ = reply.send(Ok(()));
+        }
+    }
+
+    fn publish(&self) {
+        let status = self.node.status();
+        self.published.term.store(status.term, Ordering::Relaxed);
+        let leader = if status.role == Role::Leader {
+            status.id
+        } else {
+            status.leader
+        };
+        self.published.leader.store(leader, Ordering::Relaxed);
+        self.published
+            .commit
+            .store(status.commit, Ordering::Relaxed);
+    }
+
+    fn stop_with(&mut self, status: Status) {
+        self.published.stopped.store(true, Ordering::Release);
+        for (_, pending) in std::mem::take(&mut self.proposals) {
+            let _ = pending.reply.send(Err(status.clone()));
+        }
+        for (_, reply) in self.reads_waiting_confirmation.drain() {
+            let _ = reply.send(Err(status.clone()));
+        }
+        for (_, reply) in self.reads_waiting_apply.drain(..) {
+            let _ = reply.send(Err(status.clone()));
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! The member: Raft driven over the WAL, committed entries applied to the key space, and the
+//! client-facing services on top.
+
+pub mod apply;
+pub mod boot;
+pub mod identity;
+pub mod member;
+pub mod raft_log;

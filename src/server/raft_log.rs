@@ -1,0 +1,246 @@
+//! Raft's log, durable in the WAL: entries, hard state and the snapshot marker, with the term
+//! of every retained entry and the newest entries kept in memory so Raft's reads rarely touch
+//! the disk.
+//!
+//! An entry's WAL payload is one kind byte (0 normal, 1 membership change; the byte is the
+//! version boundary: other values refuse to load) followed by the entry's data.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use cairn_raft::{ConfState, Entry, EntryKind, HardState, SnapshotMeta, Storage, StorageError};
+use cairn_wal::{AppendFuture, Record, Wal, WalError};
+
+const KIND_NORMAL: u8 = 0;
+const KIND_CONF_CHANGE: u8 = 1;
+
+/// Newest entries kept in memory, by count.
+const MAX_CACHED_ENTRIES: usize = 4096;
+
+pub fn encode_entry(entry: &Entry) -> cairn_wal::Entry {
+    let kind = match entry.kind {
+        EntryKind::Normal => KIND_NORMAL,
+        EntryKind::ConfChange => KIND_CONF_CHANGE,
+    };
+    let mut payload = Vec::with_capacity(1 + entry.data.len());
+    payload.push(kind);
+    payload.extend_from_slice(&entry.data);
+    cairn_wal::Entry {
+        index: entry.index,
+        term: entry.term,
+        payload,
+    }
+}
+
+pub fn decode_entry(entry: cairn_wal::Entry) -> Result<Entry, StorageError> {
+    let kind = match entry.payload.first() {
+        Some(&KIND_NORMAL) => EntryKind::Normal,
+        Some(&KIND_CONF_CHANGE) => EntryKind::ConfChange,
+        other => {
+            return Err(StorageError::Io(format!(
+                "entry {} has unknown kind byte {other:?}",
+                entry.index
+            )))
+        }
+    };
+    Ok(Entry {
+        index: entry.index,
+        term: entry.term,
+        kind,
+        data: Arc::from(&entry.payload[1..]),
+    })
+}
+
+fn wal_error(err: WalError) -> StorageError {
+    StorageError::Io(err.to_string())
+}
+
+/// The WAL seen as Raft's [`Storage`].
+pub struct RaftLog {
+    wal: Wal,
+    hard_state: HardState,
+    snapshot: SnapshotMeta,
+    /// First retained entry's index.
+    first_index: u64,
+    /// Term of each retained entry, from `first_index` on.
+    terms: VecDeque<u64>,
+    /// The newest entries, ending at the last index.
+    recent: VecDeque<Entry>,
+}
+
+impl RaftLog {
+    /// Loads the log's in-memory view from a recovered WAL.
+    pub fn load(wal: Wal) -> Result<Self, StorageError> {
+        let hard_state = wal
+            .hard_state()
+            .map_or_else(HardState::default, |h| HardState {
+                term: h.term,
+                vote: h.vote,
+                commit: h.commit,
+            });
+        let snapshot = wal
+            .snapshot()
+            .map_or_else(SnapshotMeta::default, |s| SnapshotMeta {
+                index: s.index,
+                term: s.term,
+                conf_state: ConfState::default(),
+            });
+        let first_index = wal.first_index();
+        let next_index = wal.next_index();
+        let mut terms = VecDeque::new();
+        let mut recent = VecDeque::new();
+        let mut low = first_index;
+        // Read in chunks so a long log does not need one huge buffer.
+        while low < next_index {
+            let high = (low + 1024).min(next_index);
+            for entry in wal.read_entries(low, high).map_err(wal_error)? {
+                terms.push_back(entry.term);
+                recent.push_back(decode_entry(entry)?);
+                if recent.len() > MAX_CACHED_ENTRIES {
+                    recent.pop_front();
+                }
+            }
+            low = high;
+        }
+        Ok(RaftLog {
+            wal,
+            hard_state,
+            snapshot,
+            first_index,
+            terms,
+            recent,
+        })
+    }
+
+    pub fn wal(&self) -> &Wal {
+        &self.wal
+    }
+
+    fn next_index(&self) -> u64 {
+        self.first_index + self.terms.len() as u64
+    }
+
+    /// Makes what a `Ready` asks durable: entries (replacing any conflicting suffix), then
+    /// the hard state. Returns when the WAL has synced them.
+    pub fn persist(
+        &mut self,
+        entries: &[Entry],
+        hard_state: Option<HardState>,
+    ) -> Vec<AppendFuture> {
+        let mut pending = Vec::new();
+        if let Some(first) = entries.first() {
+            if first.index < self.next_index() {
+                pending.push(self.wal.truncate_from(first.index));
+                let keep = first.index.saturating_sub(self.first_index) as usize;
+                self.terms.truncate(keep);
+                while self.recent.back().is_some_and(|e| e.index >= first.index) {
+                    self.recent.pop_back();
+                }
+            }
+            // Raft hands out contiguous entries that continue the log.
+            debug_assert_eq!(first.index, self.next_index(), "entries leave a gap");
+        }
+        let mut records: Vec<Record> = entries
+            .iter()
+            .map(|e| Record::Entry(encode_entry(e)))
+            .collect();
+        for entry in entries {
+            self.terms.push_back(entry.term);
+            self.recent.push_back(entry.clone());
+            if self.recent.len() > MAX_CACHED_ENTRIES {
+                self.recent.pop_front();
+            }
+        }
+        if let Some(hs) = hard_state {
+            self.hard_state = hs;
+            records.push(Record::HardState(cairn_wal::HardState {
+                term: hs.term,
+                vote: hs.vote,
+                commit: hs.commit,
+            }));
+        }
+        if !records.is_empty() {
+            pending.push(self.wal.append(records));
+        }
+        pending
+    }
+}
+
+impl Storage for RaftLog {
+    fn initial_state(&self) -> Result<(HardState, ConfState), StorageError> {
+        Ok((self.hard_state, self.snapshot.conf_state.clone()))
+    }
+
+    fn entries(&self, low: u64, high: u64, max_bytes: u64) -> Result<Vec<Entry>, StorageError> {
+        if low < self.first_index {
+            return Err(StorageError::Compacted {
+                index: low,
+                first_index: self.first_index,
+            });
+        }
+        if high > self.next_index() {
+            return Err(StorageError::Unavailable {
+                index: high.saturating_sub(1),
+                last_index: self.next_index().saturating_sub(1),
+            });
+        }
+        let cached_from = self.recent.front().map_or(u64::MAX, |e| e.index);
+        let entries: Vec<Entry> = if low >= cached_from {
+            let skip = (low - cached_from) as usize;
+            self.recent
+                .iter()
+                .skip(skip)
+                .take((high - low) as usize)
+                .cloned()
+                .collect()
+        } else {
+            self.wal
+                .read_entries(low, high)
+                .map_err(wal_error)?
+                .into_iter()
+                .map(decode_entry)
+                .collect::<Result<_, _>>()?
+        };
+        let mut total = 0u64;
+        let mut limited = Vec::with_capacity(entries.len());
+        for entry in entries {
+            total += entry.data.len() as u64 + 24;
+            if !limited.is_empty() && total > max_bytes {
+                break;
+            }
+            limited.push(entry);
+        }
+        Ok(limited)
+    }
+
+    fn term(&self, index: u64) -> Result<u64, StorageError> {
+        if index == self.snapshot.index {
+            return Ok(self.snapshot.term);
+        }
+        if index < self.first_index {
+            return Err(StorageError::Compacted {
+                index,
+                first_index: self.first_index,
+            });
+        }
+        self.terms
+            .get((index - self.first_index) as usize)
+            .copied()
+            .ok_or(StorageError::Unavailable {
+                index,
+                last_index: self.next_index().saturating_sub(1),
+            })
+    }
+
+    fn first_index(&self) -> Result<u64, StorageError> {
+        Ok(self.first_index)
+    }
+
+    fn last_index(&self) -> Result<u64, StorageError> {
+        Ok(self.next_index().saturating_sub(1).max(self.snapshot.index))
+    }
+
+    fn snapshot(&self) -> Result<SnapshotMeta, StorageError> {
+        Ok(self.snapshot.clone())
+    }
+}
