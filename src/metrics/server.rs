@@ -1,0 +1,222 @@
+//! Every metric family the server records, declared in one place, with etcd's names exported
+//! beside Cairn's where the meaning is the same, so dashboards and alerts built for etcd work.
+
+use super::{Buckets, Counter, Family, Gauge, Histogram, MetricsError, Registry};
+use crate::version::ETCD_SERVER_VERSION;
+
+/// Upper bounds of the gRPC latency buckets, in seconds: the Prometheus client default that
+/// go-grpc-prometheus (and so etcd's `grpc_server_handling_seconds`) uses.
+const GRPC_LATENCY_BOUNDS_SECONDS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// etcd's disk histograms: 14 buckets doubling from 1 ms to 8.192 s.
+const DISK_LATENCY_FIRST_BOUND_SECONDS: f64 = 0.001;
+const DISK_LATENCY_BUCKET_COUNT: usize = 14;
+
+/// Handles to the server's metrics. Create once per process with [`ServerMetrics::register`];
+/// clone the fields into the code that records.
+#[derive(Clone)]
+pub struct ServerMetrics {
+    /// `cairn_grpc_requests_total{code,method}`: completed RPCs by method (`Range`, `Put`, …)
+    /// and gRPC status code name (`OK`, `InvalidArgument`, …).
+    pub grpc_requests: Family<Counter>,
+    /// `cairn_grpc_request_duration_seconds{method}`.
+    pub grpc_request_duration: Family<Histogram>,
+    /// `cairn_wal_fsync_duration_seconds` (etcd: `etcd_disk_wal_fsync_duration_seconds`).
+    pub wal_fsync_duration: Histogram,
+    /// `cairn_btree_commit_duration_seconds` (etcd: `etcd_disk_backend_commit_duration_seconds`).
+    pub btree_commit_duration: Histogram,
+    /// `cairn_db_total_size_in_bytes` (etcd: `etcd_mvcc_db_total_size_in_bytes`).
+    pub db_total_size_bytes: Gauge,
+    /// `cairn_db_total_size_in_use_in_bytes` (etcd: `etcd_mvcc_db_total_size_in_use_in_bytes`).
+    pub db_total_size_in_use_bytes: Gauge,
+    /// `cairn_raft_term`.
+    pub raft_term: Gauge,
+    /// `cairn_raft_committed_index` (etcd: `etcd_server_proposals_committed_total`, which is
+    /// this gauge in etcd too).
+    pub raft_committed_index: Gauge,
+    /// `cairn_raft_applied_index` (etcd: `etcd_server_proposals_applied_total`, a gauge).
+    pub raft_applied_index: Gauge,
+    /// `cairn_server_is_leader` (etcd: `etcd_server_is_leader`), 1 or 0.
+    pub is_leader: Gauge,
+    /// `cairn_server_has_leader` (etcd: `etcd_server_has_leader`), 1 or 0.
+    pub has_leader: Gauge,
+    /// `cairn_server_leader_changes_seen_total` (etcd: `etcd_server_leader_changes_seen_total`).
+    pub leader_changes_seen: Counter,
+    /// `cairn_server_proposals_committed_total`: this member's proposals that committed.
+    pub proposals_committed: Counter,
+    /// `cairn_server_proposals_failed_total` (etcd: `etcd_server_proposals_failed_total`).
+    pub proposals_failed: Counter,
+    /// `cairn_server_health_success_total` (etcd: `etcd_server_health_success`).
+    pub health_success: Counter,
+    /// `cairn_server_health_failures_total` (etcd: `etcd_server_health_failures`).
+    pub health_failures: Counter,
+}
+
+impl ServerMetrics {
+    /// Registers every family (and the etcd aliases) in `registry`. Fails only if a name is
+    /// already taken there.
+    pub fn register(registry: &Registry) -> Result<Self, MetricsError> {
+        let disk_buckets = Buckets::exponential(
+            DISK_LATENCY_FIRST_BOUND_SECONDS,
+            2.0,
+            DISK_LATENCY_BUCKET_COUNT,
+        )?;
+        let grpc_buckets = Buckets::new(&GRPC_LATENCY_BOUNDS_SECONDS)?;
+        let r = registry;
+        let metrics = Self {
+            grpc_requests: r.family(
+                "cairn_grpc_requests_total",
+                "Total number of gRPC requests completed, by method and status code.",
+                &["code", "method"],
+                (),
+            )?,
+            grpc_request_duration: r.family(
+                "cairn_grpc_request_duration_seconds",
+                "Latency of gRPC requests from receipt to response, by method.",
+                &["method"],
+                grpc_buckets,
+            )?,
+            wal_fsync_duration: r.histogram(
+                "cairn_wal_fsync_duration_seconds",
+                "Latency of the WAL's fsyncs (one covers every append waiting at that moment).",
+                &disk_buckets,
+            )?,
+            btree_commit_duration: r.histogram(
+                "cairn_btree_commit_duration_seconds",
+                "Latency of B+tree write-transaction commits, fsync included.",
+                &disk_buckets,
+            )?,
+            db_total_size_bytes: r.gauge(
+                "cairn_db_total_size_in_bytes",
+                "Size of the B+tree file physically allocated, in bytes.",
+            )?,
+            db_total_size_in_use_bytes: r.gauge(
+                "cairn_db_total_size_in_use_in_bytes",
+                "Size of the B+tree file logically in use (not free pages), in bytes.",
+            )?,
+            raft_term: r.gauge("cairn_raft_term", "The current Raft term.")?,
+            raft_committed_index: r.gauge(
+                "cairn_raft_committed_index",
+                "The highest Raft log index known to be committed.",
+            )?,
+            raft_applied_index: r.gauge(
+                "cairn_raft_applied_index",
+                "The highest Raft log index applied to the key space.",
+            )?,
+            is_leader: r.gauge(
+                "cairn_server_is_leader",
+                "Whether this member is the Raft leader: 1 if it is, 0 otherwise.",
+            )?,
+            has_leader: r.gauge(
+                "cairn_server_has_leader",
+                "Whether this member knows a Raft leader: 1 if it does, 0 otherwise.",
+            )?,
+            leader_changes_seen: r.counter(
+                "cairn_server_leader_changes_seen_total",
+                "The number of leader changes this member has seen.",
+            )?,
+            proposals_committed: r.counter(
+                "cairn_server_proposals_committed_total",
+                "The number of proposals from this member that committed.",
+            )?,
+            proposals_failed: r.counter(
+                "cairn_server_proposals_failed_total",
+                "The number of proposals from this member that failed.",
+            )?,
+            health_success: r.counter(
+                "cairn_server_health_success_total",
+                "The number of /health checks that passed.",
+            )?,
+            health_failures: r.counter(
+                "cairn_server_health_failures_total",
+                "The number of /health checks that failed.",
+            )?,
+        };
+        metrics.register_etcd_aliases(registry)?;
+        Ok(metrics)
+    }
+
+    /// etcd 3.5's names and HELP texts for the same values (HELP copied from etcd's /metrics, so
+    /// that tools comparing metadata see no difference).
+    fn register_etcd_aliases(&self, r: &Registry) -> Result<(), MetricsError> {
+        r.alias(
+            "etcd_disk_wal_fsync_duration_seconds",
+            "The latency distributions of fsync called by WAL.",
+            &self.wal_fsync_duration,
+        )?;
+        r.alias(
+            "etcd_disk_backend_commit_duration_seconds",
+            "The latency distributions of commit called by backend.",
+            &self.btree_commit_duration,
+        )?;
+        r.alias(
+            "etcd_mvcc_db_total_size_in_bytes",
+            "Total size of the underlying database physically allocated in bytes.",
+            &self.db_total_size_bytes,
+        )?;
+        r.alias(
+            "etcd_mvcc_db_total_size_in_use_in_bytes",
+            "Total size of the underlying database logically in use in bytes.",
+            &self.db_total_size_in_use_bytes,
+        )?;
+        r.alias(
+            "etcd_server_has_leader",
+            "Whether or not a leader exists. 1 is existence, 0 is not.",
+            &self.has_leader,
+        )?;
+        r.alias(
+            "etcd_server_is_leader",
+            "Whether or not this member is a leader. 1 if is, 0 otherwise.",
+            &self.is_leader,
+        )?;
+        r.alias(
+            "etcd_server_leader_changes_seen_total",
+            "The number of leader changes seen.",
+            &self.leader_changes_seen,
+        )?;
+        r.alias(
+            "etcd_server_proposals_committed_total",
+            "The total number of consensus proposals committed.",
+            &self.raft_committed_index,
+        )?;
+        r.alias(
+            "etcd_server_proposals_applied_total",
+            "The total number of consensus proposals applied.",
+            &self.raft_applied_index,
+        )?;
+        r.alias(
+            "etcd_server_proposals_failed_total",
+            "The total number of failed proposals seen.",
+            &self.proposals_failed,
+        )?;
+        r.alias(
+            "etcd_server_health_success",
+            "The total number of successful health checks",
+            &self.health_success,
+        )?;
+        r.alias(
+            "etcd_server_health_failures",
+            "The total number of failed health checks",
+            &self.health_failures,
+        )?;
+        let version: Family<Gauge> = r.family(
+            "etcd_server_version",
+            "Which version is running. 1 for 'server_version' label with current version.",
+            &["server_version"],
+            (),
+        )?;
+        version.with(&[ETCD_SERVER_VERSION]).set(1);
+        Ok(())
+    }
+
+    /// Records one completed RPC: `method` as in the gRPC path (`Range`), `code` as the status
+    /// code's name (`OK`).
+    pub fn observe_grpc(&self, method: &str, code: &str, elapsed: std::time::Duration) {
+        self.grpc_requests.with(&[code, method]).inc();
+        self.grpc_request_duration
+            .with(&[method])
+            .observe_duration(elapsed);
+    }
+}
