@@ -12,7 +12,9 @@
 pub mod api;
 pub mod config;
 pub mod ctl;
+pub mod http;
 pub mod kv;
+pub mod metrics;
 pub mod mvcc;
 pub mod proto;
 pub mod server;
