@@ -1,6 +1,9 @@
 //! The client port's plain-HTTP endpoints answer as etcd 3.5's do (status, headers, exact bodies;
-//! the expected texts were recorded from a real etcd 3.5.1), over a real socket with a fake node
-//! behind them, and `/metrics` is a well-formed Prometheus exposition.
+//! the expected texts were recorded from a real etcd 3.5.1, and one test compares with a live
+//! one), over a real socket with a fake node behind them, and `/metrics` is a well-formed
+//! Prometheus exposition.
+
+mod common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -581,6 +584,102 @@ fn parse_exposition(text: &str) -> Exposition {
     }
     assert!(pending_help.is_none(), "HELP without TYPE");
     Exposition { kinds, samples }
+}
+
+/// The headers that must match etcd's: all but those describing the transfer or the moment.
+fn comparable_headers(reply: &Reply) -> BTreeMap<String, String> {
+    reply
+        .headers
+        .iter()
+        .filter(|(name, _)| {
+            !matches!(
+                name.as_str(),
+                "date" | "content-length" | "transfer-encoding" | "connection"
+            )
+        })
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn healthy_node_answers_as_a_live_etcd_351_does() {
+    let etcd = common::EtcdServer::start(&common::etcd35_dir());
+    let etcd_addr: std::net::SocketAddr = format!("127.0.0.1:{}", etcd.client_port)
+        .parse()
+        .expect("etcd address");
+    let node = FakeNode::healthy();
+    node.metrics.has_leader.set_bool(true);
+    let addr = serve(node).await;
+
+    for (method, target) in [
+        ("GET", "/health"),
+        ("GET", "/health?serializable=true"),
+        ("GET", "/health?exclude=NOSPACE&exclude="),
+        ("POST", "/health"),
+        ("HEAD", "/health"),
+        ("PUT", "/version"),
+        ("DELETE", "/version"),
+        ("OPTIONS", "/health"),
+        ("OPTIONS", "/version"),
+        ("OPTIONS", "/metrics"),
+    ] {
+        let expected = request(etcd_addr, method, target).await;
+        let got = request(addr, method, target).await;
+        assert_eq!(got.status, expected.status, "{method} {target}");
+        assert_eq!(got.body, expected.body, "{method} {target}");
+        assert_eq!(
+            comparable_headers(&got),
+            comparable_headers(&expected),
+            "{method} {target}"
+        );
+    }
+
+    // /version: same status and headers; the same fields in the same order, where etcd's
+    // server field names its own patch release and Cairn adds its own version after them.
+    let expected = request(etcd_addr, "GET", "/version").await;
+    let got = request(addr, "GET", "/version").await;
+    assert_eq!(got.status, expected.status);
+    assert_eq!(comparable_headers(&got), comparable_headers(&expected));
+    let fields = |body: &str| -> Vec<String> {
+        body.trim_matches(|c| c == '{' || c == '}')
+            .split(',')
+            .map(|field| field.split(':').next().unwrap_or_default().to_owned())
+            .collect()
+    };
+    assert_eq!(fields(&got.body)[..2], fields(&expected.body)[..]);
+    assert!(
+        expected.body.contains(r#""etcdcluster":"3.5.0""#),
+        "{}",
+        expected.body
+    );
+    assert!(
+        got.body.contains(r#""etcdcluster":"3.5.0""#),
+        "{}",
+        got.body
+    );
+
+    // /metrics: same content type, and every etcd-named family Cairn exports carries etcd's
+    // HELP and TYPE lines and, for histograms, etcd's bucket labels.
+    let expected = request(etcd_addr, "GET", "/metrics").await;
+    let got = request(addr, "GET", "/metrics").await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.header("content-type"), expected.header("content-type"));
+    let mut checked = 0;
+    for line in got.body.lines() {
+        let is_etcd_meta = line.starts_with("# HELP etcd_") || line.starts_with("# TYPE etcd_");
+        let is_etcd_le = line.starts_with("etcd_disk_") && line.contains("_bucket{le=");
+        if is_etcd_meta || is_etcd_le {
+            let shape = line.rsplit_once(' ').map_or(line, |(series, _)| series);
+            let key = if is_etcd_meta { line } else { shape };
+            assert!(
+                expected.body.lines().any(|l| l.starts_with(key)),
+                "etcd 3.5.1 has no line starting {key:?}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 40, "compared only {checked} lines");
+    drop(etcd);
 }
 
 #[test]
