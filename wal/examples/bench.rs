@@ -17,6 +17,7 @@ const RECORD_BYTES: usize = 256;
 const LATENCY_SAMPLES: usize = 4000;
 const LATENCY_ROUNDS: usize = 20;
 const THROUGHPUT_RUN: Duration = Duration::from_secs(2);
+const THROUGHPUT_PASSES: usize = 2;
 const BIG_APPEND_BYTES: usize = 1 << 20;
 const BIG_APPENDS: usize = 128;
 
@@ -193,17 +194,25 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let mut single = 0.0;
-    let mut at64 = 0.0;
-    for appenders in [1usize, 4, 16, 64, 256] {
-        let wal = fresh_wal(root, &format!("group{appenders}"));
-        let (rps, per_fsync) = throughput(&rt, &wal, appenders);
-        if appenders == 1 {
-            single = rps;
+    // Each level runs twice, in opposite orders, and keeps its better run: the machine may be
+    // shared, and a neighbour's burst should not decide the comparison.
+    let levels = [1usize, 4, 16, 64, 256];
+    let mut best = [(0.0f64, 0.0f64); 5];
+    for pass in 0..THROUGHPUT_PASSES {
+        for k in 0..levels.len() {
+            let k = if pass % 2 == 0 {
+                k
+            } else {
+                levels.len() - 1 - k
+            };
+            let wal = fresh_wal(root, &format!("group{}", levels[k]));
+            let run = throughput(&rt, &wal, levels[k]);
+            if run.0 > best[k].0 {
+                best[k] = run;
+            }
         }
-        if appenders == 64 {
-            at64 = rps;
-        }
+    }
+    for (appenders, (rps, per_fsync)) in levels.iter().zip(best) {
         println!(
             "{:<44} {:>12.0}/s {:>14} {:>14.1}",
             format!("wal 256 B, {appenders} concurrent appenders"),
@@ -212,25 +221,27 @@ fn main() {
             per_fsync
         );
     }
-    let group64 = at64 / single.max(1e-9);
+    let group64 = best[3].0 / best[0].0.max(1e-9);
 
-    // 4. Big appends against raw sequential writes of the same size.
+    // 4. Big appends against raw sequential writes of the same size, alternating.
     let mut raw_file = RawFile::new(root, (BIG_APPEND_BYTES * BIG_APPENDS) as u64 + 4096);
     let big = vec![7u8; BIG_APPEND_BYTES];
-    let raw_big_s: f64 = (0..BIG_APPENDS).map(|_| raw_file.append(&big)).sum::<f64>() / 1e6;
-    drop(raw_file);
-    let raw_mb_s = (BIG_APPEND_BYTES * BIG_APPENDS) as f64 / raw_big_s / 1e6;
     let wal = fresh_wal(root, "big");
     // Built beforehand, as the raw loop's buffer is: the timing covers the log's own work.
     let bigs: Vec<Record> = (0..BIG_APPENDS as u64)
         .map(|i| entry(i + 1, BIG_APPEND_BYTES))
         .collect();
-    let t = Instant::now();
+    let (mut raw_big_s, mut wal_big_s) = (0.0, 0.0);
     for r in bigs {
+        raw_big_s += raw_file.append(&big) / 1e6;
+        let t = Instant::now();
         wal.append(vec![r]).wait().expect("append");
+        wal_big_s += t.elapsed().as_secs_f64();
     }
-    let wal_mb_s = (BIG_APPEND_BYTES * BIG_APPENDS) as f64 / t.elapsed().as_secs_f64() / 1e6;
+    drop(raw_file);
     drop(wal);
+    let raw_mb_s = (BIG_APPEND_BYTES * BIG_APPENDS) as f64 / raw_big_s / 1e6;
+    let wal_mb_s = (BIG_APPEND_BYTES * BIG_APPENDS) as f64 / wal_big_s / 1e6;
     println!(
         "{:<44} {:>11.1} MB/s {:>14} {:>14}",
         "raw write+fdatasync 1 MiB", raw_mb_s, "-", "-"

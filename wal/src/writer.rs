@@ -248,8 +248,13 @@ impl Writer {
     pub(crate) fn run(mut self) {
         let _guard = PanicGuard(self.shared.clone());
         let mut taken_ops = 0u64;
+        let mut last_batch_ops = 0usize;
         loop {
-            self.await_work_briefly(taken_ops);
+            // After a batch of several appends their callers are busy waking up and will
+            // queue the next batch; watching would only take CPU from them.
+            if last_batch_ops <= 1 {
+                self.await_work_briefly(taken_ops);
+            }
             let ops = {
                 let mut q = self.shared.lock_queue();
                 while q.ops.is_empty() && !q.shutdown {
@@ -279,13 +284,15 @@ impl Writer {
                 taken
             };
             taken_ops += ops.len() as u64;
+            last_batch_ops = ops.len();
             self.process(ops);
         }
     }
 
-    /// Right after a commit the next append usually arrives within microseconds (its caller
-    /// was just woken); watching for it, yielding the CPU meanwhile, avoids the cost of parking
-    /// and waking this thread. It never delays work: it returns as soon as anything is queued.
+    /// Right after a lone append's commit the next append usually arrives within microseconds
+    /// (its caller was just woken); watching for it, yielding the CPU meanwhile, avoids the cost
+    /// of parking and waking this thread. It never delays work: it returns as soon as anything
+    /// is queued.
     fn await_work_briefly(&self, taken_ops: u64) {
         let started = Instant::now();
         while self.shared.enqueued_ops.load(Ordering::Acquire) == taken_ops
