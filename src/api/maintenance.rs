@@ -5,7 +5,10 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::Member;
-use crate::proto::etcdserverpb::{maintenance_server::Maintenance, StatusRequest, StatusResponse};
+use crate::proto::etcdserverpb::{
+    alarm_request::AlarmAction, maintenance_server::Maintenance, AlarmRequest, AlarmResponse,
+    StatusRequest, StatusResponse,
+};
 
 pub struct MaintenanceService<M> {
     member: Arc<M>,
@@ -19,6 +22,27 @@ impl<M> MaintenanceService<M> {
 
 #[tonic::async_trait]
 impl<M: Member> Maintenance for MaintenanceService<M> {
+    /// No alarm can be raised yet (the space quota arrives later), so the list is empty and
+    /// disarming finds nothing; health checks (`etcdctl endpoint health`) read this list.
+    async fn alarm(
+        &self,
+        request: Request<AlarmRequest>,
+    ) -> Result<Response<AlarmResponse>, Status> {
+        match AlarmAction::try_from(request.into_inner().action) {
+            Ok(AlarmAction::Get | AlarmAction::Deactivate) => {
+                let mut header = self.member.header();
+                header.revision = self.member.store().current_revision();
+                Ok(Response::new(AlarmResponse {
+                    header: Some(header),
+                    alarms: Vec::new(),
+                }))
+            }
+            _ => Err(Status::unimplemented(
+                "etcdserver: raising alarms is not supported yet",
+            )),
+        }
+    }
+
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         let mut status = self.member.status();
         let mut header = self.member.header();

@@ -71,49 +71,79 @@ pub fn etcd35_dir() -> PathBuf {
     }
 }
 
-/// A real etcd server on loopback ports with its own data directory; killed on drop.
+/// The `cairn` server binary built with the tests.
+pub fn cairn_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_cairn"))
+}
+
+/// A single-member server — the real etcd, or cairn started with the same etcd flags — on
+/// loopback ports with its own data directory; killed on drop.
 pub struct EtcdServer {
     child: Child,
     pub client_port: u16,
     pub peer_port: u16,
+    pub data_dir: PathBuf,
+    program: PathBuf,
+    extra_args: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
 impl EtcdServer {
+    /// Starts the real etcd from `bin_dir`.
     pub fn start(bin_dir: &Path) -> Self {
+        Self::start_program(&bin_dir.join("etcd"), &["--log-level", "error"], bin_dir)
+    }
+
+    /// Starts cairn; `bin_dir` holds the etcdctl used to wait until it serves.
+    pub fn start_cairn(bin_dir: &Path) -> Self {
+        Self::start_program(&cairn_bin(), &["--log-level", "warn"], bin_dir)
+    }
+
+    fn start_program(program: &Path, extra: &[&str], bin_dir: &Path) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let (client_port, peer_port) = (free_port(), free_port());
-        let client = format!("http://127.0.0.1:{client_port}");
-        let peer = format!("http://127.0.0.1:{peer_port}");
-        let child = Command::new(bin_dir.join("etcd"))
-            .args(["--name", "default", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .args([
-                "--listen-client-urls",
-                &client,
-                "--advertise-client-urls",
-                &client,
-            ])
-            .args([
-                "--listen-peer-urls",
-                &peer,
-                "--initial-advertise-peer-urls",
-                &peer,
-            ])
-            .args(["--initial-cluster", &format!("default={peer}")])
-            .args(["--log-level", "error"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("etcd starts");
+        let data_dir = dir.path().join("data");
+        let extra_args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let server = EtcdServer {
-            child,
+            child: spawn_server(program, &data_dir, client_port, peer_port, &extra_args),
             client_port,
             peer_port,
+            data_dir,
+            program: program.to_path_buf(),
+            extra_args,
             _dir: dir,
         };
         server.wait_ready(bin_dir);
         server
+    }
+
+    /// Kills the process with SIGKILL (no chance to clean up), then starts it again on the
+    /// same data directory and ports.
+    pub fn kill_and_restart(&mut self, bin_dir: &Path) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn_server(
+            &self.program,
+            &self.data_dir,
+            self.client_port,
+            self.peer_port,
+            &self.extra_args,
+        );
+        self.wait_ready(bin_dir);
+    }
+
+    /// Sends SIGTERM and waits (up to 20 s) for the process to exit; returns its exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
     }
 
     pub fn endpoint(&self) -> String {
@@ -141,7 +171,10 @@ impl EtcdServer {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("etcd on {endpoint} did not become healthy in 20s");
+        panic!(
+            "{} on {endpoint} did not become healthy in 20s",
+            self.program.display()
+        );
     }
 }
 
@@ -150,4 +183,222 @@ impl Drop for EtcdServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Splits a command line into arguments, honouring "double quotes".
+pub fn words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    let mut started = false;
+    for c in line.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                started = true;
+            }
+            ' ' if !quoted => {
+                if started {
+                    words.push(std::mem::take(&mut current));
+                    started = false;
+                }
+            }
+            c => {
+                current.push(c);
+                started = true;
+            }
+        }
+    }
+    if started {
+        words.push(current);
+    }
+    words
+}
+
+/// Replaces what differs between two servers (ids, ports) with placeholders, and drops the Go
+/// client's retry logs (JSON lines on stderr), which are not output.
+pub fn mask(text: &str, server: &EtcdServer, ids: &[(String, &str)]) -> String {
+    let mut text = text.replace(&server.client_port.to_string(), "<CLIENT_PORT>");
+    text = text.replace(&server.peer_port.to_string(), "<PEER_PORT>");
+    for (id, name) in ids {
+        text = text.replace(id.as_str(), name);
+    }
+    text.lines()
+        .filter(|line| !line.starts_with("{\"level\""))
+        .map(|line| format!("{line}\n"))
+        .collect()
+}
+
+/// The ids a server puts in headers: cluster id and member id, decimal and hex.
+pub fn server_ids(etcdctl: &Path, server: &EtcdServer) -> Vec<(String, &'static str)> {
+    let out = run(
+        etcdctl,
+        &[
+            "--endpoints",
+            &server.endpoint(),
+            "member",
+            "list",
+            "-w",
+            "json",
+        ],
+        "",
+    );
+    let field = |name: &str| -> u64 {
+        let start = out
+            .stdout
+            .find(&format!("\"{name}\":"))
+            .expect("id in member list")
+            + name.len()
+            + 3;
+        out.stdout[start..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .expect("numeric id")
+    };
+    let (cluster, member) = (field("cluster_id"), field("member_id"));
+    vec![
+        (cluster.to_string(), "<CLUSTER_ID>"),
+        (member.to_string(), "<MEMBER_ID>"),
+        (format!("{member:x}"), "<MEMBER_HEX>"),
+    ]
+}
+
+/// Runs `tool --endpoints <server> <args…>` with `stdin`.
+pub fn step(tool: &Path, server: &EtcdServer, args: &str, stdin: &str) -> Run {
+    let mut argv = vec!["--endpoints".to_string(), server.endpoint()];
+    argv.extend(words(args));
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    run(tool, &argv, stdin)
+}
+
+/// etcdctl commands over the KV API, successes and failures: each step's arguments (after
+/// `--endpoints`) and standard input.
+pub const KV_SCRIPT: &[(&str, &str)] = &[
+    ("put foo bar", ""),
+    ("put foo2 two-words", ""),
+    ("put foo baz --prev-kv", ""),
+    ("put -w json k v --prev-kv", ""),
+    ("get foo", ""),
+    ("get foo -w json", ""),
+    ("get --prefix foo -w json", ""),
+    ("get --prefix fo --keys-only", ""),
+    ("get --prefix fo --print-value-only", ""),
+    ("get a z", ""),
+    (
+        "get --from-key a --limit 2 --sort-by=MODIFY --order=DESCEND",
+        "",
+    ),
+    ("get --from-key a --limit 1 -w json", ""),
+    (
+        "get --prefix fo --sort-by=VALUE --order=DESCEND -w json",
+        "",
+    ),
+    ("get missing -w json", ""),
+    ("get --prefix foo --rev 2", ""),
+    ("put stdin-key", "value from stdin"),
+    ("put k --ignore-value -w json", ""),
+    ("del foo --prev-kv", ""),
+    ("del nokey -w json", ""),
+    ("del --prefix fo -w json", ""),
+    (
+        "txn",
+        "value(\"k\") = \"v\"\nmod(\"k\") > \"0\"\n\nput b 2\nget k\ndel zz\n\nput c 3\n\n",
+    ),
+    (
+        "txn -w json",
+        "value(\"k\") = \"nope\"\n\nput b 3\n\nput c 4\nget b\n\n",
+    ),
+    (
+        "txn",
+        "version(\"missing\") = \"0\"\n\nget b --prefix\n\n\n",
+    ),
+    ("compaction 3", ""),
+    ("compaction 3 -w json", ""),
+    ("member list", ""),
+    ("member list -w table", ""),
+    ("member list -w json", ""),
+    // Errors: messages and exit codes.
+    ("get foo --rev 2", ""),
+    ("get foo --rev 9999", ""),
+    ("get", ""),
+    ("put", ""),
+    ("put \"\" v", ""),
+    ("get a --prefix --from-key", ""),
+    ("get a --sort-by=FOO", ""),
+    ("get a --order=SIDEWAYS", ""),
+    ("get a --consistency=x", ""),
+    ("put k v --lease=zz", ""),
+    ("put k v --lease=1234", ""),
+    ("compaction", ""),
+    ("compaction abc", ""),
+    ("txn", "bogus\n\n\n\n"),
+];
+
+/// Runs `script` through `expected_tool` against `expected_server` and `tool` against
+/// `server`; returns a description of every step whose output, error or exit code differ.
+pub fn compare_runs(
+    script: &[(&str, &str)],
+    (expected_tool, expected_server): (&Path, &EtcdServer),
+    (tool, server): (&Path, &EtcdServer),
+    etcdctl: &Path,
+) -> (Vec<String>, usize) {
+    let (expected_ids, ids) = (
+        server_ids(etcdctl, expected_server),
+        server_ids(etcdctl, server),
+    );
+    let mut mismatches = Vec::new();
+    let mut succeeded = 0;
+    for (args, stdin) in script {
+        let expected = step(expected_tool, expected_server, args, stdin);
+        succeeded += usize::from(expected.code == 0);
+        let got = step(tool, server, args, stdin);
+        let expected_out = mask(&expected.stdout, expected_server, &expected_ids);
+        let got_out = mask(&got.stdout, server, &ids);
+        let expected_error = mask(&expected.stderr, expected_server, &expected_ids);
+        let got_error = mask(&got.stderr, server, &ids);
+        if expected.code != got.code
+            || expected_out != got_out
+            || expected_error.lines().last() != got_error.lines().last()
+        {
+            mismatches.push(format!(
+                "`{args}`:\n  expected (exit {}): {expected_out:?} {expected_error:?}\n  got      (exit {}): {got_out:?} {got_error:?}",
+                expected.code, got.code
+            ));
+        }
+    }
+    (mismatches, succeeded)
+}
+
+fn spawn_server(
+    program: &Path,
+    data_dir: &Path,
+    client_port: u16,
+    peer_port: u16,
+    extra: &[String],
+) -> Child {
+    let client = format!("http://127.0.0.1:{client_port}");
+    let peer = format!("http://127.0.0.1:{peer_port}");
+    Command::new(program)
+        .args(["--name", "default", "--data-dir"])
+        .arg(data_dir)
+        .args([
+            "--listen-client-urls",
+            &client,
+            "--advertise-client-urls",
+            &client,
+        ])
+        .args([
+            "--listen-peer-urls",
+            &peer,
+            "--initial-advertise-peer-urls",
+            &peer,
+        ])
+        .args(["--initial-cluster", &format!("default={peer}")])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|err| panic!("{} starts: {err}", program.display()))
 }
