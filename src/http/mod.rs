@@ -35,6 +35,12 @@
 //!
 //! Not done: etcd gzips `/metrics` when asked (`Accept-Encoding: gzip`); Cairn always answers
 //! uncompressed, which every scraper accepts.
+//!
+//! # Mounting
+//! `tonic_routes.into_axum_router().merge(http::router(source))` serves both on one listener
+//! (`axum::serve` speaks HTTP/1.1 and h2c). The router sets no fallback: unknown paths get the
+//! merged router's (etcd answers them `404` with `404 page not found\n`). Health reads are
+//! bounded with `tokio::time`, so the runtime needs its time driver (`#[tokio::main]` has it).
 
 mod health;
 mod reply;
