@@ -93,3 +93,31 @@ fn sigterm_stops_cleanly_and_data_stays() {
     );
     assert_eq!(out.stdout, "v\n");
 }
+
+#[test]
+fn oversized_and_overlong_requests_fail_as_on_etcd() {
+    let bin = etcd35_dir();
+    let etcdctl = bin.join("etcdctl");
+    let (etcd, cairn) = (EtcdServer::start(&bin), EtcdServer::start_cairn(&bin));
+    let big_value = "x".repeat(1_600_000);
+    let too_many_ops: String = (0..129).map(|i| format!("put k{i} v\n")).collect();
+    let many_ops: String = (0..128).map(|i| format!("put k{i} v\n")).collect();
+    let duplicate = "put a 1\nput a 2\n".to_string();
+    let script: Vec<(&str, String)> = vec![
+        ("put big", big_value),
+        ("txn", format!("\n{too_many_ops}\n\n")),
+        ("txn", format!("\n{many_ops}\n\n")),
+        ("txn", format!("\n{duplicate}\n\n")),
+        ("get k1", String::new()),
+        ("put empty \"\"", String::new()),
+        ("get empty -w json", String::new()),
+    ];
+    let script: Vec<(&str, &str)> = script.iter().map(|(a, s)| (*a, s.as_str())).collect();
+    let (mismatches, succeeded) =
+        compare_runs(&script, (&etcdctl, &etcd), (&etcdctl, &cairn), &etcdctl);
+    assert!(
+        succeeded >= 3,
+        "only {succeeded} steps succeeded against etcd"
+    );
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}

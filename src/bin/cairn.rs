@@ -54,7 +54,7 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let server = match cairn::server::boot::start(&config, Tuning::default()).await {
+        let server = match cairn::server::boot::start(&config, Tuning::from_config(&config)).await {
             Ok(server) => server,
             Err(err) => {
                 eprintln!("cairn: error: {err}");

@@ -89,6 +89,22 @@ pub struct ServerFlags {
         default_value = "etcd-cluster"
     )]
     pub initial_cluster_token: String,
+
+    /// Time (in milliseconds) of a heartbeat interval.
+    #[arg(long, env = "CAIRN_HEARTBEAT_INTERVAL", default_value_t = 100)]
+    pub heartbeat_interval: u64,
+
+    /// Time (in milliseconds) for an election to timeout.
+    #[arg(long, env = "CAIRN_ELECTION_TIMEOUT", default_value_t = 1000)]
+    pub election_timeout: u64,
+
+    /// Maximum client request size in bytes the server will accept.
+    #[arg(long, env = "CAIRN_MAX_REQUEST_BYTES", default_value_t = 1536 * 1024)]
+    pub max_request_bytes: u32,
+
+    /// Maximum number of operations permitted in a transaction.
+    #[arg(long, env = "CAIRN_MAX_TXN_OPS", default_value_t = 128)]
+    pub max_txn_ops: u32,
 }
 
 /// One member of `--initial-cluster`: a name and the peer URLs it is reached at.
@@ -111,6 +127,11 @@ pub struct ServerConfig {
     pub initial_cluster: Vec<InitialMember>,
     pub initial_cluster_state: ClusterState,
     pub initial_cluster_token: String,
+    pub heartbeat_interval: std::time::Duration,
+    /// Election timeout, a whole number of heartbeat intervals.
+    pub election_ticks: u32,
+    pub max_request_bytes: usize,
+    pub max_txn_ops: usize,
 }
 
 /// Why a configuration was refused. Messages follow etcd's where etcd has one.
@@ -126,6 +147,14 @@ pub enum ConfigError {
     EmptyList { flag: &'static str },
     #[error("--name must not be empty")]
     EmptyName,
+    #[error("--election-timeout[{election_ms}ms] should be at least as 5 times as --heartbeat-interval[{heartbeat_ms}ms]")]
+    ElectionTooShort { election_ms: u64, heartbeat_ms: u64 },
+    #[error("--election-timeout[{0}ms] is too long, and should be set less than 50000ms")]
+    ElectionTooLong(u64),
+    #[error("--heartbeat-interval must be at least 1ms")]
+    HeartbeatZero,
+    #[error("--max-txn-ops must be at least 1")]
+    NoTxnOps,
     #[error("invalid --initial-cluster entry {entry:?}: expected name=url")]
     MalformedClusterEntry { entry: String },
     #[error("couldn't find local name {name:?} in the initial cluster configuration")]
@@ -163,6 +192,23 @@ impl ServerFlags {
             }],
         };
         check_local_member(&self.name, &initial_cluster, &initial_advertise_peer_urls)?;
+        if self.heartbeat_interval == 0 {
+            return Err(ConfigError::HeartbeatZero);
+        }
+        if self.election_timeout < 5 * self.heartbeat_interval {
+            return Err(ConfigError::ElectionTooShort {
+                election_ms: self.election_timeout,
+                heartbeat_ms: self.heartbeat_interval,
+            });
+        }
+        if self.election_timeout > 50_000 {
+            return Err(ConfigError::ElectionTooLong(self.election_timeout));
+        }
+        if self.max_txn_ops == 0 {
+            return Err(ConfigError::NoTxnOps);
+        }
+        let election_ticks =
+            u32::try_from(self.election_timeout / self.heartbeat_interval).unwrap_or(u32::MAX);
         let data_dir = self
             .data_dir
             .clone()
@@ -177,6 +223,10 @@ impl ServerFlags {
             initial_cluster,
             initial_cluster_state: self.initial_cluster_state,
             initial_cluster_token: self.initial_cluster_token.clone(),
+            heartbeat_interval: std::time::Duration::from_millis(self.heartbeat_interval),
+            election_ticks,
+            max_request_bytes: self.max_request_bytes as usize,
+            max_txn_ops: self.max_txn_ops as usize,
         })
     }
 }

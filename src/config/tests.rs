@@ -171,3 +171,35 @@ fn empty_lists_are_refused() {
         }
     );
 }
+
+#[test]
+fn timing_flags_follow_etcds_rules() {
+    let config = flags(&["--heartbeat-interval", "50", "--election-timeout", "500"])
+        .validate()
+        .expect("valid");
+    assert_eq!(config.election_ticks, 10);
+    assert_eq!(
+        config.heartbeat_interval,
+        std::time::Duration::from_millis(50)
+    );
+    let err = flags(&["--heartbeat-interval", "300", "--election-timeout", "1000"])
+        .validate()
+        .expect_err("too short");
+    assert_eq!(
+        err.to_string(),
+        "--election-timeout[1000ms] should be at least as 5 times as --heartbeat-interval[300ms]"
+    );
+    assert!(matches!(
+        flags(&["--election-timeout", "60000"]).validate(),
+        Err(ConfigError::ElectionTooLong(60000))
+    ));
+}
+
+#[test]
+fn request_limits_default_to_etcds() {
+    let config = flags(&[]).validate().expect("valid");
+    assert_eq!(
+        (config.max_request_bytes, config.max_txn_ops),
+        (1_572_864, 128)
+    );
+}

@@ -77,6 +77,20 @@ impl Default for Tuning {
     }
 }
 
+impl Tuning {
+    /// The settings a configuration's flags ask for.
+    pub fn from_config(config: &ServerConfig) -> Self {
+        Tuning {
+            tick: config.heartbeat_interval,
+            election_ticks: config.election_ticks,
+            limits: Limits {
+                max_txn_ops: config.max_txn_ops,
+                max_request_bytes: config.max_request_bytes,
+            },
+        }
+    }
+}
+
 /// A running member and its client listeners.
 pub struct RunningServer {
     pub member: Arc<RaftMember>,
