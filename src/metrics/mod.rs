@@ -24,6 +24,7 @@
 //! [`ServerMetrics`] declares every family the server records, in one place.
 
 mod family;
+mod grpc;
 mod series;
 mod server;
 mod text;
@@ -34,6 +35,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 pub use family::{Family, MAX_SERIES_PER_FAMILY};
+pub use grpc::{grpc_code_name, GrpcMethod, ALL_GRPC_CODES};
 pub use series::{Buckets, Counter, Gauge, GaugeF64, Histogram, Series, MAX_HISTOGRAM_BUCKETS};
 pub use server::ServerMetrics;
 

@@ -1,6 +1,9 @@
 //! Every metric family the server records, declared in one place, with etcd's names exported
 //! beside Cairn's where the meaning is the same, so dashboards and alerts built for etcd work.
 
+use std::time::Duration;
+
+use super::grpc::{grpc_code_name, GrpcMethod, ALL_GRPC_CODES};
 use super::{Buckets, Counter, Family, Gauge, Histogram, MetricsError, Registry};
 use crate::version::ETCD_SERVER_VERSION;
 
@@ -23,6 +26,10 @@ pub struct ServerMetrics {
     pub grpc_requests: Family<Counter>,
     /// `cairn_grpc_request_duration_seconds{method}`.
     pub grpc_request_duration: Family<Histogram>,
+    /// etcd's (go-grpc-prometheus') `grpc_server_started_total{grpc_method,grpc_service,grpc_type}`.
+    pub grpc_started: Family<Counter>,
+    /// etcd's `grpc_server_handled_total{grpc_code,grpc_method,grpc_service,grpc_type}`.
+    pub grpc_handled: Family<Counter>,
     /// `cairn_wal_fsync_duration_seconds` (etcd: `etcd_disk_wal_fsync_duration_seconds`).
     pub wal_fsync_duration: Histogram,
     /// `cairn_btree_commit_duration_seconds` (etcd: `etcd_disk_backend_commit_duration_seconds`).
@@ -77,6 +84,18 @@ impl ServerMetrics {
                 "Latency of gRPC requests from receipt to response, by method.",
                 &["method"],
                 grpc_buckets,
+            )?,
+            grpc_started: r.family(
+                "grpc_server_started_total",
+                "Total number of RPCs started on the server.",
+                &["grpc_method", "grpc_service", "grpc_type"],
+                (),
+            )?,
+            grpc_handled: r.family(
+                "grpc_server_handled_total",
+                "Total number of RPCs completed on the server, regardless of success or failure.",
+                &["grpc_code", "grpc_method", "grpc_service", "grpc_type"],
+                (),
             )?,
             wal_fsync_duration: r.histogram(
                 "cairn_wal_fsync_duration_seconds",
@@ -211,12 +230,42 @@ impl ServerMetrics {
         Ok(())
     }
 
-    /// Records one completed RPC: `method` as in the gRPC path (`Range`), `code` as the status
-    /// code's name (`OK`).
-    pub fn observe_grpc(&self, method: &str, code: &str, elapsed: std::time::Duration) {
-        self.grpc_requests.with(&[code, method]).inc();
+    /// Records the start of an RPC; `path` as in the request (`/etcdserverpb.KV/Range`). Paths
+    /// that are not `/<service>/<method>` are ignored.
+    pub fn grpc_started(&self, path: &str) {
+        if let Some(rpc) = GrpcMethod::from_path(path) {
+            self.grpc_started
+                .with(&[rpc.method, rpc.service, rpc.grpc_type()])
+                .inc();
+        }
+    }
+
+    /// Records a completed RPC: its outcome and how long it took from receipt to response.
+    pub fn observe_grpc(&self, path: &str, code: tonic::Code, elapsed: Duration) {
+        let Some(rpc) = GrpcMethod::from_path(path) else {
+            return;
+        };
+        let code = grpc_code_name(code);
+        self.grpc_requests.with(&[code, rpc.method]).inc();
         self.grpc_request_duration
-            .with(&[method])
+            .with(&[rpc.method])
             .observe_duration(elapsed);
+        self.grpc_handled
+            .with(&[code, rpc.method, rpc.service, rpc.grpc_type()])
+            .inc();
+    }
+
+    /// Creates `path`'s etcd-named series at zero for every status code, as etcd does for each
+    /// method it serves, so that rates and error ratios exist before the first request.
+    pub fn preregister_grpc(&self, path: &str) {
+        let Some(rpc) = GrpcMethod::from_path(path) else {
+            return;
+        };
+        let kind = rpc.grpc_type();
+        self.grpc_started.with(&[rpc.method, rpc.service, kind]);
+        for code in ALL_GRPC_CODES {
+            self.grpc_handled
+                .with(&[grpc_code_name(code), rpc.method, rpc.service, kind]);
+        }
     }
 }

@@ -265,7 +265,13 @@ fn server_metrics_export_cairn_and_etcd_names() {
     m.db_total_size_bytes.set_u64(20480);
     m.raft_committed_index.set_u64(4);
     m.wal_fsync_duration.observe(0.0015);
-    m.observe_grpc("Range", "OK", Duration::from_millis(3));
+    m.grpc_started("/etcdserverpb.KV/Range");
+    m.observe_grpc(
+        "/etcdserverpb.KV/Range",
+        tonic::Code::Ok,
+        Duration::from_millis(3),
+    );
+    m.observe_grpc("not a path", tonic::Code::Ok, Duration::from_millis(3));
     let text = r.render();
     for expected in [
         "# HELP etcd_server_has_leader Whether or not a leader exists. 1 is existence, 0 is not.\n\
@@ -283,6 +289,8 @@ fn server_metrics_export_cairn_and_etcd_names() {
         "# TYPE cairn_wal_fsync_duration_seconds histogram\n",
         "cairn_grpc_requests_total{code=\"OK\",method=\"Range\"} 1\n",
         "cairn_grpc_request_duration_seconds_bucket{method=\"Range\",le=\"0.005\"} 1\n",
+        "grpc_server_started_total{grpc_method=\"Range\",grpc_service=\"etcdserverpb.KV\",grpc_type=\"unary\"} 1\n",
+        "grpc_server_handled_total{grpc_code=\"OK\",grpc_method=\"Range\",grpc_service=\"etcdserverpb.KV\",grpc_type=\"unary\"} 1\n",
         &format!("etcd_server_version{{server_version=\"{ETCD_SERVER_VERSION}\"}} 1\n"),
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
@@ -313,4 +321,26 @@ fn disk_histograms_use_etcds_bucket_labels_exactly() {
             "0.512", "1.024", "2.048", "4.096", "8.192", "+Inf"
         ]
     );
+}
+
+#[test]
+fn preregistered_rpc_has_every_code_at_zero() {
+    let r = Registry::new();
+    let m = ServerMetrics::register(&r).unwrap();
+    m.preregister_grpc("/etcdserverpb.Watch/Watch");
+    let text = r.render();
+    let handled: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("grpc_server_handled_total{"))
+        .collect();
+    assert_eq!(handled.len(), ALL_GRPC_CODES.len());
+    assert!(handled.iter().all(|l| l.ends_with(" 0")));
+    assert!(handled.contains(
+        &"grpc_server_handled_total{grpc_code=\"Canceled\",grpc_method=\"Watch\",grpc_service=\"etcdserverpb.Watch\",grpc_type=\"bidi_stream\"} 0"
+    ));
+    assert!(text.contains(
+        "grpc_server_started_total{grpc_method=\"Watch\",grpc_service=\"etcdserverpb.Watch\",grpc_type=\"bidi_stream\"} 0\n"
+    ));
+    // Nothing Cairn-named appears before a request completes.
+    assert!(!text.contains("cairn_grpc_requests_total{"));
 }
