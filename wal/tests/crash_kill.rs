@@ -118,6 +118,16 @@ fn parent() {
     println!("crash_kill: {kills} kills ok");
 }
 
+/// A failing check must not leave a child appending in the background.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn run_parent(kills: u64, seed: u64) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let exe = std::env::current_exe().expect("own path");
@@ -126,13 +136,15 @@ fn run_parent(kills: u64, seed: u64) {
     let mut max_release = 0u64;
     let mut durable_next = 1u64;
     for kill in 0..kills {
-        let mut child = Command::new(&exe)
-            .env(CHILD_ENV, tmp.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn child");
-        let stdout = child.stdout.take().expect("piped");
+        let mut child = KillOnDrop(
+            Command::new(&exe)
+                .env(CHILD_ENV, tmp.path())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("spawn child"),
+        );
+        let stdout = child.0.stdout.take().expect("piped");
         let (tx, rx) = std::sync::mpsc::channel::<String>();
         let reader = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
@@ -154,8 +166,8 @@ fn run_parent(kills: u64, seed: u64) {
             "kill {kill}: child said {first}"
         );
         std::thread::sleep(Duration::from_millis(10 + rng.below(150)));
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reap");
+        child.0.kill().expect("SIGKILL");
+        child.0.wait().expect("reap");
         reader.join().expect("reader");
         let mut acks_now = 0;
         for line in rx.try_iter() {
