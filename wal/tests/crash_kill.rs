@@ -37,9 +37,23 @@ fn payload_len(index: u64) -> usize {
     (index * 13 % 400) as usize
 }
 
+/// The name test filters and `--list` see.
+const TEST_NAME: &str = "acknowledged_entries_survive_sigkill";
+
 fn main() {
     if let Ok(dir) = std::env::var(CHILD_ENV) {
         child(Path::new(&dir));
+        return;
+    }
+    // Behave like a libtest binary towards `--list` and name filters.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--list") {
+        println!("{TEST_NAME}: test");
+        return;
+    }
+    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    if !filters.is_empty() && !filters.iter().any(|f| TEST_NAME.contains(f.as_str())) {
+        println!("crash_kill: filtered out");
         return;
     }
     parent();
