@@ -1,7 +1,8 @@
 //! `check()`: walks every page of a snapshot and proves the file is whole, and `stats()`.
 
 use crate::error::{Error, Result};
-use crate::freelist::{read_id_chain, FreeList};
+use crate::freelist::FreeList;
+use crate::idlist::read_id_chain;
 use crate::overflow::chain_ids;
 use crate::page::{PageType, Stored};
 use crate::source::{FullyVerified, NodeView, PageSource};

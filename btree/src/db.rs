@@ -8,7 +8,8 @@ use parking_lot::{Mutex, MutexGuard};
 
 use crate::dirty::DirtyPages;
 use crate::error::{Error, Result};
-use crate::freelist::{read_id_chain, FreeList, IDS_PER_FREELIST_PAGE};
+use crate::freelist::FreeList;
+use crate::idlist::{encode_page, read_id_chain, split_into_pages};
 use crate::io::Mapping;
 use crate::io::{OsFile, StorageFile};
 use crate::meta::Meta;
@@ -281,29 +282,30 @@ impl Database {
         for id in old_chains {
             pages.free(id)?;
         }
-        // Size both lists; allocating a page can only shrink the free list and grow the
-        // written list by one, so this settles.
-        let data_pages = pages.nodes.len() + pages.raw.len();
+        // Size both lists; allocating a page only shrinks the free list (never lengthening its
+        // encoding) and grows the written list, so this settles.
         let (mut free_chain, mut written_chain) = (Vec::new(), Vec::new());
-        loop {
-            if free_chain.len() * IDS_PER_FREELIST_PAGE < pages.freelist.len() {
+        let (free_ids, listed) = loop {
+            let free_ids = pages.freelist.all_ids();
+            if free_chain.len() < split_into_pages(&free_ids).len() {
                 free_chain.push(pages.alloc());
-            } else if written_chain.len() * IDS_PER_FREELIST_PAGE < data_pages + free_chain.len() {
-                written_chain.push(pages.alloc());
-            } else {
-                break;
+                continue;
             }
-        }
+            let mut listed: Vec<PageId> = pages
+                .nodes
+                .keys()
+                .chain(pages.raw.keys())
+                .copied()
+                .collect();
+            listed.extend_from_slice(&free_chain);
+            listed.sort_unstable();
+            if written_chain.len() < split_into_pages(&listed).len() {
+                written_chain.push(pages.alloc());
+                continue;
+            }
+            break (free_ids, listed);
+        };
         let txn = pages.txn;
-        let free_ids = pages.freelist.all_ids();
-        let mut listed: Vec<PageId> = pages
-            .nodes
-            .keys()
-            .chain(pages.raw.keys())
-            .copied()
-            .collect();
-        listed.extend_from_slice(&free_chain);
-        listed.sort_unstable();
         let mut ids = listed.clone();
         ids.extend_from_slice(&written_chain);
         ids.sort_unstable();
@@ -315,6 +317,15 @@ impl Database {
             ids.iter().all(|id| *id >= 2 && *id < pages.page_count),
             "pages in range"
         );
+        let free_split = split_into_pages(&free_ids);
+        let listed_split = split_into_pages(&listed);
+        let share =
+            |all: &'_ [PageId], split: &[std::ops::Range<usize>], index: usize| -> Vec<PageId> {
+                split
+                    .get(index)
+                    .map(|r| all[r.clone()].to_vec())
+                    .unwrap_or_default()
+            };
         // One zeroed buffer, reused across commits, holds every page in id order.
         let mut buf = std::mem::take(&mut writer.commit_buf);
         buf.clear();
@@ -326,23 +337,13 @@ impl Database {
             } else if let Some(raw) = pages.raw.get(id) {
                 page.copy_from_slice(raw);
             } else if let Some(index) = free_chain.iter().position(|c| c == id) {
-                FreeList::encode_page_into(
-                    page,
-                    PageType::FreeList,
-                    &free_ids,
-                    &free_chain,
-                    index,
-                    txn,
-                );
+                let next = free_chain.get(index + 1).copied().unwrap_or(0);
+                let share = share(&free_ids, &free_split, index);
+                encode_page(page, PageType::FreeList, &share, *id, next, txn);
             } else if let Some(index) = written_chain.iter().position(|c| c == id) {
-                FreeList::encode_page_into(
-                    page,
-                    PageType::WrittenList,
-                    &listed,
-                    &written_chain,
-                    index,
-                    txn,
-                );
+                let next = written_chain.get(index + 1).copied().unwrap_or(0);
+                let share = share(&listed, &listed_split, index);
+                encode_page(page, PageType::WrittenList, &share, *id, next, txn);
                 continue;
             }
             // `listed` and `ids` are both sorted, so this visits `listed` in order.

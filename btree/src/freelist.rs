@@ -3,12 +3,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::error::{Error, Result};
-use crate::page::{get_u64, put_u64, seal, verify, PageType, HEADER_BYTES};
+use crate::idlist::read_id_chain;
+use crate::page::PageType;
 use crate::source::PageSource;
-use crate::{PageId, TxnId, PAGE_SIZE};
-
-/// Page ids one free-list page holds.
-pub(crate) const IDS_PER_FREELIST_PAGE: usize = (PAGE_SIZE - HEADER_BYTES) / 8;
+use crate::{PageId, TxnId};
 
 #[derive(Clone, Debug, Default)]
 pub(crate) struct FreeList {
@@ -76,74 +74,10 @@ impl FreeList {
         Ok(list)
     }
 
-    /// Encodes page `index` of the chain `chain` listing `ids` into `page` (zeroed) and seals it.
-    pub(crate) fn encode_page_into(
-        page: &mut [u8],
-        page_type: PageType,
-        ids: &[PageId],
-        chain: &[PageId],
-        index: usize,
-        txn: TxnId,
-    ) {
-        debug_assert!(
-            ids.len() <= chain.len() * IDS_PER_FREELIST_PAGE,
-            "chain holds all ids"
-        );
-        let chunk = ids.chunks(IDS_PER_FREELIST_PAGE).nth(index).unwrap_or(&[]);
-        for (j, free_id) in chunk.iter().enumerate() {
-            put_u64(page, HEADER_BYTES + j * 8, *free_id);
-        }
-        let next = chain.get(index + 1).copied().unwrap_or(0);
-        seal(page, chain[index], txn, page_type, chunk.len() as u16, next);
-    }
-
     /// Whether `id` is free or pending (slow; for checks).
     pub(crate) fn contains(&self, id: PageId) -> bool {
         self.free.contains(&id) || self.pending.values().any(|v| v.contains(&id))
     }
-}
-
-/// Ids read from an id-list chain, each with the page that lists it.
-pub(crate) type ListedIds = Vec<(PageId, PageId)>;
-
-/// Reads a chain of id-list pages (free list or written list) of type `page_type` starting at
-/// `head`; returns every listed id with the page listing it, and the chain's own pages. Each id
-/// must lie in `2..page_count`; the walk stops with an error after `page_count` pages.
-pub(crate) fn read_id_chain(
-    src: &impl PageSource,
-    head: PageId,
-    page_count: u64,
-    page_type: PageType,
-) -> Result<(ListedIds, Vec<PageId>)> {
-    let mut ids = Vec::new();
-    let mut chain = Vec::new();
-    let mut next = head;
-    while next != 0 {
-        if chain.len() as u64 >= page_count {
-            return Err(Error::corrupt(
-                next,
-                "id-list chain longer than the file (cycle?)",
-            ));
-        }
-        let page = src.page_bytes(next)?;
-        let header = verify(page, next, page_type)?;
-        if usize::from(header.count) > IDS_PER_FREELIST_PAGE {
-            return Err(Error::corrupt(next, "id-list page count too large"));
-        }
-        for i in 0..usize::from(header.count) {
-            let id = get_u64(page, HEADER_BYTES + i * 8).unwrap_or(0);
-            if id < 2 || id >= page_count {
-                return Err(Error::corrupt(
-                    next,
-                    format!("listed page id {id} out of range"),
-                ));
-            }
-            ids.push((id, next));
-        }
-        chain.push(next);
-        next = header.next;
-    }
-    Ok((ids, chain))
 }
 
 #[cfg(test)]

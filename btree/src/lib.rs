@@ -89,15 +89,18 @@
 //!
 //! ## Free list and written list
 //!
-//! A chain of free-list pages (header `next`, `count` ids of `u64` each, at most 508 a page)
-//! lists every page in `2..page_count` that no tree reaches. In memory the writer keeps two sets:
-//! pages free now, and *pending* pages tagged with the id of the transaction that freed them.
+//! A chain of free-list pages lists every page in `2..page_count` that no tree reaches, sorted.
+//! Each page of an id list holds `count` ids (header), its `next` page (header), and in its body
+//! the first id as a `u64` followed by each further id as the LEB128 varint of its difference
+//! from the previous one (at least 1).
+//!
+//! In memory the writer keeps two sets: pages free now, and *pending* pages tagged with the id of the transaction that freed them.
 //! Pages freed by transaction `x` are still visible to snapshots older than `x`, so they are reused
 //! only once every live reader's snapshot id is `>= x`. The free list on disk stores both sets
 //! merged: after a reopen no reader exists, and a commit's pages are durable before the next
 //! commit may overwrite pages that only older commits reach (see the commit protocol).
 //!
-//! The written list has the same layout with page type 6: the ids of every leaf, branch, overflow
+//! The written list is an id list of page type 6: the ids of every leaf, branch, overflow
 //! and free-list page the commit wrote, sorted. Its own pages are not on it (their checksums and
 //! transaction ids vouch for them). Each commit frees the previous commit's free list and written
 //! list and writes new ones.
@@ -161,6 +164,7 @@ mod db;
 mod dirty;
 mod error;
 mod freelist;
+mod idlist;
 pub mod io;
 mod meta;
 mod node;
