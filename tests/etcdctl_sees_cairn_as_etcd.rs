@@ -121,3 +121,43 @@ fn oversized_and_overlong_requests_fail_as_on_etcd() {
     );
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }
+
+/// Debian's etcdctl 3.4 (package etcd-client, installed by `.ci/run`), or
+/// `$CAIRN_ETCDCTL34`.
+fn etcdctl34() -> std::path::PathBuf {
+    let path = std::env::var_os("CAIRN_ETCDCTL34")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from("/usr/bin/etcdctl"));
+    let version = run(&path, &["version"], "");
+    assert!(
+        version.stdout.contains("3.4"),
+        "etcdctl 3.4 not found at {} (apt-get install -y etcd-client, or set CAIRN_ETCDCTL34): {}",
+        path.display(),
+        version.stdout
+    );
+    path
+}
+
+#[test]
+fn etcdctl_3_4_output_is_identical_against_etcd_and_cairn() {
+    let bin = etcd35_dir();
+    let old = etcdctl34();
+    let (etcd, cairn) = (EtcdServer::start(&bin), EtcdServer::start_cairn(&bin));
+    let (mismatches, succeeded) = compare_runs(
+        KV_SCRIPT,
+        (&old, &etcd),
+        (&old, &cairn),
+        &bin.join("etcdctl"),
+    );
+    assert!(
+        succeeded >= 20,
+        "only {succeeded} steps succeeded against etcd"
+    );
+    assert!(
+        mismatches.is_empty(),
+        "{} of {} steps differ:\n{}",
+        mismatches.len(),
+        KV_SCRIPT.len(),
+        mismatches.join("\n")
+    );
+}

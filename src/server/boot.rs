@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 
 use super::identity;
 use super::member::{MemberIdentity, RaftMember, Timing};
+use super::observability::{GrpcMetricsLayer, MemberHealth, Observability};
 use super::raft_log::{encode_entry, RaftLog};
 use crate::api::{self, Limits};
 use crate::config::ServerConfig;
@@ -190,9 +191,20 @@ pub async fn start(config: &ServerConfig, tuning: Tuning) -> Result<RunningServe
     let backend = BtreeBackend::open(&db_path, Durability::Durable)?;
     let store = Arc::new(MvccStore::open(backend)?);
 
+    // Every applied entry was durable in the WAL first: a key space ahead of the log means
+    // WAL segments went missing, and replaying from here could silently lose writes.
+    let applied = store.applied_index()?;
+    let last_logged = cairn_raft::Storage::last_index(&log)?;
+    if applied > last_logged {
+        return Err(StartError::Unsupported(format!(
+            "the key space has applied entry {applied} but the WAL ends at {last_logged}: \
+             WAL segments are missing from {}",
+            wal_dir.display()
+        )));
+    }
     let mut raft_config = RaftConfig::new(member_id);
     raft_config.election_timeout_ticks = tuning.election_ticks;
-    raft_config.applied = store.applied_index()?;
+    raft_config.applied = applied;
     raft_config.seed = member_id ^ std::process::id() as u64;
     let node = RaftNode::new(raft_config, log)?;
 
@@ -218,6 +230,8 @@ pub async fn start(config: &ServerConfig, tuning: Tuning) -> Result<RunningServe
     let member = RaftMember::start(identity, node, store, tuning.limits, timing, db_path)
         .map_err(StartError::Thread)?;
 
+    let observability = Observability::new()
+        .map_err(|err| StartError::Unsupported(format!("metrics registry: {err}")))?;
     let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut client_addrs = Vec::new();
     let mut listeners = Vec::new();
@@ -234,22 +248,18 @@ pub async fn start(config: &ServerConfig, tuning: Tuning) -> Result<RunningServe
             source,
         })?;
         client_addrs.push(addr);
-        let member = Arc::clone(&member);
+        let routes = client_routes(&member, &observability, tuning.limits);
         let mut stop = shutdown_rx.clone();
-        let max_message_bytes = tuning.limits.max_request_bytes + 512 * 1024;
+        let layer = GrpcMetricsLayer {
+            observability: Arc::clone(&observability),
+        };
         listeners.push(tokio::spawn(async move {
             let incoming = tokio_stream_from(listener);
             let result = tonic::transport::Server::builder()
-                .add_service(
-                    KvServer::new(api::kv::KvService::new(Arc::clone(&member)))
-                        .max_decoding_message_size(max_message_bytes),
-                )
-                .add_service(MaintenanceServer::new(
-                    api::maintenance::MaintenanceService::new(Arc::clone(&member)),
-                ))
-                .add_service(ClusterServer::new(api::cluster::ClusterService::new(
-                    member,
-                )))
+                // Plain HTTP/1.1 too: /health, /version and /metrics share the port, as etcd's.
+                .accept_http1(true)
+                .layer(layer)
+                .add_routes(routes)
                 .serve_with_incoming_shutdown(incoming, async move {
                     let _ = stop.wait_for(|stopped| *stopped).await;
                 })
@@ -267,6 +277,45 @@ pub async fn start(config: &ServerConfig, tuning: Tuning) -> Result<RunningServe
         listeners,
     })
 }
+
+/// The client port's services: etcd's gRPC API and the plain-HTTP endpoints.
+fn client_routes(
+    member: &Arc<RaftMember>,
+    observability: &Arc<Observability>,
+    limits: Limits,
+) -> tonic::service::Routes {
+    let max_message_bytes = limits.max_request_bytes + 512 * 1024;
+    let grpc = tonic::service::Routes::new(
+        KvServer::new(api::kv::KvService::new(Arc::clone(member)))
+            .max_decoding_message_size(max_message_bytes),
+    )
+    .add_service(MaintenanceServer::new(
+        api::maintenance::MaintenanceService::new(Arc::clone(member)),
+    ))
+    .add_service(ClusterServer::new(api::cluster::ClusterService::new(
+        Arc::clone(member),
+    )));
+    for path in GRPC_PATHS {
+        observability.metrics.preregister_grpc(path);
+    }
+    let health = Arc::new(MemberHealth {
+        member: Arc::clone(member),
+        observability: Arc::clone(observability),
+    });
+    tonic::service::Routes::from(grpc.into_axum_router().merge(crate::http::router(health)))
+}
+
+/// The gRPC methods served, whose metrics exist from the start (as etcd's do).
+const GRPC_PATHS: &[&str] = &[
+    "/etcdserverpb.KV/Range",
+    "/etcdserverpb.KV/Put",
+    "/etcdserverpb.KV/DeleteRange",
+    "/etcdserverpb.KV/Txn",
+    "/etcdserverpb.KV/Compact",
+    "/etcdserverpb.Maintenance/Status",
+    "/etcdserverpb.Maintenance/Alarm",
+    "/etcdserverpb.Cluster/MemberList",
+];
 
 /// Accepted connections as the stream tonic serves.
 fn tokio_stream_from(

@@ -5,4 +5,5 @@ pub mod apply;
 pub mod boot;
 pub mod identity;
 pub mod member;
+pub mod observability;
 pub mod raft_log;

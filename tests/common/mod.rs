@@ -39,12 +39,21 @@ pub fn run(program: &Path, args: &[&str], stdin: &str) -> Run {
     }
 }
 
-/// A port that was free a moment ago on 127.0.0.1.
+/// A port that was free a moment ago on 127.0.0.1, and not handed out before in this test
+/// process (tests run in parallel threads; the kernel may offer a released port again).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free loopback port");
+        let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
 }
 
 /// The directory holding etcd 3.5's `etcd` and `etcdctl`: `$CAIRN_ETCD35_DIR`, else the
@@ -99,22 +108,29 @@ impl EtcdServer {
         Self::start_program(&cairn_bin(), &["--log-level", "warn"], bin_dir)
     }
 
+    /// Starts `program`; a start that fails (another process took a port in the meantime)
+    /// is retried on new ports.
     fn start_program(program: &Path, extra: &[&str], bin_dir: &Path) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (client_port, peer_port) = (free_port(), free_port());
-        let data_dir = dir.path().join("data");
         let extra_args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let server = EtcdServer {
-            child: spawn_server(program, &data_dir, client_port, peer_port, &extra_args),
-            client_port,
-            peer_port,
-            data_dir,
-            program: program.to_path_buf(),
-            extra_args,
-            _dir: dir,
-        };
-        server.wait_ready(bin_dir);
-        server
+        for _attempt in 0..3 {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let (client_port, peer_port) = (free_port(), free_port());
+            let data_dir = dir.path().join("data");
+            let mut server = EtcdServer {
+                child: spawn_server(program, &data_dir, client_port, peer_port, &extra_args),
+                client_port,
+                peer_port,
+                data_dir,
+                program: program.to_path_buf(),
+                extra_args: extra_args.clone(),
+                _dir: dir,
+            };
+            if server.try_wait_ready(bin_dir) {
+                return server;
+            }
+            let _ = server.child.kill();
+        }
+        panic!("{} did not start in three attempts", program.display());
     }
 
     /// Kills the process with SIGKILL (no chance to clean up), then starts it again on the
@@ -150,8 +166,20 @@ impl EtcdServer {
         format!("127.0.0.1:{}", self.client_port)
     }
 
-    fn wait_ready(&self, bin_dir: &Path) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+    fn wait_ready(&mut self, bin_dir: &Path) {
+        if !self.try_wait_ready(bin_dir) {
+            panic!(
+                "{} on {} did not become healthy in 30s",
+                self.program.display(),
+                self.endpoint()
+            );
+        }
+    }
+
+    /// Waits (up to 30 s) until the server answers a health check; false if it does not, or
+    /// if the process exited.
+    fn try_wait_ready(&mut self, bin_dir: &Path) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(30);
         let endpoint = self.endpoint();
         while Instant::now() < deadline {
             let probe = run(
@@ -167,14 +195,14 @@ impl EtcdServer {
                 "",
             );
             if probe.code == 0 {
-                return;
+                return true;
+            }
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!(
-            "{} on {endpoint} did not become healthy in 20s",
-            self.program.display()
-        );
+        false
     }
 }
 
@@ -225,8 +253,24 @@ pub fn mask(text: &str, server: &EtcdServer, ids: &[(String, &str)]) -> String {
     }
     text.lines()
         .filter(|line| !line.starts_with("{\"level\""))
-        .map(|line| format!("{line}\n"))
+        .map(|line| format!("{}\n", normalize_table_line(line)))
         .collect()
+}
+
+/// Table borders and padding follow the widest cell, which depends on the masked ids' digit
+/// counts: runs of `-` and of spaces in table lines are collapsed.
+fn normalize_table_line(line: &str) -> String {
+    if !(line.starts_with('+') || line.starts_with('|')) {
+        return line.to_string();
+    }
+    let mut out = String::with_capacity(line.len());
+    for c in line.chars() {
+        let repeat = matches!(c, '-' | ' ') && out.ends_with(c);
+        if !repeat {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The ids a server puts in headers: cluster id and member id, decimal and hex.
@@ -401,4 +445,31 @@ fn spawn_server(
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|err| panic!("{} starts: {err}", program.display()))
+}
+
+/// A plain HTTP/1.1 GET on loopback; returns the status code and body.
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::Read;
+    let mut stream =
+        std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the server");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read response");
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default();
+    (status, body)
 }

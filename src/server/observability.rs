@@ -1,0 +1,171 @@
+//! What the member shows the outside besides gRPC: the `/health` family's facts, the
+//! Prometheus metrics, and the tower layer that counts every RPC.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use tonic::codegen::http;
+
+use super::member::RaftMember;
+use crate::api::Member;
+use crate::http::{Alarm, HealthSource, ReadProbe};
+use crate::metrics::{Registry, ServerMetrics};
+use crate::mvcc::{KeyRange, RangeOptions};
+
+/// The member's metrics and the registry that renders them.
+pub struct Observability {
+    pub registry: Registry,
+    pub metrics: ServerMetrics,
+}
+
+impl Observability {
+    pub fn new() -> Result<Arc<Self>, crate::metrics::MetricsError> {
+        let registry = Registry::new();
+        let metrics = ServerMetrics::register(&registry)?;
+        Ok(Arc::new(Observability { registry, metrics }))
+    }
+}
+
+/// The `/health`, `/livez`, `/readyz` and `/metrics` facts of a running member.
+pub struct MemberHealth {
+    pub member: Arc<RaftMember>,
+    pub observability: Arc<Observability>,
+}
+
+impl HealthSource for MemberHealth {
+    fn alarms(&self) -> Vec<Alarm> {
+        Vec::new()
+    }
+
+    fn has_leader(&self) -> bool {
+        self.member.status().leader != 0
+    }
+
+    fn is_learner(&self) -> bool {
+        false
+    }
+
+    fn read(&self, serializable: bool) -> ReadProbe<'_> {
+        Box::pin(async move {
+            if !serializable {
+                self.member
+                    .read_barrier()
+                    .await
+                    .map_err(|status| status.message().to_string())?;
+            }
+            self.member
+                .store()
+                .range(
+                    &KeyRange::Single(Vec::new()),
+                    RangeOptions {
+                        limit: 1,
+                        ..Default::default()
+                    },
+                )
+                .map(|_| ())
+                .map_err(|err| err.to_string())
+        })
+    }
+
+    fn metrics(&self) -> String {
+        let status = self.member.status();
+        let metrics = &self.observability.metrics;
+        metrics.raft_term.set_u64(status.raft_term);
+        metrics.raft_committed_index.set_u64(status.raft_index);
+        metrics
+            .raft_applied_index
+            .set_u64(status.raft_applied_index);
+        metrics.has_leader.set_bool(status.leader != 0);
+        metrics
+            .is_leader
+            .set_bool(status.leader == self.member.identity().member_id);
+        metrics.db_total_size_bytes.set(status.db_size);
+        metrics
+            .db_total_size_in_use_bytes
+            .set(status.db_size_in_use);
+        self.observability.registry.render()
+    }
+
+    fn health_checked(&self, healthy: bool) {
+        let metrics = &self.observability.metrics;
+        if healthy {
+            metrics.health_success.inc();
+        } else {
+            metrics.health_failures.inc();
+        }
+    }
+}
+
+/// Counts and times every gRPC call by method and status code.
+#[derive(Clone)]
+pub struct GrpcMetricsLayer {
+    pub observability: Arc<Observability>,
+}
+
+impl<S> tower_layer::Layer<S> for GrpcMetricsLayer {
+    type Service = GrpcMetrics<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        GrpcMetrics {
+            inner,
+            observability: Arc::clone(&self.observability),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct GrpcMetrics<S> {
+    inner: S,
+    observability: Arc<Observability>,
+}
+
+impl<S, B, R> tonic::codegen::Service<http::Request<B>> for GrpcMetrics<S>
+where
+    S: tonic::codegen::Service<http::Request<B>, Response = http::Response<R>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let path = request.uri().path().to_string();
+        let grpc = request
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        let observability = Arc::clone(&self.observability);
+        if grpc {
+            observability.metrics.grpc_started(&path);
+        }
+        let started = Instant::now();
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            let response = future.await;
+            if grpc {
+                // Errors come back as trailers-only responses, with the status in the headers;
+                // a success's status follows in the trailers, and is OK.
+                let code = match &response {
+                    Ok(r) => r
+                        .headers()
+                        .get("grpc-status")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<i32>().ok())
+                        .map_or(tonic::Code::Ok, tonic::Code::from),
+                    Err(_) => tonic::Code::Internal,
+                };
+                observability
+                    .metrics
+                    .observe_grpc(&path, code, started.elapsed());
+            }
+            response
+        })
+    }
+}

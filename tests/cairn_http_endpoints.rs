@@ -1,0 +1,54 @@
+//! A running cairn answers etcd's plain-HTTP endpoints on its client port, next to gRPC:
+//! health probes, version and Prometheus metrics that reflect real traffic.
+
+mod common;
+
+use common::{etcd35_dir, http_get, run, EtcdServer};
+
+#[test]
+fn health_version_and_metrics_share_the_client_port() {
+    let bin = etcd35_dir();
+    let cairn = EtcdServer::start_cairn(&bin);
+    let ep = cairn.endpoint();
+    assert_eq!(
+        run(
+            &bin.join("etcdctl"),
+            &["--endpoints", &ep, "put", "k", "v"],
+            ""
+        )
+        .code,
+        0
+    );
+
+    let (status, body) = http_get(cairn.client_port, "/health");
+    assert_eq!(
+        (status, body.as_str()),
+        (200, r#"{"health":"true","reason":""}"#)
+    );
+    let (status, body) = http_get(cairn.client_port, "/version");
+    assert_eq!(status, 200);
+    assert!(
+        body.starts_with(r#"{"etcdserver":"3.5.0","etcdcluster":"3.5.0""#),
+        "{body}"
+    );
+    let (status, body) = http_get(cairn.client_port, "/readyz");
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+
+    let (status, metrics) = http_get(cairn.client_port, "/metrics");
+    assert_eq!(status, 200);
+    for line in [
+        "etcd_server_has_leader 1",
+        "etcd_server_is_leader 1",
+        "grpc_server_handled_total{grpc_code=\"OK\",grpc_method=\"Put\",grpc_service=\"etcdserverpb.KV\",grpc_type=\"unary\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "missing {line:?} in:\n{metrics}");
+    }
+    let term = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("cairn_raft_term "))
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(
+        term.is_some_and(|t| t >= 2),
+        "raft term after the first election: {term:?}"
+    );
+}
