@@ -161,3 +161,34 @@ fn etcdctl_3_4_output_is_identical_against_etcd_and_cairn() {
         mismatches.join("\n")
     );
 }
+
+#[test]
+fn garbage_on_the_client_port_does_not_disturb_the_server() {
+    use std::io::Write;
+    let bin = etcd35_dir();
+    let etcdctl = bin.join("etcdctl");
+    let cairn = EtcdServer::start_cairn(&bin);
+    let ep = cairn.endpoint();
+    let garbage: [&[u8]; 4] = [
+        b"\x00\x01\x02\x03 not http at all\r\n\r\n",
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\xff\xff\xff\xff\xff\xff\xff\xff\xff",
+        b"POST /etcdserverpb.KV/Put HTTP/1.1\r\ncontent-type: application/grpc\r\ncontent-length: 7\r\n\r\n\x00\xff\xff\xff\xff\x01\x02",
+        &[0xffu8; 4096],
+    ];
+    for bytes in garbage {
+        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", cairn.client_port)) {
+            let _ = stream.write_all(bytes);
+        }
+    }
+    let put = run(
+        &etcdctl,
+        &["--endpoints", &ep, "put", "still", "serving"],
+        "",
+    );
+    assert_eq!(
+        (put.code, put.stdout.as_str()),
+        (0, "OK\n"),
+        "{}",
+        put.stderr
+    );
+}
