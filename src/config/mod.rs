@@ -105,6 +105,15 @@ pub struct ServerFlags {
     /// Maximum number of operations permitted in a transaction.
     #[arg(long, env = "CAIRN_MAX_TXN_OPS", default_value_t = 128)]
     pub max_txn_ops: u32,
+
+    /// Number of committed transactions to trigger a snapshot to disk (which lets the WAL
+    /// release older segments).
+    #[arg(long, env = "CAIRN_SNAPSHOT_COUNT", default_value_t = 100_000)]
+    pub snapshot_count: u64,
+
+    /// Size of each preallocated WAL segment file, in bytes (tests use small ones).
+    #[arg(long, env = "CAIRN_WAL_SEGMENT_BYTES", default_value_t = 64 << 20, hide = true)]
+    pub wal_segment_bytes: u64,
 }
 
 /// One member of `--initial-cluster`: a name and the peer URLs it is reached at.
@@ -132,6 +141,8 @@ pub struct ServerConfig {
     pub election_ticks: u32,
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
+    pub snapshot_count: u64,
+    pub wal_segment_bytes: u64,
 }
 
 /// Why a configuration was refused. Messages follow etcd's where etcd has one.
@@ -227,6 +238,8 @@ impl ServerFlags {
             election_ticks,
             max_request_bytes: self.max_request_bytes as usize,
             max_txn_ops: self.max_txn_ops as usize,
+            snapshot_count: self.snapshot_count.max(1),
+            wal_segment_bytes: self.wal_segment_bytes,
         })
     }
 }

@@ -177,6 +177,25 @@ impl<B: Backend> MvccStore<B> {
         Ok(read_meta_u64(&read, META_APPLIED_INDEX)?.unwrap_or(0))
     }
 
+    /// A store-wide fact kept in bucket `meta` (for layers above the key space, e.g. the
+    /// Raft membership at the last snapshot).
+    pub fn meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>, MvccError> {
+        Ok(self.backend.read()?.get(Bucket::Meta, key)?)
+    }
+
+    /// Stores a store-wide fact in bucket `meta`, durably as the backend commits.
+    pub fn put_meta(&self, key: &[u8], value: &[u8]) -> Result<(), MvccError> {
+        self.check_running()?;
+        let _writer = self.writer.lock();
+        let mut write = self.backend.write()?;
+        write.put(Bucket::Meta, key, value)?;
+        if let Err(err) = write.commit() {
+            self.stop();
+            return Err(err.into());
+        }
+        Ok(())
+    }
+
     pub(super) fn check_running(&self) -> Result<(), MvccError> {
         if self.stopped.load(Ordering::Acquire) {
             return Err(MvccError::Stopped);

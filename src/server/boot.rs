@@ -16,9 +16,9 @@ use cairn_wal::{Metadata, Record, Wal, WalConfig};
 use tokio::net::TcpListener;
 
 use super::identity;
-use super::member::{MemberIdentity, RaftMember, Timing};
+use super::member::{MemberIdentity, RaftMember, Timing, META_SNAPSHOT_CONF_STATE};
 use super::observability::{GrpcMetricsLayer, MemberHealth, Observability};
-use super::raft_log::{encode_entry, RaftLog};
+use super::raft_log::{decode_conf_state, encode_entry, RaftLog};
 use crate::api::{self, Limits};
 use crate::config::ServerConfig;
 use crate::mvcc::MvccStore;
@@ -66,6 +66,9 @@ pub struct Tuning {
     /// Election timeout, in ticks (etcd's `--election-timeout` / heartbeat).
     pub election_ticks: u32,
     pub limits: Limits,
+    /// Applied entries between snapshots (etcd's `--snapshot-count`).
+    pub snapshot_count: u64,
+    pub wal_segment_bytes: u64,
 }
 
 impl Default for Tuning {
@@ -74,6 +77,8 @@ impl Default for Tuning {
             tick: Duration::from_millis(100),
             election_ticks: 10,
             limits: Limits::default(),
+            snapshot_count: 100_000,
+            wal_segment_bytes: WalConfig::default().segment_bytes,
         }
     }
 }
@@ -88,6 +93,8 @@ impl Tuning {
                 max_txn_ops: config.max_txn_ops,
                 max_request_bytes: config.max_request_bytes,
             },
+            snapshot_count: config.snapshot_count,
+            wal_segment_bytes: config.wal_segment_bytes,
         }
     }
 }
@@ -121,8 +128,16 @@ fn create_dir(path: &Path) -> Result<(), StartError> {
 }
 
 /// Opens (or bootstraps) the WAL; returns it with this member's ids.
-async fn open_wal(dir: &Path, config: &ServerConfig) -> Result<(Wal, u64, u64), StartError> {
-    let (wal, recovered) = Wal::open(dir, WalConfig::default())?;
+async fn open_wal(
+    dir: &Path,
+    config: &ServerConfig,
+    segment_bytes: u64,
+) -> Result<(Wal, u64, u64), StartError> {
+    let wal_config = WalConfig {
+        segment_bytes,
+        ..WalConfig::default()
+    };
+    let (wal, recovered) = Wal::open(dir, wal_config)?;
     if let Some(torn) = &recovered.torn_tail {
         tracing::warn!(?torn, "cut off a torn final write in the WAL");
     }
@@ -186,10 +201,14 @@ pub async fn start(config: &ServerConfig, tuning: Tuning) -> Result<RunningServe
     create_dir(&snap_dir)?;
     let db_path = snap_dir.join("db");
 
-    let (wal, cluster_id, member_id) = open_wal(&wal_dir, config).await?;
-    let log = RaftLog::load(wal)?;
+    let (wal, cluster_id, member_id) = open_wal(&wal_dir, config, tuning.wal_segment_bytes).await?;
     let backend = BtreeBackend::open(&db_path, Durability::Durable)?;
     let store = Arc::new(MvccStore::open(backend)?);
+    let snapshot_conf = match store.meta(META_SNAPSHOT_CONF_STATE)? {
+        Some(bytes) => decode_conf_state(&bytes)?,
+        None => cairn_raft::ConfState::default(),
+    };
+    let log = RaftLog::load(wal, snapshot_conf)?;
 
     // Every applied entry was durable in the WAL first: a key space ahead of the log means
     // WAL segments went missing, and replaying from here could silently lose writes.
@@ -226,6 +245,7 @@ pub async fn start(config: &ServerConfig, tuning: Tuning) -> Result<RunningServe
     let timing = Timing {
         tick: tuning.tick,
         request_timeout: tuning.tick * tuning.election_ticks * 5,
+        snapshot_count: tuning.snapshot_count,
     };
     let member = RaftMember::start(identity, node, store, tuning.limits, timing, db_path)
         .map_err(StartError::Thread)?;

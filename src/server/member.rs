@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 use tonic::Status;
 
 use super::apply::{apply_run, decode_payload, Applied, EntryPayload, ENTRY_FORMAT_VERSION};
-use super::raft_log::RaftLog;
+use super::raft_log::{encode_conf_state, RaftLog};
 use crate::api::{self, Limits};
 use crate::kv::KvError;
 use crate::mvcc::MvccStore;
@@ -80,7 +80,12 @@ pub struct RaftMember {
 pub struct Timing {
     pub tick: Duration,
     pub request_timeout: Duration,
+    /// Applied entries between snapshots (each lets the WAL release older segments).
+    pub snapshot_count: u64,
 }
+
+/// Where the membership recorded with the last snapshot is kept, beside the key space.
+pub const META_SNAPSHOT_CONF_STATE: &[u8] = b"raft_snapshot_conf_state";
 
 impl RaftMember {
     /// Starts the loop over a Raft node whose log is `log`.
@@ -94,7 +99,10 @@ impl RaftMember {
     ) -> std::io::Result<Arc<RaftMember>> {
         let (commands, receiver) = mpsc::channel();
         let published = Arc::new(Published::default());
+        let snapshot_index = cairn_raft::Storage::snapshot(node.storage()).map_or(0, |s| s.index);
         let raft_loop = RaftLoop {
+            snapshot_count: timing.snapshot_count,
+            snapshot_index,
             node,
             store: Arc::clone(&store),
             member_id: identity.member_id,
@@ -231,6 +239,9 @@ struct PendingProposal {
 }
 
 struct RaftLoop {
+    snapshot_count: u64,
+    /// Index of the last snapshot (the log starts after it).
+    snapshot_index: u64,
     node: RaftNode<RaftLog>,
     store: Arc<MvccStore<BtreeBackend>>,
     member_id: u64,
@@ -373,7 +384,46 @@ impl RaftLoop {
             }
             self.node.advance().map_err(|e| e.to_string())?;
             self.serve_reads();
+            self.maybe_snapshot()?;
         }
+        Ok(())
+    }
+
+    /// Every `snapshot_count` applied entries, the key space (already durable at the applied
+    /// index) becomes the log's snapshot and the WAL releases the segments it covers.
+    fn maybe_snapshot(&mut self) -> Result<(), String> {
+        let applied = self.published.applied.load(Ordering::Relaxed);
+        if applied < self.snapshot_index.saturating_add(self.snapshot_count) {
+            return Ok(());
+        }
+        let status = self.node.status();
+        // The membership in force must be the one as of `applied`: wait while a change
+        // appended after it is pending.
+        if status.conf_index > applied {
+            return Ok(());
+        }
+        let term =
+            cairn_raft::Storage::term(self.node.storage(), applied).map_err(|e| e.to_string())?;
+        // Membership first: a snapshot marker in the WAL must always find it.
+        self.store
+            .put_meta(
+                META_SNAPSHOT_CONF_STATE,
+                &encode_conf_state(&status.conf_state),
+            )
+            .map_err(|e| format!("recording the snapshot's membership: {e}"))?;
+        self.node
+            .storage_mut()
+            .compact(cairn_raft::SnapshotMeta {
+                index: applied,
+                term,
+                conf_state: status.conf_state,
+            })
+            .map_err(|e| format!("snapshot at {applied}: {e}"))?;
+        self.snapshot_index = applied;
+        tracing::info!(
+            index = applied,
+            "snapshot taken; WAL segments before it released"
+        );
         Ok(())
     }
 

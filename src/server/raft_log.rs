@@ -69,8 +69,9 @@ pub struct RaftLog {
 }
 
 impl RaftLog {
-    /// Loads the log's in-memory view from a recovered WAL.
-    pub fn load(wal: Wal) -> Result<Self, StorageError> {
+    /// Loads the log's in-memory view from a recovered WAL. `snapshot_conf` is the membership
+    /// recorded with the last snapshot (the WAL's snapshot marker holds only index and term).
+    pub fn load(wal: Wal, snapshot_conf: ConfState) -> Result<Self, StorageError> {
         let hard_state = wal
             .hard_state()
             .map_or_else(HardState::default, |h| HardState {
@@ -83,9 +84,11 @@ impl RaftLog {
             .map_or_else(SnapshotMeta::default, |s| SnapshotMeta {
                 index: s.index,
                 term: s.term,
-                conf_state: ConfState::default(),
+                conf_state: snapshot_conf,
             });
-        let first_index = wal.first_index();
+        // Segments holding entries the snapshot covers may linger until released; Raft never
+        // needs them again.
+        let first_index = wal.first_index().max(snapshot.index + 1);
         let next_index = wal.next_index();
         let mut terms = VecDeque::new();
         let mut recent = VecDeque::new();
@@ -166,6 +169,84 @@ impl RaftLog {
     }
 }
 
+impl RaftLog {
+    /// Makes `snapshot` (the key space at its index, already durable) the log's new start:
+    /// records the marker in the WAL, forgets the covered entries, and deletes the WAL
+    /// segments holding only them. Returns when both are durable.
+    pub fn compact(&mut self, snapshot: SnapshotMeta) -> Result<(), StorageError> {
+        // Only what is applied (hence durable in the key space) may be compacted.
+        debug_assert!(snapshot.index < self.next_index(), "snapshot past the log");
+        if snapshot.index <= self.snapshot.index {
+            return Ok(());
+        }
+        self.wal
+            .append(vec![Record::Snapshot(cairn_wal::SnapshotMarker {
+                index: snapshot.index,
+                term: snapshot.term,
+            })])
+            .wait()
+            .map_err(wal_error)?;
+        let drop = (snapshot.index + 1).saturating_sub(self.first_index) as usize;
+        self.terms.drain(..drop.min(self.terms.len()));
+        while self
+            .recent
+            .front()
+            .is_some_and(|e| e.index <= snapshot.index)
+        {
+            self.recent.pop_front();
+        }
+        self.first_index = snapshot.index + 1;
+        self.snapshot = snapshot;
+        self.wal
+            .release_before(self.first_index)
+            .wait()
+            .map_err(wal_error)
+    }
+}
+
+/// The membership recorded with a snapshot, as stored beside the key space: a format byte
+/// (1), then voters and learners, each a little-endian u32 count and u64 ids.
+pub fn encode_conf_state(conf: &ConfState) -> Vec<u8> {
+    let mut out = vec![1u8];
+    for ids in [&conf.voters, &conf.learners] {
+        out.extend_from_slice(&(ids.len() as u32).to_le_bytes());
+        for id in ids {
+            out.extend_from_slice(&id.to_le_bytes());
+        }
+    }
+    out
+}
+
+pub fn decode_conf_state(bytes: &[u8]) -> Result<ConfState, StorageError> {
+    let bad = |why: &str| StorageError::Io(format!("stored membership is unreadable: {why}"));
+    let (version, mut rest) = bytes.split_first().ok_or_else(|| bad("empty"))?;
+    if *version != 1 {
+        return Err(bad(&format!("format {version}")));
+    }
+    let mut lists = Vec::with_capacity(2);
+    for _ in 0..2 {
+        let (count, after) = rest
+            .split_at_checked(4)
+            .ok_or_else(|| bad("truncated count"))?;
+        let count = u32::from_le_bytes(count.try_into().map_err(|_| bad("count"))?) as usize;
+        let (ids, after) = after
+            .split_at_checked(count.checked_mul(8).ok_or_else(|| bad("count"))?)
+            .ok_or_else(|| bad("truncated ids"))?;
+        lists.push(
+            ids.chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                .collect::<Vec<u64>>(),
+        );
+        rest = after;
+    }
+    if !rest.is_empty() {
+        return Err(bad("trailing bytes"));
+    }
+    let learners = lists.pop().unwrap_or_default();
+    let voters = lists.pop().unwrap_or_default();
+    Ok(ConfState { voters, learners })
+}
+
 impl Storage for RaftLog {
     fn initial_state(&self) -> Result<(HardState, ConfState), StorageError> {
         Ok((self.hard_state, self.snapshot.conf_state.clone()))
@@ -185,6 +266,9 @@ impl Storage for RaftLog {
             });
         }
         let cached_from = self.recent.front().map_or(u64::MAX, |e| e.index);
+        if low >= high {
+            return Ok(Vec::new());
+        }
         let entries: Vec<Entry> = if low >= cached_from {
             let skip = (low - cached_from) as usize;
             self.recent
@@ -242,5 +326,26 @@ impl Storage for RaftLog {
 
     fn snapshot(&self) -> Result<SnapshotMeta, StorageError> {
         Ok(self.snapshot.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn membership_round_trips_and_damage_is_refused() {
+        let conf = ConfState {
+            voters: vec![3, 1 << 40],
+            learners: vec![9],
+        };
+        let bytes = encode_conf_state(&conf);
+        assert_eq!(decode_conf_state(&bytes).unwrap(), conf);
+        for cut in 0..bytes.len() {
+            assert!(decode_conf_state(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut newer = bytes.clone();
+        newer[0] = 2;
+        assert!(decode_conf_state(&newer).is_err());
     }
 }

@@ -108,6 +108,13 @@ impl EtcdServer {
         Self::start_program(&cairn_bin(), &["--log-level", "warn"], bin_dir)
     }
 
+    /// Starts cairn with extra flags (kept for restarts).
+    pub fn start_cairn_with(bin_dir: &Path, flags: &[&str]) -> Self {
+        let mut extra = vec!["--log-level", "warn"];
+        extra.extend_from_slice(flags);
+        Self::start_program(&cairn_bin(), &extra, bin_dir)
+    }
+
     /// Starts `program`; a start that fails (another process took a port in the meantime)
     /// is retried on new ports.
     fn start_program(program: &Path, extra: &[&str], bin_dir: &Path) -> Self {
