@@ -94,7 +94,8 @@
 //! the first id as a `u64` followed by each further id as the LEB128 varint of its difference
 //! from the previous one (at least 1).
 //!
-//! In memory the writer keeps two sets: pages free now, and *pending* pages tagged with the id of the transaction that freed them.
+//! In memory the writer keeps two sets: pages free now, and *pending* pages tagged with the id of
+//! the transaction that freed them.
 //! Pages freed by transaction `x` are still visible to snapshots older than `x`, so they are reused
 //! only once every live reader's snapshot id is `>= x`. The free list on disk stores both sets
 //! merged: after a reopen no reader exists, and a commit's pages are durable before the next
@@ -145,7 +146,8 @@
 //!   becomes free only when every live reader's snapshot id is `>= x`.
 //! * (I2) A reader touches only pages reachable from its own meta (every page id is checked
 //!   against its snapshot's page count before its bytes are touched, and free pages are never
-//!   read: `snapshot_to` writes zeros for them).
+//!   read: `snapshot_to` writes zeros for them). Meta pages, which every other commit rewrites,
+//!   are never read through the mapping: open reads them with `pread` and keeps them in memory.
 //! * (I3) The file never shrinks while open, so no mapped byte ever disappears (which would be a
 //!   `SIGBUS`); the length is checked before mapping, and growth maps a new, longer region while
 //!   old mappings stay alive, reference-counted (`Arc`), until their last reader ends.
