@@ -41,22 +41,51 @@ fn writes(ops: &[RequestOp]) -> bool {
     })
 }
 
-/// Whether every range in a read-only transaction asks for a serializable read.
+/// Bytes etcd's internal request adds around a write's operation (header tag and length, the
+/// request id varint, the operation's tag and length).
+const ETCD_REQUEST_HEADER_BYTES: usize = 14;
+
+/// Whether every range in a read-only transaction asks for a serializable read. As in etcd,
+/// a nested transaction makes the whole read linearizable.
 fn all_serializable(ops: &[RequestOp]) -> bool {
     ops.iter().all(|op| match &op.request {
         Some(request_op::Request::RequestRange(r)) => r.serializable,
-        Some(request_op::Request::RequestTxn(nested)) => {
-            all_serializable(&nested.success) && all_serializable(&nested.failure)
-        }
+        Some(request_op::Request::RequestTxn(_)) => false,
         _ => true,
     })
+}
+
+/// Runs a read at the store's current revision. A compaction that overtakes the pinned
+/// revision mid-read would fail a read that named no revision, which etcd never does: such
+/// a read runs again at a fresh pin.
+fn with_fresh_pin<B: crate::mvcc::Backend, T>(
+    store: &crate::mvcc::MvccStore<B>,
+    mut read: impl FnMut(&PinnedRead<'_, B>) -> Result<T, KvError>,
+) -> Result<T, KvError> {
+    const MAX_READ_ATTEMPTS: usize = 3;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let view = PinnedRead::new(store);
+        match read(&view) {
+            Err(KvError::Compacted)
+                if attempt < MAX_READ_ATTEMPTS
+                    && crate::kv::KvRead::revision(&view) < store.compacted_revision() =>
+            {
+                continue
+            }
+            result => return result,
+        }
+    }
 }
 
 impl<M: Member> KvService<M> {
     /// Proposes `op`, refusing it first if its entry would exceed the request size limit.
     async fn propose(&self, op: Op) -> Result<Applied, Status> {
         let limit = self.member.limits().max_request_bytes;
-        if op.encoded_len() > limit {
+        // etcd measures its whole internal request: the operation plus a header of about
+        // 14 bytes (request id). Count the same, so the same requests pass.
+        if op.encoded_len() + ETCD_REQUEST_HEADER_BYTES > limit {
             return Err(KvError::RequestTooLarge.into());
         }
         self.member.propose(op).await
@@ -74,7 +103,7 @@ impl<M: Member> Kv for KvService<M> {
         if !r.serializable {
             self.member.read_barrier().await?;
         }
-        let mut response = execute_range(&PinnedRead::new(self.member.store()), &r)?;
+        let mut response = with_fresh_pin(self.member.store(), |view| execute_range(view, &r))?;
         response.header = fill_header(&*self.member, response.header);
         Ok(Response::new(response))
     }
@@ -118,8 +147,9 @@ impl<M: Member> Kv for KvService<M> {
             if !(all_serializable(&r.success) && all_serializable(&r.failure)) {
                 self.member.read_barrier().await?;
             }
-            let mut view = ReadOnly(PinnedRead::new(self.member.store()));
-            execute_txn(&mut view, &r, &|_| false)?
+            with_fresh_pin(self.member.store(), |view| {
+                execute_txn(&mut ReadOnly(view), &r, &|_| false)
+            })?
         };
         response.header = fill_header(&*self.member, response.header);
         Ok(Response::new(response))

@@ -261,6 +261,9 @@ fn check_ranges(
     for op in branch(r, succeeded) {
         match &op.request {
             Some(Request::RequestRange(range)) => {
+                // Entries logged before validation refused these must still fail here,
+                // before anything changes, not halfway through.
+                crate::kv::validate::check_sort_target(range)?;
                 if range.revision > begin {
                     return Err(KvError::FutureRevision);
                 }

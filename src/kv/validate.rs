@@ -13,6 +13,15 @@ pub fn check_range(r: &RangeRequest) -> Result<(), KvError> {
     if r.key.is_empty() {
         return Err(KvError::EmptyKey);
     }
+    check_sort_target(r)
+}
+
+/// etcd 3.5 crashes sorting by a target it does not know; Cairn refuses it up front, before
+/// a transaction holding it could reach the log.
+pub fn check_sort_target(r: &RangeRequest) -> Result<(), KvError> {
+    if crate::proto::etcdserverpb::range_request::SortTarget::try_from(r.sort_target).is_err() {
+        return Err(KvError::InvalidSortTarget(r.sort_target));
+    }
     Ok(())
 }
 
@@ -238,6 +247,33 @@ mod tests {
         assert!(matches!(
             check_txn(&nested(128), 128),
             Err(KvError::TooManyOps)
+        ));
+    }
+
+    #[test]
+    fn unknown_sort_targets_never_reach_consensus() {
+        let range = |target| RangeRequest {
+            key: b"a".to_vec(),
+            sort_target: target,
+            ..Default::default()
+        };
+        assert!(check_range(&range(4)).is_ok());
+        assert!(matches!(
+            check_range(&range(7)),
+            Err(KvError::InvalidSortTarget(7))
+        ));
+        let txn = TxnRequest {
+            success: vec![
+                put("a"),
+                RequestOp {
+                    request: Some(Request::RequestRange(range(7))),
+                },
+            ],
+            ..Default::default()
+        };
+        assert!(matches!(
+            check_txn(&txn, 128),
+            Err(KvError::InvalidSortTarget(7))
         ));
     }
 

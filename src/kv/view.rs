@@ -12,6 +12,20 @@ pub trait KvRead {
     fn compacted_revision(&self) -> i64;
 }
 
+impl<R: KvRead + ?Sized> KvRead for &R {
+    fn range(&self, range: &KeyRange, options: RangeOptions) -> Result<RangeResult, MvccError> {
+        (**self).range(range, options)
+    }
+
+    fn revision(&self) -> i64 {
+        (**self).revision()
+    }
+
+    fn compacted_revision(&self) -> i64 {
+        (**self).compacted_revision()
+    }
+}
+
 /// A view that can also change the key space (inside the current etcd transaction).
 pub trait KvWrite: KvRead {
     fn put(&mut self, key: &[u8], value: &[u8], lease: i64) -> Result<Option<KeyValue>, MvccError>;

@@ -28,6 +28,8 @@ pub enum Applied {
 /// The outcome of one request, for the member waiting on it.
 #[derive(Debug)]
 pub struct AppliedRequest {
+    /// The log index of the entry that held it.
+    pub index: u64,
     pub id: u64,
     pub proposer: u64,
     pub result: Result<Applied, KvError>,
@@ -131,6 +133,7 @@ pub fn apply_run<B: Backend>(
         };
         batch_last_index = *index;
         run.requests.push(AppliedRequest {
+            index: *index,
             id: request.id,
             proposer: request.proposer,
             result,

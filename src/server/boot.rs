@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 
 use super::identity;
 use super::member::{MemberIdentity, RaftMember, Timing, META_SNAPSHOT_CONF_STATE};
-use super::observability::{GrpcMetricsLayer, MemberHealth, Observability};
+use super::observability::{GrpcMetricsLayer, MemberHealth, Observability, SERVED_GRPC_PATHS};
 use super::raft_log::{decode_conf_state, encode_entry, RaftLog};
 use crate::api::{self, Limits};
 use crate::config::ServerConfig;
@@ -315,7 +315,7 @@ fn client_routes(
     .add_service(ClusterServer::new(api::cluster::ClusterService::new(
         Arc::clone(member),
     )));
-    for path in GRPC_PATHS {
+    for path in SERVED_GRPC_PATHS {
         observability.metrics.preregister_grpc(path);
     }
     let health = Arc::new(MemberHealth {
@@ -324,18 +324,6 @@ fn client_routes(
     });
     tonic::service::Routes::from(grpc.into_axum_router().merge(crate::http::router(health)))
 }
-
-/// The gRPC methods served, whose metrics exist from the start (as etcd's do).
-const GRPC_PATHS: &[&str] = &[
-    "/etcdserverpb.KV/Range",
-    "/etcdserverpb.KV/Put",
-    "/etcdserverpb.KV/DeleteRange",
-    "/etcdserverpb.KV/Txn",
-    "/etcdserverpb.KV/Compact",
-    "/etcdserverpb.Maintenance/Status",
-    "/etcdserverpb.Maintenance/Alarm",
-    "/etcdserverpb.Cluster/MemberList",
-];
 
 /// Accepted connections as the stream tonic serves.
 fn tokio_stream_from(

@@ -313,13 +313,15 @@ impl RaftLoop {
                 let data = request.encode_to_vec();
                 match self.node.propose(data) {
                     Ok(Proposed::Appended { index, .. }) => {
-                        self.proposals.insert(
-                            index,
-                            PendingProposal {
-                                id: request.id,
-                                reply,
-                            },
-                        );
+                        let pending = PendingProposal {
+                            id: request.id,
+                            reply,
+                        };
+                        if let Some(older) = self.proposals.insert(index, pending) {
+                            // Its entry was overwritten by another leader's before it applied.
+                            let status = Status::unavailable("etcdserver: leader changed");
+                            let _ = older.reply.send(Err(status));
+                        }
                     }
                     Ok(_) => {
                         let _ = reply.send(Err(Status::unavailable("etcdserver: not leader")));
@@ -443,11 +445,13 @@ impl RaftLoop {
         }
         // Leases arrive with their own issue; until then no lease exists.
         let run = apply_run(&self.store, &payloads, &|_| false).map_err(|e| e.to_string())?;
-        let mut outcomes: HashMap<u64, Result<Applied, KvError>> = run
+        // Outcomes by log index: a proposal is answered by the entry at the index it was
+        // appended at, and only if that entry is still its own (same proposer and id).
+        let mut outcomes: HashMap<u64, (u64, Result<Applied, KvError>)> = run
             .requests
             .into_iter()
             .filter(|r| r.proposer == self.member_id)
-            .map(|r| (r.id, r.result))
+            .map(|r| (r.index, (r.id, r.result)))
             .collect();
         // Every proposal at or below the last applied index is settled now: applied, or
         // replaced by another leader's entry.
@@ -458,9 +462,9 @@ impl RaftLoop {
             .collect();
         for index in settled {
             if let Some(pending) = self.proposals.remove(&index) {
-                let result = match outcomes.remove(&pending.id) {
-                    Some(result) => result.map_err(Status::from),
-                    None => Err(Status::unavailable("etcdserver: leader changed")),
+                let result = match outcomes.remove(&index) {
+                    Some((id, result)) if id == pending.id => result.map_err(Status::from),
+                    _ => Err(Status::unavailable("etcdserver: leader changed")),
                 };
                 let _ = pending.reply.send(result);
             }

@@ -99,6 +99,18 @@ impl HealthSource for MemberHealth {
     }
 }
 
+/// The gRPC methods served; their metrics exist from the start, as etcd's do.
+pub const SERVED_GRPC_PATHS: &[&str] = &[
+    "/etcdserverpb.KV/Range",
+    "/etcdserverpb.KV/Put",
+    "/etcdserverpb.KV/DeleteRange",
+    "/etcdserverpb.KV/Txn",
+    "/etcdserverpb.KV/Compact",
+    "/etcdserverpb.Maintenance/Status",
+    "/etcdserverpb.Maintenance/Alarm",
+    "/etcdserverpb.Cluster/MemberList",
+];
+
 /// Counts and times every gRPC call by method and status code.
 #[derive(Clone)]
 pub struct GrpcMetricsLayer {
@@ -137,10 +149,13 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let path = request.uri().path().to_string();
-        let grpc = request
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        // Only methods actually served are counted: a client inventing paths must not be
+        // able to grow the metrics without bound.
+        let grpc = SERVED_GRPC_PATHS.contains(&path.as_str())
+            && request
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
         let observability = Arc::clone(&self.observability);
         if grpc {
             observability.metrics.grpc_started(&path);

@@ -278,8 +278,9 @@ impl Storage for RaftLog {
                 .cloned()
                 .collect()
         } else {
+            // Bounded at the source: a far-behind reader never pulls the whole tail.
             self.wal
-                .read_entries(low, high)
+                .read_entries_limited(low, high, max_bytes)
                 .map_err(wal_error)?
                 .into_iter()
                 .map(decode_entry)
