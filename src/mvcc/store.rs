@@ -183,12 +183,18 @@ impl<B: Backend> MvccStore<B> {
         Ok(self.backend.read()?.get(Bucket::Meta, key)?)
     }
 
-    /// Stores a store-wide fact in bucket `meta`, durably as the backend commits.
-    pub fn put_meta(&self, key: &[u8], value: &[u8]) -> Result<(), MvccError> {
+    /// Stores (`Some`) or removes (`None`) store-wide facts in bucket `meta`, in one
+    /// transaction, durably as the backend commits.
+    pub fn put_meta(&self, changes: &[(&[u8], Option<&[u8]>)]) -> Result<(), MvccError> {
         self.check_running()?;
         let _writer = self.writer.lock();
         let mut write = self.backend.write()?;
-        write.put(Bucket::Meta, key, value)?;
+        for (key, value) in changes {
+            match value {
+                Some(value) => write.put(Bucket::Meta, key, value)?,
+                None => write.delete(Bucket::Meta, key)?,
+            }
+        }
         if let Err(err) = write.commit() {
             self.stop();
             return Err(err.into());

@@ -16,7 +16,7 @@ use cairn_wal::{Metadata, Record, Wal, WalConfig};
 use tokio::net::TcpListener;
 
 use super::identity;
-use super::member::{MemberIdentity, RaftMember, Timing, META_SNAPSHOT_CONF_STATE};
+use super::member::{snapshot_conf_key, MemberIdentity, RaftMember, Timing};
 use super::observability::{GrpcMetricsLayer, MemberHealth, Observability, SERVED_GRPC_PATHS};
 use super::raft_log::{decode_conf_state, encode_entry, RaftLog};
 use crate::api::{self, Limits};
@@ -204,9 +204,18 @@ pub async fn start(config: &ServerConfig, tuning: Tuning) -> Result<RunningServe
     let (wal, cluster_id, member_id) = open_wal(&wal_dir, config, tuning.wal_segment_bytes).await?;
     let backend = BtreeBackend::open(&db_path, Durability::Durable)?;
     let store = Arc::new(MvccStore::open(backend)?);
-    let snapshot_conf = match store.meta(META_SNAPSHOT_CONF_STATE)? {
-        Some(bytes) => decode_conf_state(&bytes)?,
+    let snapshot_conf = match wal.snapshot() {
         None => cairn_raft::ConfState::default(),
+        Some(marker) => match store.meta(&snapshot_conf_key(marker.index))? {
+            Some(bytes) => decode_conf_state(&bytes)?,
+            None => {
+                return Err(StartError::Unsupported(format!(
+                    "the WAL's snapshot at index {} has no recorded membership in {}",
+                    marker.index,
+                    db_path.display()
+                )))
+            }
+        },
     };
     let log = RaftLog::load(wal, snapshot_conf)?;
 

@@ -84,8 +84,16 @@ pub struct Timing {
     pub snapshot_count: u64,
 }
 
-/// Where the membership recorded with the last snapshot is kept, beside the key space.
-pub const META_SNAPSHOT_CONF_STATE: &[u8] = b"raft_snapshot_conf_state";
+/// Where the membership of each snapshot is kept, beside the key space: this prefix and the
+/// snapshot's index (8 bytes, big-endian). Keyed by index because the WAL's snapshot marker
+/// and this record are written one after the other: after a crash between them the marker is
+/// the older snapshot's, and its own membership must still be found.
+pub const META_SNAPSHOT_CONF_STATE: &[u8] = b"raft_snapshot_conf_state/";
+
+/// The meta key of the membership at snapshot `index`.
+pub fn snapshot_conf_key(index: u64) -> Vec<u8> {
+    [META_SNAPSHOT_CONF_STATE, &index.to_be_bytes()[..]].concat()
+}
 
 impl RaftMember {
     /// Starts the loop over a Raft node whose log is `log`.
@@ -406,12 +414,11 @@ impl RaftLoop {
         }
         let term =
             cairn_raft::Storage::term(self.node.storage(), applied).map_err(|e| e.to_string())?;
-        // Membership first: a snapshot marker in the WAL must always find it.
+        // Membership first: a snapshot marker in the WAL must always find its own.
+        let key = snapshot_conf_key(applied);
+        let conf = encode_conf_state(&status.conf_state);
         self.store
-            .put_meta(
-                META_SNAPSHOT_CONF_STATE,
-                &encode_conf_state(&status.conf_state),
-            )
+            .put_meta(&[(key.as_slice(), Some(conf.as_slice()))])
             .map_err(|e| format!("recording the snapshot's membership: {e}"))?;
         self.node
             .storage_mut()
