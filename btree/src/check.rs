@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::freelist::FreeList;
-use crate::idlist::read_id_chain;
+use crate::idlist::read_list;
 use crate::overflow::chain_ids;
 use crate::page::{PageType, Stored};
 use crate::source::{FullyVerified, NodeView, PageSource};
@@ -229,7 +229,7 @@ impl ReadTxn<'_> {
             }
             stats.buckets.push(bucket);
         }
-        let free = FreeList::read(src, meta.freelist_head, meta.page_count)?;
+        let free = FreeList::read(src, &self.snapshot)?;
         for &id in &free.chain {
             claims.claim(id, REACHABLE, "free-list page")?;
         }
@@ -237,9 +237,11 @@ impl ReadTxn<'_> {
             claims.claim(id, FREE, "free-list entry")?;
         }
         stats.free_pages = free.len() as u64;
-        let (listed, written_chain) = read_id_chain(
+        let (listed, written_chain) = read_list(
             src,
             meta.written_head,
+            &self.snapshot.inline.written,
+            meta.slot(),
             meta.page_count,
             PageType::WrittenList,
         )?;

@@ -21,13 +21,13 @@ impl ReadTxn<'_> {
     pub fn snapshot_to(&self, out: &mut impl Write) -> Result<u64> {
         let src = &*self.snapshot;
         let meta = src.meta;
-        let free = FreeList::read(src, meta.freelist_head, meta.page_count)?;
+        let free = FreeList::read(src, src)?;
         let write = |out: &mut dyn Write, bytes: &[u8]| {
             out.write_all(bytes)
                 .map_err(Error::io("writing a snapshot"))
         };
-        write(out, &meta.encode(0))?;
-        write(out, &meta.encode(1))?;
+        write(out, &meta.encode(0, &src.inline))?;
+        write(out, &meta.encode(1, &src.inline))?;
         let zeros = vec![0u8; PAGE_SIZE];
         for id in 2..meta.page_count {
             if free.contains(id) {

@@ -9,10 +9,10 @@ use parking_lot::{Mutex, MutexGuard};
 use crate::dirty::DirtyPages;
 use crate::error::{Error, Result};
 use crate::freelist::FreeList;
-use crate::idlist::{encode_page, read_id_chain, split_into_pages};
+use crate::idlist::{encode_page, encoded_len, read_list, split_into_pages};
 use crate::io::Mapping;
 use crate::io::{OsFile, StorageFile};
-use crate::meta::Meta;
+use crate::meta::{InlineLists, Meta, META_INLINE_BYTES};
 use crate::page::{get_u64, verify_checksum, PageType};
 use crate::source::{PageSource, Snapshot, VerifiedPages};
 use crate::txn::{ReadTxn, WriteTxn};
@@ -63,9 +63,11 @@ fn mapping_pages(mapping: &dyn Mapping) -> u64 {
 /// returns the written list's own pages.
 fn verify_commit(src: &Snapshot) -> Result<Vec<PageId>> {
     let meta = src.meta;
-    let (listed, chain) = read_id_chain(
+    let (listed, chain) = read_list(
         src,
         meta.written_head,
+        &src.inline.written,
+        meta.slot(),
         meta.page_count,
         PageType::WrittenList,
     )?;
@@ -143,8 +145,8 @@ impl Database {
             .map_err(Error::io("reading the file length"))?;
         if len == 0 {
             let empty = Meta::empty();
-            let mut both = empty.encode(0);
-            both.extend_from_slice(&empty.encode(1));
+            let mut both = empty.encode(0, &InlineLists::default());
+            both.extend_from_slice(&empty.encode(1, &InlineLists::default()));
             file.write_all_at(&both, 0)
                 .map_err(Error::io("writing the first meta pages"))?;
             file.sync_data().map_err(Error::io("syncing a new file"))?;
@@ -173,9 +175,9 @@ impl Database {
             file.sync_data().map_err(Error::io("syncing at open"))?;
         }
         let mapping = file.map().map_err(Error::io("mapping the file"))?;
-        metas.sort_by_key(|m| std::cmp::Reverse(m.txn));
+        metas.sort_by_key(|(m, _)| std::cmp::Reverse(m.txn));
         let mut chosen = None;
-        for meta in metas {
+        for (meta, inline) in metas {
             if (mapping.bytes().len() as u64) < meta.page_count * PAGE_SIZE as u64 {
                 return Err(Error::corrupt(meta.slot(), "file shrank while opening"));
             }
@@ -183,6 +185,7 @@ impl Database {
                 meta,
                 mapping: Arc::clone(&mapping),
                 verified: Arc::new(VerifiedPages::new(0)),
+                inline: Arc::new(inline),
             };
             match verify_commit(&candidate) {
                 Ok(written_chain) => {
@@ -204,7 +207,7 @@ impl Database {
             verified: Arc::new(VerifiedPages::new(mapping_pages(&*snapshot.mapping))),
             ..snapshot
         });
-        let freelist = FreeList::read(&*snapshot, meta.freelist_head, meta.page_count)?;
+        let freelist = FreeList::read(&*snapshot, &snapshot)?;
         Ok(Database {
             file,
             options,
@@ -285,8 +288,26 @@ impl Database {
         // Size both lists; allocating a page only shrinks the free list (never lengthening its
         // encoding) and grows the written list, so this settles.
         let (mut free_chain, mut written_chain) = (Vec::new(), Vec::new());
+        let mut inline = InlineLists::default();
         let (free_ids, listed) = loop {
             let free_ids = pages.freelist.all_ids();
+            if free_chain.is_empty() && written_chain.is_empty() {
+                let mut listed: Vec<PageId> = pages
+                    .nodes
+                    .keys()
+                    .chain(pages.raw.keys())
+                    .copied()
+                    .collect();
+                listed.sort_unstable();
+                // Small lists ride in the meta page: fewer pages for the commit's one sync.
+                if encoded_len(&free_ids) + encoded_len(&listed) <= META_INLINE_BYTES {
+                    inline = InlineLists {
+                        free: free_ids.clone(),
+                        written: listed.clone(),
+                    };
+                    break (free_ids, listed);
+                }
+            }
             if free_chain.len() < split_into_pages(&free_ids).len() {
                 free_chain.push(pages.alloc());
                 continue;
@@ -360,7 +381,7 @@ impl Database {
             written_crc: written_crc.finalize(),
         };
         let file_len = writer.file_len;
-        let written = self.write_commit(&ids, &buf, meta, file_len, &pages.base);
+        let written = self.write_commit(&ids, &buf, meta, inline, file_len, &pages.base);
         if buf.capacity() <= MAX_RETAINED_COMMIT_BUFFER_BYTES {
             writer.commit_buf = buf;
         }
@@ -386,6 +407,7 @@ impl Database {
         ids: &[PageId],
         buf: &[u8],
         meta: Meta,
+        inline: InlineLists,
         file_len: u64,
         base: &Snapshot,
     ) -> Result<(Snapshot, u64)> {
@@ -414,7 +436,7 @@ impl Database {
         }
         let slot = meta.slot();
         self.file
-            .write_all_at(&meta.encode(slot), slot * PAGE_SIZE as u64)
+            .write_all_at(&meta.encode(slot, &inline), slot * PAGE_SIZE as u64)
             .map_err(Error::io("writing the meta page"))?;
         if self.options.durability == Durability::Durable {
             // One sync covers pages and meta: recovery verifies the written list (crate docs).
@@ -447,6 +469,7 @@ impl Database {
                 meta,
                 mapping,
                 verified,
+                inline: Arc::new(inline),
             },
             new_len,
         ))

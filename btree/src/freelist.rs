@@ -3,9 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::error::{Error, Result};
-use crate::idlist::read_id_chain;
+use crate::idlist::read_list;
 use crate::page::PageType;
-use crate::source::PageSource;
+use crate::source::{PageSource, Snapshot};
 use crate::{PageId, TxnId};
 
 #[derive(Clone, Debug, Default)]
@@ -59,9 +59,17 @@ impl FreeList {
         ids
     }
 
-    /// Reads the free-list chain starting at `head` of a file with `page_count` pages.
-    pub(crate) fn read(src: &impl PageSource, head: PageId, page_count: u64) -> Result<FreeList> {
-        let (ids, chain) = read_id_chain(src, head, page_count, PageType::FreeList)?;
+    /// Reads the free list of `snapshot`: from its meta page or its chain.
+    pub(crate) fn read(src: &impl PageSource, snapshot: &Snapshot) -> Result<FreeList> {
+        let meta = snapshot.meta;
+        let (ids, chain) = read_list(
+            src,
+            meta.freelist_head,
+            &snapshot.inline.free,
+            meta.slot(),
+            meta.page_count,
+            PageType::FreeList,
+        )?;
         let mut list = FreeList {
             chain,
             ..FreeList::default()

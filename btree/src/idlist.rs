@@ -58,9 +58,27 @@ pub(crate) fn encode_page(
     next: PageId,
     txn: TxnId,
 ) {
-    let mut at = HEADER_BYTES;
+    encode_ids(&mut page[HEADER_BYTES..], ids);
+    seal(page, id, txn, page_type, ids.len() as u16, next);
+}
+
+/// Bytes `ids` take when encoded (first id as `u64`, then varint deltas).
+pub(crate) fn encoded_len(ids: &[PageId]) -> usize {
+    if ids.is_empty() {
+        return 0;
+    }
+    8 + ids
+        .windows(2)
+        .map(|w| varint_len(w[1] - w[0]))
+        .sum::<usize>()
+}
+
+/// Encodes sorted `ids` at the start of `out` (which [`encoded_len`] bytes must fit); returns
+/// the bytes written.
+pub(crate) fn encode_ids(out: &mut [u8], ids: &[PageId]) -> usize {
+    let mut at = 0;
     if let Some(&first) = ids.first() {
-        put_u64(page, at, first);
+        put_u64(out, at, first);
         at += 8;
     }
     for pair in ids.windows(2) {
@@ -69,16 +87,46 @@ pub(crate) fn encode_page(
             let byte = (delta & 0x7f) as u8;
             delta >>= 7;
             if delta == 0 {
-                page[at] = byte;
+                out[at] = byte;
                 at += 1;
                 break;
             }
-            page[at] = byte | 0x80;
+            out[at] = byte | 0x80;
             at += 1;
         }
     }
-    debug_assert!(at <= PAGE_SIZE, "split_into_pages sized this page");
-    seal(page, id, txn, page_type, ids.len() as u16, next);
+    at
+}
+
+/// Decodes `count` ids from `bytes`, each of which must lie in `2..page_count` and exceed the
+/// one before; `page` names the page holding them in errors.
+pub(crate) fn decode_ids(
+    bytes: &[u8],
+    count: usize,
+    page: PageId,
+    page_count: u64,
+) -> Result<Vec<PageId>> {
+    let mut ids = Vec::with_capacity(count.min(bytes.len()));
+    let mut at = 8;
+    let mut id = get_u64(bytes, 0).unwrap_or(0);
+    for i in 0..count {
+        if i > 0 {
+            let delta = read_varint(bytes, &mut at)
+                .ok_or_else(|| Error::corrupt(page, format!("id {i} is not a varint")))?;
+            id = id
+                .checked_add(delta)
+                .filter(|_| delta > 0)
+                .ok_or_else(|| Error::corrupt(page, format!("id {i} does not increase")))?;
+        }
+        if id < 2 || id >= page_count {
+            return Err(Error::corrupt(
+                page,
+                format!("listed page id {id} out of range"),
+            ));
+        }
+        ids.push(id);
+    }
+    Ok(ids)
 }
 
 fn read_varint(page: &[u8], at: &mut usize) -> Option<u64> {
@@ -92,6 +140,25 @@ fn read_varint(page: &[u8], at: &mut usize) -> Option<u64> {
         }
     }
     None
+}
+
+/// Reads an id list: from the meta page (`inline`, listed as page `meta_slot`) when `head` is 0,
+/// else from the chain at `head` (see [`read_id_chain`]).
+pub(crate) fn read_list(
+    src: &impl PageSource,
+    head: PageId,
+    inline: &[PageId],
+    meta_slot: PageId,
+    page_count: u64,
+    page_type: PageType,
+) -> Result<(ListedIds, Vec<PageId>)> {
+    if head == 0 {
+        return Ok((
+            inline.iter().map(|&id| (id, meta_slot)).collect(),
+            Vec::new(),
+        ));
+    }
+    read_id_chain(src, head, page_count, page_type)
 }
 
 /// Reads the chain of `page_type` pages at `head`; returns every listed id with the page
@@ -115,23 +182,8 @@ pub(crate) fn read_id_chain(
         }
         let page = src.page_bytes(next)?;
         let header = verify(page, next, page_type)?;
-        let mut at = HEADER_BYTES + 8;
-        let mut id = get_u64(page, HEADER_BYTES).unwrap_or(0);
-        for i in 0..usize::from(header.count) {
-            if i > 0 {
-                let delta = read_varint(page, &mut at)
-                    .ok_or_else(|| Error::corrupt(next, format!("id {i} is not a varint")))?;
-                id = id
-                    .checked_add(delta)
-                    .filter(|_| delta > 0)
-                    .ok_or_else(|| Error::corrupt(next, format!("id {i} does not increase")))?;
-            }
-            if id < 2 || id >= page_count {
-                return Err(Error::corrupt(
-                    next,
-                    format!("listed page id {id} out of range"),
-                ));
-            }
+        let body = &page[HEADER_BYTES..];
+        for id in decode_ids(body, usize::from(header.count), next, page_count)? {
             ids.push((id, next));
         }
         chain.push(next);

@@ -55,9 +55,13 @@
 //! | 56 | 8 | root page of the bucket catalog tree (0 = no buckets) |
 //! | 64 | 8 | first page of the free-list chain (0 = empty) |
 //! | 72 | 8 | page count: pages `0..page_count` are either reachable or free |
-//! | 80 | 8 | first page of this commit's written list (0 = none) |
+//! | 80 | 8 | first page of this commit's written list (0 = the list is inline, below) |
 //! | 88 | 8 | number of page ids on the written list |
 //! | 96 | 4 | CRC-32 over, for each listed page in list order, its id (`u64`) and its stored checksum |
+//! | 100 | 4 | ids in the inline free list (used when the free-list head is 0) |
+//! | 104 | 4 | ids in the inline written list (used when the written-list head is 0) |
+//! | 108 | 4 | byte offset of the inline written list from byte 112 |
+//! | 112 | .. | the inline free list, then the inline written list, encoded as id-list bodies |
 //!
 //! Commit `t` writes meta slot `t % 2`. On open both slots are read; a slot counts only if its
 //! checksum, magic, version, page size and page id are right, its page count is at least 2, the
@@ -93,6 +97,9 @@
 //! Each page of an id list holds `count` ids (header), its `next` page (header), and in its body
 //! the first id as a `u64` followed by each further id as the LEB128 varint of its difference
 //! from the previous one (at least 1).
+//!
+//! A commit whose two lists together encode into the 3,984 bytes after byte 112 of the meta page
+//! keeps them there (chain heads 0), so a small commit writes no list pages at all.
 //!
 //! In memory the writer keeps two sets: pages free now, and *pending* pages tagged with the id of
 //! the transaction that freed them.

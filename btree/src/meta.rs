@@ -1,10 +1,23 @@
 //! The two meta pages: which commit is current, and where its trees and free list start.
 
 use crate::error::{Error, Result};
+use crate::idlist::{decode_ids, encode_ids};
 use crate::page::{get_u32, get_u64, put_u32, put_u64, seal, verify, PageType};
 use crate::{PageId, TxnId, FORMAT_VERSION, PAGE_SIZE};
 
 const MAGIC: &[u8; 8] = b"CAIRNBT\0";
+/// Where the meta page's inline id lists start.
+const INLINE_AT: usize = 112;
+/// Bytes of the meta page available to inline id lists.
+pub(crate) const META_INLINE_BYTES: usize = PAGE_SIZE - INLINE_AT;
+
+/// The free list and written list of a commit small enough to sit in its meta page (used for
+/// a list whose chain head in the meta is 0).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct InlineLists {
+    pub(crate) free: Vec<PageId>,
+    pub(crate) written: Vec<PageId>,
+}
 
 /// One commit's root pointers, as stored in meta slot `txn % 2`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,8 +55,13 @@ impl Meta {
         self.txn % 2
     }
 
-    pub(crate) fn encode(&self, slot: PageId) -> Vec<u8> {
+    pub(crate) fn encode(&self, slot: PageId, inline: &InlineLists) -> Vec<u8> {
         let mut page = vec![0u8; PAGE_SIZE];
+        let free_bytes = encode_ids(&mut page[INLINE_AT..], &inline.free);
+        encode_ids(&mut page[INLINE_AT + free_bytes..], &inline.written);
+        put_u32(&mut page, 100, inline.free.len() as u32);
+        put_u32(&mut page, 104, inline.written.len() as u32);
+        put_u32(&mut page, 108, free_bytes as u32);
         page[32..40].copy_from_slice(MAGIC);
         put_u32(&mut page, 40, FORMAT_VERSION);
         put_u32(&mut page, 44, PAGE_SIZE as u32);
@@ -59,7 +77,7 @@ impl Meta {
     }
 
     /// Decodes and validates meta slot `slot` of a file of `file_len` bytes.
-    pub(crate) fn decode(page: &[u8], slot: PageId, file_len: u64) -> Result<Meta> {
+    pub(crate) fn decode(page: &[u8], slot: PageId, file_len: u64) -> Result<(Meta, InlineLists)> {
         verify(page, slot, PageType::Meta)?;
         if page.get(32..40) != Some(&MAGIC[..]) {
             return Err(Error::corrupt(slot, "bad magic: not a cairn-btree file"));
@@ -109,6 +127,16 @@ impl Meta {
                 ));
             }
         }
-        Ok(meta)
+        let count = |at| get_u32(page, at).unwrap_or(u32::MAX) as usize;
+        let written_at = INLINE_AT.saturating_add(count(108));
+        let area = |at: usize| {
+            page.get(at..)
+                .ok_or_else(|| Error::corrupt(slot, "inline list offset"))
+        };
+        let inline = InlineLists {
+            free: decode_ids(area(INLINE_AT)?, count(100), slot, meta.page_count)?,
+            written: decode_ids(area(written_at)?, count(104), slot, meta.page_count)?,
+        };
+        Ok((meta, inline))
     }
 }

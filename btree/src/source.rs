@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::io::Mapping;
-use crate::meta::Meta;
+use crate::meta::{InlineLists, Meta};
 use crate::node::{Node, Value};
 use crate::overflow::read_chain;
 use crate::page::{BranchPage, LeafPage, Stored};
@@ -83,6 +83,9 @@ pub(crate) struct Snapshot {
     pub(crate) mapping: Arc<dyn Mapping>,
     /// Shared by every snapshot of the same mapping.
     pub(crate) verified: Arc<VerifiedPages>,
+    /// The id lists kept in this commit's meta page (a meta slot is rewritten two commits
+    /// later, so they are never read back through the mapping).
+    pub(crate) inline: Arc<InlineLists>,
 }
 
 impl PageSource for Snapshot {

@@ -328,3 +328,38 @@ fn sequential_appends_fill_leaves() {
     let per_leaf = 20_000.0 / stats.buckets[0].leaf_pages as f64;
     assert!(per_leaf > 16.0, "{per_leaf:.1} entries per leaf");
 }
+
+#[test]
+fn commits_too_big_for_the_meta_page_keep_their_lists_in_chains() {
+    // 20 MiB spans about 5,200 overflow pages: the written list, and after the delete the free
+    // list, outgrow the meta page and go to page chains.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.btree");
+    let value: Vec<u8> = (0..20 << 20).map(|i: u32| (i % 253) as u8).collect();
+    {
+        let db = Database::open(&path, Options::default()).unwrap();
+        let mut w = db.begin_write().unwrap();
+        w.create_bucket(b"b").unwrap();
+        w.put(b"b", b"big", &value).unwrap();
+        w.commit().unwrap();
+    }
+    let db = Database::open(&path, Options::default()).unwrap();
+    assert_eq!(
+        db.begin_read().unwrap().get(b"b", b"big").unwrap().unwrap(),
+        value
+    );
+    let mut w = db.begin_write().unwrap();
+    w.delete(b"b", b"big").unwrap();
+    w.commit().unwrap();
+    fill(&db, b"b", 0..10, 10);
+    drop(db);
+    let db = Database::open(&path, Options::default()).unwrap();
+    let stats = db.begin_read().unwrap().check().unwrap();
+    assert!(
+        stats.free_pages > 5000,
+        "the value's pages are free: {}",
+        stats.free_pages
+    );
+    fill(&db, b"b", 10..20, 10);
+    assert_eq!(db.begin_read().unwrap().len(b"b").unwrap(), 20);
+}
