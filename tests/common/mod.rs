@@ -143,8 +143,18 @@ impl EtcdServer {
     /// Kills the process with SIGKILL (no chance to clean up), then starts it again on the
     /// same data directory and ports.
     pub fn kill_and_restart(&mut self, bin_dir: &Path) {
+        self.kill();
+        self.restart(bin_dir);
+    }
+
+    /// SIGKILL: the process gets no chance to flush or clean up.
+    pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Starts the (stopped) server again on the same data directory and ports.
+    pub fn restart(&mut self, bin_dir: &Path) {
         self.child = spawn_server(
             &self.program,
             &self.data_dir,
