@@ -43,6 +43,17 @@ fn health_version_and_metrics_share_the_client_port() {
     ] {
         assert!(metrics.lines().any(|l| l == line), "missing {line:?} in:\n{metrics}");
     }
+    // The disk histograms saw the write: WAL syncs and B+tree commits.
+    for family in [
+        "etcd_disk_wal_fsync_duration_seconds_count ",
+        "etcd_disk_backend_commit_duration_seconds_count ",
+    ] {
+        let count = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(family))
+            .and_then(|v| v.parse::<u64>().ok());
+        assert!(count.is_some_and(|c| c >= 1), "{family}: {count:?}");
+    }
     let term = metrics
         .lines()
         .find_map(|l| l.strip_prefix("cairn_raft_term "))

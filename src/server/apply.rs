@@ -87,6 +87,8 @@ pub struct AppliedRun {
     pub events: Vec<Event>,
     /// Revision after the run.
     pub revision: i64,
+    /// How long each storage commit of the run took.
+    pub commit_durations: Vec<std::time::Duration>,
 }
 
 /// Applies `entries` (index, payload) in order. Leases are checked with `lease_exists`.
@@ -160,7 +162,9 @@ fn finish<B: Backend>(
     if applied_index > 0 {
         batch.set_applied_index(applied_index)?;
     }
+    let started = std::time::Instant::now();
     let Committed { revision, events } = batch.commit()?;
+    run.commit_durations.push(started.elapsed());
     run.events.extend(events);
     run.revision = revision;
     Ok(())

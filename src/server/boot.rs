@@ -256,11 +256,18 @@ pub async fn start(config: &ServerConfig, tuning: Tuning) -> Result<RunningServe
         request_timeout: tuning.tick * tuning.election_ticks * 5,
         snapshot_count: tuning.snapshot_count,
     };
-    let member = RaftMember::start(identity, node, store, tuning.limits, timing, db_path)
-        .map_err(StartError::Thread)?;
-
     let observability = Observability::new()
         .map_err(|err| StartError::Unsupported(format!("metrics registry: {err}")))?;
+    let member = RaftMember::start(
+        identity,
+        node,
+        store,
+        tuning.limits,
+        timing,
+        db_path,
+        Arc::clone(&observability),
+    )
+    .map_err(StartError::Thread)?;
     let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut client_addrs = Vec::new();
     let mut listeners = Vec::new();

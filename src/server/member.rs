@@ -104,11 +104,13 @@ impl RaftMember {
         limits: Limits,
         timing: Timing,
         db_path: std::path::PathBuf,
+        observability: Arc<super::observability::Observability>,
     ) -> std::io::Result<Arc<RaftMember>> {
         let (commands, receiver) = mpsc::channel();
         let published = Arc::new(Published::default());
         let snapshot_index = cairn_raft::Storage::snapshot(node.storage()).map_or(0, |s| s.index);
         let raft_loop = RaftLoop {
+            observability,
             snapshot_count: timing.snapshot_count,
             snapshot_index,
             node,
@@ -247,6 +249,7 @@ struct PendingProposal {
 }
 
 struct RaftLoop {
+    observability: Arc<super::observability::Observability>,
     snapshot_count: u64,
     /// Index of the last snapshot (the log starts after it).
     snapshot_index: u64,
@@ -365,9 +368,14 @@ impl RaftLoop {
                 .storage_mut()
                 .persist(&ready.entries, ready.hard_state)
             {
-                pending
-                    .wait()
-                    .map_err(|e| format!("WAL append failed: {e}"))?;
+                // The loop is the WAL's only appender: an append's wait is its write+fdatasync.
+                let started = Instant::now();
+                let outcome = pending.wait();
+                self.observability
+                    .metrics
+                    .wal_fsync_duration
+                    .observe(started.elapsed().as_secs_f64());
+                outcome.map_err(|e| format!("WAL append failed: {e}"))?;
             }
             // A single member has no peers to message; the cluster issue adds the transport.
             self.apply(&ready.committed_entries)?;
@@ -452,6 +460,12 @@ impl RaftLoop {
         }
         // Leases arrive with their own issue; until then no lease exists.
         let run = apply_run(&self.store, &payloads, &|_| false).map_err(|e| e.to_string())?;
+        for took in &run.commit_durations {
+            self.observability
+                .metrics
+                .btree_commit_duration
+                .observe(took.as_secs_f64());
+        }
         // Outcomes by log index: a proposal is answered by the entry at the index it was
         // appended at, and only if that entry is still its own (same proposer and id).
         let mut outcomes: HashMap<u64, (u64, Result<Applied, KvError>)> = run
