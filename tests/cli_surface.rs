@@ -85,3 +85,36 @@ fn bad_configuration_is_refused_with_etcds_message() {
     assert_eq!(code, 1);
     assert!(err.contains("--listen-client-urls"), "{err}");
 }
+
+#[test]
+fn config_file_replaces_flags_and_environment() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("cairn.yml");
+    // Read as flags: this configuration is refused with etcd's message, which proves the
+    // file's name (not the environment's) was used.
+    std::fs::write(
+        &path,
+        "name: 'from-file'\ninitial-cluster: other=http://localhost:2380\nenable-v2: true\n",
+    )
+    .expect("write config");
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .arg("--config-file")
+        .arg(&path)
+        .env("CAIRN_NAME", "from-env")
+        .output()
+        .expect("cairn runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        err.contains("couldn't find local name \"from-file\" in the initial cluster configuration"),
+        "{err}"
+    );
+    // A malformed file names its line.
+    std::fs::write(&path, "name: ok\nthis is not yaml\n").expect("write config");
+    let (code, _, err) = run(
+        env!("CARGO_BIN_EXE_cairn"),
+        &["--config-file", path.to_str().expect("utf-8 path")],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("cairn.yml:2:"), "{err}");
+}

@@ -18,16 +18,62 @@ struct Cli {
     /// Log filter, e.g. `info` or `cairn=debug,warn`.
     #[arg(long, env = "CAIRN_LOG_LEVEL", default_value = "info")]
     log_level: String,
+
+    /// Path to the server configuration file (etcd's YAML format). Note that if a
+    /// configuration file is provided, other command line flags and environment variables
+    /// will be ignored.
+    #[arg(long, env = "CAIRN_CONFIG_FILE")]
+    config_file: Option<std::path::PathBuf>,
+}
+
+/// Re-reads the settings from `--config-file`, if given: the file replaces the command line
+/// and the environment, as in etcd.
+fn apply_config_file(cli: Cli) -> Result<(Cli, Vec<String>), String> {
+    use clap::CommandFactory;
+    let Some(path) = cli.config_file.clone() else {
+        return Ok((cli, Vec::new()));
+    };
+    let display = path.display().to_string();
+    let text = std::fs::read_to_string(&path)
+        .map_err(|err| format!("cannot read --config-file {display}: {err}"))?;
+    let command = Cli::command();
+    let known = |key: &str| {
+        key != "config-file"
+            && command
+                .get_arguments()
+                .any(|arg| arg.get_long() == Some(key))
+    };
+    let file =
+        cairn::config::file::parse(&display, &text, &known).map_err(|err| err.to_string())?;
+    // The environment is ignored too: clap would otherwise fill unset flags from it.
+    for (name, _) in std::env::vars() {
+        if name.starts_with("CAIRN_") {
+            std::env::remove_var(name);
+        }
+    }
+    let args = cairn::config::file::to_args("cairn", &file);
+    let cli = Cli::try_parse_from(args).map_err(|err| format!("{display}: {err}"))?;
+    let skipped = file.skipped.iter().map(ToString::to_string).collect();
+    Ok((cli, skipped))
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let (cli, skipped) = match apply_config_file(Cli::parse()) {
+        Ok(parsed) => parsed,
+        Err(err) => {
+            eprintln!("cairn: error: {err}");
+            return ExitCode::from(1);
+        }
+    };
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+    for line in skipped {
+        tracing::warn!("--config-file {line}");
+    }
 
     let config = match cli.server.validate() {
         Ok(config) => config,

@@ -4,6 +4,7 @@
 //! [`ServerFlags`] is what the command line (or `CAIRN_*` environment variables) says;
 //! [`ServerConfig`] is the validated result the server runs with.
 
+pub mod file;
 mod url;
 
 pub use url::{MemberUrl, Scheme, UrlError};
