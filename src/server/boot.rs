@@ -22,6 +22,7 @@ use super::raft_log::{decode_conf_state, encode_entry, RaftLog};
 use crate::api::{self, Limits};
 use crate::config::ServerConfig;
 use crate::mvcc::MvccStore;
+use crate::proto::cairn::peer::v1::peer_server::PeerServer;
 use crate::proto::etcdserverpb::{
     cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer,
 };
@@ -271,6 +272,27 @@ pub async fn start(config: &ServerConfig, tuning: Tuning) -> Result<RunningServe
     let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut client_addrs = Vec::new();
     let mut listeners = Vec::new();
+    // The peer port is held, as etcd holds it, though a single member has no peer to talk
+    // to: the peer protocol's methods answer UNIMPLEMENTED until the cluster transport lands.
+    for url in &config.listen_peer_urls {
+        let listener =
+            TcpListener::bind(url.authority())
+                .await
+                .map_err(|source| StartError::Listen {
+                    url: url.to_string(),
+                    source,
+                })?;
+        let mut stop = shutdown_rx.clone();
+        listeners.push(tokio::spawn(async move {
+            let incoming = tokio_stream_from(listener);
+            let _ = tonic::transport::Server::builder()
+                .add_service(PeerServer::new(PeerNotYetServed))
+                .serve_with_incoming_shutdown(incoming, async move {
+                    let _ = stop.wait_for(|stopped| *stopped).await;
+                })
+                .await;
+        }));
+    }
     for url in &config.listen_client_urls {
         let listener =
             TcpListener::bind(url.authority())
@@ -340,6 +362,11 @@ fn client_routes(
     });
     tonic::service::Routes::from(grpc.into_axum_router().merge(crate::http::router(health)))
 }
+
+/// The peer service of a member that has no peers yet.
+struct PeerNotYetServed;
+
+impl crate::proto::cairn::peer::v1::peer_server::Peer for PeerNotYetServed {}
 
 /// Accepted connections as the stream tonic serves.
 fn tokio_stream_from(
