@@ -192,3 +192,77 @@ fn garbage_on_the_client_port_does_not_disturb_the_server() {
         put.stderr
     );
 }
+
+#[test]
+fn cairnctl_on_cairn_prints_what_etcdctl_prints_on_etcd() {
+    let bin = etcd35_dir();
+    let etcdctl = bin.join("etcdctl");
+    let cairnctl = std::path::PathBuf::from(env!("CARGO_BIN_EXE_cairnctl"));
+    let (etcd, cairn) = (EtcdServer::start(&bin), EtcdServer::start_cairn(&bin));
+    let (mismatches, succeeded) =
+        compare_runs(KV_SCRIPT, (&etcdctl, &etcd), (&cairnctl, &cairn), &etcdctl);
+    assert!(
+        succeeded >= 25,
+        "only {succeeded} steps succeeded against etcd"
+    );
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
+
+#[test]
+fn etcdctl_endpoint_commands_work_against_cairn() {
+    let bin = etcd35_dir();
+    let etcdctl = bin.join("etcdctl");
+    let cairn = EtcdServer::start_cairn(&bin);
+    let ep = cairn.endpoint();
+    let health = run(
+        &etcdctl,
+        &["--endpoints", &ep, "endpoint", "health", "-w", "json"],
+        "",
+    );
+    assert_eq!(health.code, 0, "{}", health.stderr);
+    assert!(
+        health.stdout.contains("\"health\":true"),
+        "{}",
+        health.stdout
+    );
+    let status = run(
+        &etcdctl,
+        &["--endpoints", &ep, "endpoint", "status", "-w", "json"],
+        "",
+    );
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    for field in [
+        "\"version\":\"3.5.0\"",
+        "\"raftIndex\":",
+        "\"raftAppliedIndex\":",
+        "\"dbSize\":",
+    ] {
+        assert!(
+            status.stdout.contains(field),
+            "{field} in {}",
+            status.stdout
+        );
+    }
+    // The member is its own leader.
+    let member = status
+        .stdout
+        .split("\"member_id\":")
+        .nth(1)
+        .and_then(|s| s.split([',', '}']).next());
+    let leader = status
+        .stdout
+        .split("\"leader\":")
+        .nth(1)
+        .and_then(|s| s.split([',', '}']).next());
+    assert_eq!(member, leader, "{}", status.stdout);
+    let table = run(
+        &etcdctl,
+        &["--endpoints", &ep, "endpoint", "status", "-w", "table"],
+        "",
+    );
+    assert!(
+        table.stdout.contains("| IS LEADER |") && table.stdout.contains("|      true |"),
+        "{}",
+        table.stdout
+    );
+}
