@@ -243,6 +243,21 @@ fn etcdctl_endpoint_commands_work_against_cairn() {
             status.stdout
         );
     }
+    let number = |field: &str| -> Option<u64> {
+        status
+            .stdout
+            .split(field)
+            .nth(1)?
+            .split([',', '}'])
+            .next()?
+            .parse()
+            .ok()
+    };
+    let (size, in_use) = (number("\"dbSize\":"), number("\"dbSizeInUse\":"));
+    assert!(
+        matches!((size, in_use), (Some(s), Some(u)) if u > 0 && u <= s),
+        "db size {size:?}, in use {in_use:?}"
+    );
     // The member is its own leader.
     let member = status
         .stdout

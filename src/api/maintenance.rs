@@ -45,6 +45,9 @@ impl<M: Member> Maintenance for MaintenanceService<M> {
 
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         let mut status = self.member.status();
+        if let Some(in_use) = self.member.db_size_in_use() {
+            status.db_size_in_use = in_use;
+        }
         let mut header = self.member.header();
         header.revision = self.member.store().current_revision();
         status.header = Some(header);

@@ -52,6 +52,12 @@ pub trait Member: Send + Sync + 'static {
     /// This member's status (Maintenance.Status) without the header.
     fn status(&self) -> StatusResponse;
 
+    /// Bytes of the key-space file in use (not free), when the engine can tell; this may
+    /// walk the file, so only `Maintenance.Status` asks.
+    fn db_size_in_use(&self) -> Option<i64> {
+        None
+    }
+
     /// Every member of the cluster.
     fn members(&self) -> Vec<MemberInfo>;
 }

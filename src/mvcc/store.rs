@@ -158,6 +158,11 @@ impl<B: Backend> MvccStore<B> {
         })
     }
 
+    /// The storage engine (for its own statistics).
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
     /// Gives the storage engine back (to reopen the store on it, or close it).
     pub fn into_backend(self) -> B {
         self.backend

@@ -231,6 +231,17 @@ impl api::Member for RaftMember {
         }
     }
 
+    fn db_size_in_use(&self) -> Option<i64> {
+        let stats = self
+            .store
+            .backend()
+            .database()
+            .begin_read()
+            .and_then(|read| read.stats())
+            .ok()?;
+        i64::try_from(stats.used_bytes).ok()
+    }
+
     fn members(&self) -> Vec<MemberInfo> {
         vec![MemberInfo {
             id: self.identity.member_id,
