@@ -1,9 +1,12 @@
 //! `cairnctl`: a command-line client for Cairn and any etcd v3 endpoint, with etcdctl's
 //! commands, flags, output formats, messages and exit codes, so scripts move over unchanged.
 
+pub mod bench;
+mod check;
 mod cluster;
 pub mod connect;
 pub mod display;
+pub mod histogram;
 pub mod json;
 pub mod kv;
 pub mod table;
@@ -71,6 +74,11 @@ pub enum Command {
     /// Membership related commands.
     #[command(subcommand)]
     Member(cluster::MemberCommand),
+    /// Load generator for any etcd v3 endpoint: put, range and txn-mixed workloads.
+    Bench(bench::BenchArgs),
+    /// Checks: `disk` measures whether a disk is fit for a consensus log.
+    #[command(subcommand)]
+    Check(check::CheckCommand),
     /// Prints the version of cairnctl.
     Version,
 }
@@ -207,6 +215,18 @@ pub async fn run(cli: Cli) -> Result<Printed, CtlError> {
         }
         Command::Endpoint(command) => cluster::run_endpoint(command, global, &endpoints).await,
         Command::Member(command) => cluster::run_member(command, format, channel().await?).await,
+        Command::Bench(args) => {
+            let report = bench::run(args, global, &endpoints).await?;
+            let stdout = match format {
+                OutputFormat::Json => report.to_json() + "\n",
+                _ => report.to_text(),
+            };
+            Ok(Printed {
+                stdout,
+                stderr: String::new(),
+            })
+        }
+        Command::Check(command) => check::run(command, format),
     }
 }
 

@@ -1,0 +1,445 @@
+//! `cairnctl bench`: a load generator for any etcd v3 endpoint (Cairn or etcd), in the spirit
+//! of etcd's `benchmark` tool: workloads, connections shared by concurrent clients, an optional
+//! target rate, a warm-up, and latency percentiles from a bounded-error histogram.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand, ValueEnum};
+use tonic::transport::Channel;
+
+use super::histogram::Histogram;
+use super::json::JsonObject;
+use super::{connect, CtlError, GlobalFlags};
+use crate::proto::etcdserverpb::{
+    kv_client::KvClient, request_op, PutRequest, RangeRequest, RequestOp, TxnRequest,
+};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub workload: Workload,
+    /// Requests to measure (after the warm-up).
+    #[arg(long, default_value_t = 10_000, global = true)]
+    pub total: u64,
+    /// gRPC connections, shared round-robin by the clients.
+    #[arg(long, default_value_t = 1, global = true)]
+    pub conns: usize,
+    /// Concurrent clients, each with one request in flight.
+    #[arg(long, default_value_t = 1, global = true)]
+    pub clients: usize,
+    /// Target requests per second across all clients (0: as fast as possible).
+    #[arg(long, default_value_t = 0, global = true)]
+    pub rate: u64,
+    /// Requests sent before measuring.
+    #[arg(long, default_value_t = 0, global = true)]
+    pub warmup: u64,
+}
+
+/// Which keys requests use.
+#[derive(Debug, Clone, Args)]
+pub struct KeyArgs {
+    /// Bytes per key.
+    #[arg(long = "key-size", default_value_t = 8)]
+    pub key_size: usize,
+    /// Distinct keys used.
+    #[arg(long = "key-space-size", default_value_t = 1)]
+    pub key_space_size: u64,
+    /// Walk the key space in order instead of at random.
+    #[arg(long = "sequential-keys")]
+    pub sequential_keys: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Consistency {
+    /// Linearizable.
+    L,
+    /// Serializable.
+    S,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Workload {
+    /// Puts of `--val-size` bytes.
+    Put {
+        #[command(flatten)]
+        keys: KeyArgs,
+        #[arg(long = "val-size", default_value_t = 8)]
+        val_size: usize,
+    },
+    /// Single-key ranges (gets); `--preload` writes the key space first (not measured).
+    Range {
+        #[command(flatten)]
+        keys: KeyArgs,
+        #[arg(long, value_enum, default_value = "l")]
+        consistency: Consistency,
+        #[arg(long)]
+        preload: bool,
+    },
+    /// Transactions: `--read-percent` of them read a key, the rest write one.
+    TxnMixed {
+        #[command(flatten)]
+        keys: KeyArgs,
+        #[arg(long = "val-size", default_value_t = 8)]
+        val_size: usize,
+        #[arg(long = "read-percent", default_value_t = 90)]
+        read_percent: u64,
+        #[arg(long)]
+        preload: bool,
+    },
+}
+
+/// The key for index `i`: the decimal digits, zero-padded (or cut) to `size` bytes.
+pub fn key_bytes(i: u64, size: usize) -> Vec<u8> {
+    let digits = format!("{i:0size$}");
+    digits.as_bytes()[digits.len() - size..].to_vec()
+}
+
+/// A small seedable generator (xorshift64*) per client: no shared state, reproducible.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+impl KeyArgs {
+    fn pick(&self, n: u64, rng: &mut Rng) -> Vec<u8> {
+        let space = self.key_space_size.max(1);
+        let index = if self.sequential_keys {
+            n % space
+        } else {
+            rng.next() % space
+        };
+        key_bytes(index, self.key_size.max(1))
+    }
+}
+
+/// The outcome of a run.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub workload: &'static str,
+    pub requests: u64,
+    pub errors: u64,
+    pub elapsed: Duration,
+    /// Latencies in microseconds.
+    pub latency: Histogram,
+}
+
+impl Report {
+    pub fn requests_per_second(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    pub fn to_json(&self) -> String {
+        let us = |q: f64| i64::try_from(self.latency.quantile(q)).unwrap_or(i64::MAX);
+        let latency = JsonObject::new()
+            .i64("p50", us(0.5))
+            .i64("p90", us(0.9))
+            .i64("p99", us(0.99))
+            .i64("p999", us(0.999))
+            .i64("max", i64::try_from(self.latency.max()).unwrap_or(i64::MAX))
+            .i64("min", i64::try_from(self.latency.min()).unwrap_or(i64::MAX))
+            .i64("mean", self.latency.mean() as i64);
+        let body = JsonObject::new()
+            .str("workload", self.workload)
+            .i64("requests", i64::try_from(self.requests).unwrap_or(i64::MAX))
+            .i64("errors", i64::try_from(self.errors).unwrap_or(i64::MAX))
+            .i64(
+                "elapsed_us",
+                i64::try_from(self.elapsed.as_micros()).unwrap_or(i64::MAX),
+            )
+            .i64("requests_per_second", self.requests_per_second() as i64)
+            .object("latency_us", Some(latency))
+            .finish();
+        // Zero values are left out by the writer; a report always states its errors.
+        if self.errors == 0 {
+            body.replacen(",\"elapsed_us\"", ",\"errors\":0,\"elapsed_us\"", 1)
+        } else {
+            body
+        }
+    }
+
+    pub fn to_text(&self) -> String {
+        let ms = |us: u64| us as f64 / 1000.0;
+        format!(
+            "Summary ({}):\n  Total:\t{:.4} secs.\n  Requests:\t{}\n  Errors:\t{}\n  Slowest:\t{:.4} ms.\n  Fastest:\t{:.4} ms.\n  Average:\t{:.4} ms.\n  Stddev:\t{:.4} ms.\n  Requests/sec:\t{:.1}\n\nLatency percentiles:\n  50% in {:.4} ms.\n  90% in {:.4} ms.\n  99% in {:.4} ms.\n  99.9% in {:.4} ms.\n",
+            self.workload,
+            self.elapsed.as_secs_f64(),
+            self.requests,
+            self.errors,
+            ms(self.latency.max()),
+            ms(self.latency.min()),
+            self.latency.mean() / 1000.0,
+            self.latency.stddev() / 1000.0,
+            self.requests_per_second(),
+            ms(self.latency.quantile(0.5)),
+            ms(self.latency.quantile(0.9)),
+            ms(self.latency.quantile(0.99)),
+            ms(self.latency.quantile(0.999)),
+        )
+    }
+}
+
+/// One request of the workload, as request number `n`.
+async fn one_request(
+    workload: &Workload,
+    client: &mut KvClient<Channel>,
+    n: u64,
+    rng: &mut Rng,
+) -> Result<(), tonic::Status> {
+    match workload {
+        Workload::Put { keys, val_size } => {
+            let put = PutRequest {
+                key: keys.pick(n, rng),
+                value: vec![b'v'; *val_size],
+                ..Default::default()
+            };
+            client.put(put).await.map(|_| ())
+        }
+        Workload::Range {
+            keys, consistency, ..
+        } => {
+            let range = RangeRequest {
+                key: keys.pick(n, rng),
+                serializable: *consistency == Consistency::S,
+                ..Default::default()
+            };
+            client.range(range).await.map(|_| ())
+        }
+        Workload::TxnMixed {
+            keys,
+            val_size,
+            read_percent,
+            ..
+        } => {
+            let key = keys.pick(n, rng);
+            let op = if rng.next() % 100 < *read_percent {
+                request_op::Request::RequestRange(RangeRequest {
+                    key,
+                    ..Default::default()
+                })
+            } else {
+                request_op::Request::RequestPut(PutRequest {
+                    key,
+                    value: vec![b'v'; *val_size],
+                    ..Default::default()
+                })
+            };
+            let txn = TxnRequest {
+                success: vec![RequestOp { request: Some(op) }],
+                ..Default::default()
+            };
+            client.txn(txn).await.map(|_| ())
+        }
+    }
+}
+
+fn workload_name(workload: &Workload) -> &'static str {
+    match workload {
+        Workload::Put { .. } => "put",
+        Workload::Range { .. } => "range",
+        Workload::TxnMixed { .. } => "txn-mixed",
+    }
+}
+
+/// Runs `count` requests from `clients` concurrent clients; returns the merged latencies,
+/// errors and wall time.
+async fn phase(
+    workload: Arc<Workload>,
+    channels: &[Channel],
+    clients: usize,
+    count: u64,
+    rate: u64,
+) -> (Histogram, u64, Duration) {
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for client_index in 0..clients.max(1) {
+        let channel = channels[client_index % channels.len()].clone();
+        let (next, workload) = (Arc::clone(&next), Arc::clone(&workload));
+        tasks.push(tokio::spawn(async move {
+            let mut client = KvClient::new(channel).max_decoding_message_size(64 << 20);
+            let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (client_index as u64 + 1));
+            let (mut latency, mut errors) = (Histogram::default(), 0u64);
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= count {
+                    break;
+                }
+                if rate > 0 {
+                    // Request n starts no earlier than n / rate seconds into the phase.
+                    let due = started + Duration::from_secs_f64(n as f64 / rate as f64);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                let sent = Instant::now();
+                match one_request(&workload, &mut client, n, &mut rng).await {
+                    Ok(()) => latency
+                        .record(u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX)),
+                    Err(_) => errors += 1,
+                }
+            }
+            (latency, errors)
+        }));
+    }
+    let (mut latency, mut errors) = (Histogram::default(), 0);
+    for task in tasks {
+        if let Ok((h, e)) = task.await {
+            latency.merge(&h);
+            errors += e;
+        }
+    }
+    (latency, errors, started.elapsed())
+}
+
+/// Writes every key of the space once (not measured), for read workloads.
+async fn preload(channels: &[Channel], keys: &KeyArgs, val_size: usize) -> Result<(), CtlError> {
+    let workload = Arc::new(Workload::Put {
+        keys: KeyArgs {
+            sequential_keys: true,
+            ..keys.clone()
+        },
+        val_size,
+    });
+    let (_, errors, _) = phase(workload, channels, 16, keys.key_space_size, 0).await;
+    if errors > 0 {
+        return Err(CtlError::Failed(format!(
+            "preloading the key space: {errors} puts failed"
+        )));
+    }
+    Ok(())
+}
+
+pub async fn run(
+    args: &BenchArgs,
+    global: &GlobalFlags,
+    endpoints: &[String],
+) -> Result<Report, CtlError> {
+    let mut channels = Vec::new();
+    for i in 0..args.conns.max(1) {
+        let endpoint = &endpoints[i % endpoints.len()];
+        let channel = connect::connect_one(endpoint, global.dial_timeout, global.command_timeout)
+            .await
+            .map_err(|err| CtlError::Unreachable(format!("{endpoint}: {err}")))?;
+        channels.push(channel);
+    }
+    match &args.workload {
+        Workload::Range {
+            keys,
+            preload: true,
+            ..
+        } => preload(&channels, keys, 8).await?,
+        Workload::TxnMixed {
+            keys,
+            val_size,
+            preload: true,
+            ..
+        } => preload(&channels, keys, *val_size).await?,
+        _ => {}
+    }
+    let name = workload_name(&args.workload);
+    let workload = Arc::new(clone_workload(&args.workload));
+    if args.warmup > 0 {
+        phase(
+            Arc::clone(&workload),
+            &channels,
+            args.clients,
+            args.warmup,
+            args.rate,
+        )
+        .await;
+    }
+    let (latency, errors, elapsed) =
+        phase(workload, &channels, args.clients, args.total, args.rate).await;
+    Ok(Report {
+        workload: name,
+        requests: latency.count(),
+        errors,
+        elapsed,
+        latency,
+    })
+}
+
+fn clone_workload(workload: &Workload) -> Workload {
+    match workload {
+        Workload::Put { keys, val_size } => Workload::Put {
+            keys: keys.clone(),
+            val_size: *val_size,
+        },
+        Workload::Range {
+            keys,
+            consistency,
+            preload,
+        } => Workload::Range {
+            keys: keys.clone(),
+            consistency: *consistency,
+            preload: *preload,
+        },
+        Workload::TxnMixed {
+            keys,
+            val_size,
+            read_percent,
+            preload,
+        } => Workload::TxnMixed {
+            keys: keys.clone(),
+            val_size: *val_size,
+            read_percent: *read_percent,
+            preload: *preload,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_have_the_asked_size() {
+        assert_eq!(key_bytes(42, 8), b"00000042");
+        assert_eq!(key_bytes(123_456, 3), b"456");
+        let keys = KeyArgs {
+            key_size: 4,
+            key_space_size: 10,
+            sequential_keys: true,
+        };
+        let mut rng = Rng(1);
+        assert_eq!(keys.pick(13, &mut rng), b"0003");
+        let random = KeyArgs {
+            sequential_keys: false,
+            ..keys
+        };
+        for n in 0..100 {
+            let key = random.pick(n, &mut rng);
+            let index: u64 = std::str::from_utf8(&key).unwrap().parse().unwrap();
+            assert!(index < 10);
+        }
+    }
+
+    #[test]
+    fn reports_state_their_numbers() {
+        let mut latency = Histogram::default();
+        for us in [100, 200, 300, 400] {
+            latency.record(us);
+        }
+        let report = Report {
+            workload: "put",
+            requests: 4,
+            errors: 0,
+            elapsed: Duration::from_millis(2),
+            latency,
+        };
+        let json = report.to_json();
+        assert!(
+            json.starts_with(r#"{"workload":"put","requests":4,"errors":0,"#),
+            "{json}"
+        );
+        assert!(json.contains(r#""requests_per_second":2000"#), "{json}");
+        assert!(json.contains(r#""p50":200"#), "{json}");
+        assert!(report.to_text().contains("Requests/sec:\t2000.0"));
+    }
+}

@@ -1,0 +1,155 @@
+//! A short smoke run of the load generator against a real cairn (seconds, not minutes):
+//! every request is counted and answered, and the reports are well formed. Benchmarks
+//! themselves never assert timings.
+
+mod common;
+
+use common::{etcd35_dir, run, EtcdServer};
+
+fn cairnctl() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_BIN_EXE_cairnctl"))
+}
+
+fn field(json: &str, name: &str) -> Option<i64> {
+    json.split(&format!("\"{name}\":"))
+        .nth(1)?
+        .split([',', '}'])
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn bench_workloads_run_against_cairn() {
+    let bin = etcd35_dir();
+    let cairn = EtcdServer::start_cairn(&bin);
+    let ep = cairn.endpoint();
+    for workload in [
+        vec!["put", "--key-space-size", "50", "--val-size", "64"],
+        vec![
+            "range",
+            "--key-space-size",
+            "50",
+            "--preload",
+            "--consistency",
+            "s",
+        ],
+        vec!["range", "--key-space-size", "50"],
+        vec!["txn-mixed", "--key-space-size", "20", "--preload"],
+    ] {
+        let mut args = vec!["--endpoints", &ep, "-w", "json", "bench"];
+        args.extend(&workload);
+        args.extend([
+            "--total",
+            "200",
+            "--clients",
+            "4",
+            "--conns",
+            "2",
+            "--warmup",
+            "10",
+        ]);
+        let out = run(&cairnctl(), &args, "");
+        assert_eq!(out.code, 0, "{workload:?}: {}", out.stderr);
+        assert_eq!(
+            field(&out.stdout, "requests"),
+            Some(200),
+            "{workload:?}: {}",
+            out.stdout
+        );
+        assert_eq!(
+            field(&out.stdout, "errors"),
+            Some(0),
+            "{workload:?}: {}",
+            out.stdout
+        );
+        let (p50, p99) = (field(&out.stdout, "p50"), field(&out.stdout, "p99"));
+        assert!(
+            matches!((p50, p99), (Some(a), Some(b)) if a > 0 && a <= b),
+            "{}",
+            out.stdout
+        );
+    }
+    // The keys the put workload wrote are there.
+    let count = run(
+        &bin.join("etcdctl"),
+        &[
+            "--endpoints",
+            &ep,
+            "get",
+            "",
+            "--prefix",
+            "--count-only",
+            "-w",
+            "fields",
+        ],
+        "",
+    );
+    assert!(count.stdout.contains("\"Count\" : 50"), "{}", count.stdout);
+}
+
+#[test]
+fn rate_limited_bench_takes_at_least_its_schedule() {
+    let bin = etcd35_dir();
+    let cairn = EtcdServer::start_cairn(&bin);
+    let ep = cairn.endpoint();
+    let started = std::time::Instant::now();
+    let out = run(
+        &cairnctl(),
+        &[
+            "--endpoints",
+            &ep,
+            "-w",
+            "json",
+            "bench",
+            "put",
+            "--total",
+            "50",
+            "--rate",
+            "100",
+            "--clients",
+            "4",
+        ],
+        "",
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // 50 requests at 100/s: the last is due 0.49 s in.
+    assert!(started.elapsed() >= std::time::Duration::from_millis(490));
+    assert!(
+        field(&out.stdout, "elapsed_us").is_some_and(|us| us >= 490_000),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn disk_check_reports_fdatasync_percentiles() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = run(
+        &cairnctl(),
+        &[
+            "-w",
+            "json",
+            "check",
+            "disk",
+            "--count",
+            "20",
+            "--dir",
+            dir.path().to_str().expect("utf-8"),
+        ],
+        "",
+    );
+    // Pass or fail depends on the disk; the report is what is checked.
+    assert!(out.code == 0 || out.code == 1, "{}", out.stderr);
+    assert_eq!(field(&out.stdout, "writes"), Some(20), "{}", out.stdout);
+    assert!(
+        field(&out.stdout, "fdatasync_p99_us").is_some(),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path()).expect("dir").count(),
+        0,
+        "the probe file is removed"
+    );
+}
