@@ -20,3 +20,4 @@ pub mod proto;
 pub mod server;
 pub mod storage;
 pub mod version;
+pub mod watch;

@@ -3,6 +3,7 @@
 //! offers buckets, snapshots and one atomic writer ([`backend::Backend`]).
 
 pub mod backend;
+pub mod history;
 pub mod key_index;
 pub mod key_range;
 pub mod revision;

@@ -1,0 +1,21 @@
+//! Watch: etcd's streaming change feed, as a deterministic hub with no I/O of its own.
+//!
+//! One [`WatchHub`] per member holds every watch stream (one gRPC `Watch` call each) and their
+//! watchers. The server calls [`WatchHub::publish`] after each applied write batch, in commit
+//! order, and [`WatchHub::poll`] to let watchers that are behind catch up from storage; the
+//! gRPC glue feeds stream requests in ([`WatchHub::create`], [`WatchHub::cancel`],
+//! [`WatchHub::request_progress`]) and sends what [`WatchHub::drain`] returns.
+//!
+//! A watcher is *synced* (it has been given every matching event up to the hub's revision and
+//! receives new ones from `publish`) or *unsynced* (its next revision is in the past: it
+//! started there, or its stream's buffer was full when events arrived). Unsynced watchers
+//! read whole revisions from storage ([`crate::mvcc::MvccStore::events`]) in bounded chunks
+//! until they reach the hub's revision, then turn synced; since both paths advance the same
+//! `next_rev` by whole revisions, nothing is skipped or sent twice.
+
+pub mod hub;
+
+#[cfg(test)]
+mod model_tests;
+
+pub use hub::{StreamId, WatchCreate, WatchError, WatchHub, WatchLimits, WatchStats};
