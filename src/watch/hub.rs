@@ -298,10 +298,16 @@ impl WatchHub {
     }
 
     /// The periodic `progress_notify` tick: each synced watcher that asked for it and was sent
-    /// no events since the last tick gets an empty response at the current revision.
+    /// no events since the last tick gets an empty response at the current revision. A stream
+    /// holding `max_stream_buffer_events` undrained responses gets none (its client is not
+    /// reading; the next tick tries again), so ticks never grow a stalled stream's queue.
     pub fn progress_tick(&mut self) {
         let current = self.current;
+        let limit = self.limits.max_stream_buffer_events;
         for stream in self.streams.values_mut() {
+            if stream.out.len() >= limit {
+                continue;
+            }
             let mut due = Vec::new();
             for (&id, watcher) in stream.watchers.iter_mut() {
                 if watcher.progress_notify && watcher.synced && !watcher.sent_since_tick {

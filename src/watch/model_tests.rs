@@ -250,6 +250,43 @@ fn a_slow_stream_falls_back_to_storage_and_rejoins_without_gaps() {
     assert_eq!(flat(&fast_seen), expected);
 }
 
+#[test]
+fn progress_notify_ticks_only_idle_synced_watchers() {
+    let store = store();
+    let mut hub = WatchHub::new(WatchLimits::default(), store.current_revision());
+    let stream = hub.open_stream();
+    let notify = WatchCreate {
+        progress_notify: true,
+        ..watch_all(0)
+    };
+    let idle = hub.create(stream, notify.clone()).expect("create");
+    let busy = hub
+        .create(
+            stream,
+            WatchCreate {
+                range: KeyRange::Single(key(0)),
+                ..notify
+            },
+        )
+        .expect("create");
+    let quiet = hub.create(stream, watch_all(0)).expect("create");
+    hub.drain(stream).expect("drain");
+    hub.progress_tick();
+    write(&store, &mut hub, &[vec![(0, Some(1))]]); // 2: both notify watchers see it
+    hub.progress_tick();
+    write(&store, &mut hub, &[vec![(1, Some(1))]]); // 3: only `idle` and `quiet` see it
+    hub.progress_tick();
+    let ticks: Vec<(i64, i64)> = hub
+        .drain(stream)
+        .expect("drain")
+        .iter()
+        .filter(|r| r.events.is_empty())
+        .map(|r| (r.watch_id, r.header.as_ref().map_or(0, |h| h.revision)))
+        .collect();
+    assert_eq!(ticks, vec![(idle, 1), (busy, 1), (busy, 3)]);
+    assert!(ticks.iter().all(|(id, _)| *id != quiet));
+}
+
 // ---- the model test ----
 
 #[derive(Debug, Clone)]
@@ -261,6 +298,7 @@ enum Step {
     Drain(u8),
     Poll,
     Progress(u8),
+    Tick,
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -274,6 +312,7 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (0u8..3).prop_map(Step::Drain),
         2 => Just(Step::Poll),
         1 => (0u8..3).prop_map(Step::Progress),
+        1 => Just(Step::Tick),
     ]
 }
 
@@ -349,7 +388,7 @@ fn watch_request(watch: u8, start_revision: i64) -> WatchCreate {
         no_put: watch & 0x10 != 0 && watch & 0x20 == 0,
         no_delete: watch & 0x20 != 0 && watch & 0x10 == 0,
         prev_kv: watch & 0x40 != 0,
-        progress_notify: false,
+        progress_notify: watch & 0x80 != 0,
     }
 }
 
@@ -409,7 +448,20 @@ impl Run {
                 seen.compact_revision = response.compact_revision;
                 continue;
             }
-            prop_assert!(!response.events.is_empty(), "empty event response");
+            if response.events.is_empty() {
+                // A progress_notify tick: this watcher has everything up to the revision.
+                prop_assert!(seen.create.progress_notify, "empty event response");
+                let at = response.header.as_ref().map_or(0, |h| h.revision);
+                let expected = self
+                    .model
+                    .expected(seen)
+                    .iter()
+                    .filter(|e| rev(e) <= at)
+                    .count();
+                let delivered = seen.events.iter().filter(|e| rev(e) <= at).count();
+                prop_assert_eq!(delivered, expected, "tick at {} came early", at);
+                continue;
+            }
             let revs: Vec<i64> = response.events.iter().map(rev).collect();
             // Ordered, and unique/atomic: each response starts after the previous one ended.
             prop_assert!(
@@ -523,6 +575,7 @@ fn run_model(steps: Vec<Step>, limits: WatchLimits) -> Result<(), TestCaseError>
                 }
             }
             Step::Drain(s) => run.drain(usize::from(s))?,
+            Step::Tick => run.hub.progress_tick(),
             Step::Poll => {
                 run.hub.poll(&run.store).expect("poll");
             }
@@ -531,6 +584,13 @@ fn run_model(steps: Vec<Step>, limits: WatchLimits) -> Result<(), TestCaseError>
                 .request_progress(run.streams[usize::from(s)])
                 .expect("progress"),
         }
+        // Bounded: each stream holds at most its limit plus one batch (≤ 4 events here).
+        let bound = run.streams.len() * (limits.max_stream_buffer_events + 4);
+        prop_assert!(
+            run.hub.stats().buffered_events <= bound,
+            "buffers over {}",
+            bound
+        );
     }
     // Let everyone catch up: reliable means a watcher not canceled ends with every event.
     for _ in 0..10_000 {
