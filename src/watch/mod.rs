@@ -12,10 +12,15 @@
 //! read whole revisions from storage ([`crate::mvcc::MvccStore::events`]) in bounded chunks
 //! until they reach the hub's revision, then turn synced; since both paths advance the same
 //! `next_rev` by whole revisions, nothing is skipped or sent twice.
+//!
+//! The glue splits a response for a watcher that asked for `fragment` with [`fragment()`]
+//! before sending it.
 
+pub mod fragment;
 pub mod hub;
 
 #[cfg(test)]
 mod model_tests;
 
+pub use fragment::fragment;
 pub use hub::{StreamId, WatchCreate, WatchError, WatchHub, WatchLimits, WatchStats};
