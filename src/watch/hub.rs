@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use crate::mvcc::{Backend, KeyRange, MvccError, MvccStore};
 use crate::proto::etcdserverpb::{ResponseHeader, WatchResponse};
-use crate::proto::mvccpb::{event::EventType, Event};
+use crate::proto::mvccpb::{event::EventType, Event, KeyValue};
 
 /// Identifies one watch stream (one gRPC `Watch` call) within the hub.
 pub type StreamId = u64;
@@ -340,16 +340,15 @@ impl WatchHub {
         self.current = self.current.max(revision);
         let limit = self.limits.max_stream_buffer_events;
         let mut answer = Vec::new();
+        let mut prev_cache: Vec<Option<Option<KeyValue>>> = vec![None; events.len()];
         for (&stream_id, stream) in self.streams.iter_mut() {
             let mut queued = Vec::new();
             for (&id, watcher) in stream.watchers.iter_mut() {
                 if !watcher.synced {
                     continue;
                 }
-                let mut matching: Vec<Event> = events
-                    .iter()
-                    .filter(|e| watcher.wants(e))
-                    .cloned()
+                let matching: Vec<usize> = (0..events.len())
+                    .filter(|&i| watcher.wants(&events[i]))
                     .collect();
                 if !matching.is_empty() {
                     if stream.buffered_events + matching.len() > limit && stream.buffered_events > 0
@@ -359,9 +358,22 @@ impl WatchHub {
                         self.stats.slow_fallbacks_total += 1;
                         continue;
                     }
-                    if watcher.prev_kv {
-                        fill_prev_kv(store, &mut matching)?;
+                    let mut out = Vec::with_capacity(matching.len());
+                    for i in matching {
+                        let mut event = events[i].clone();
+                        if watcher.prev_kv {
+                            // One storage read per event, however many watchers want it.
+                            if prev_cache[i].is_none() {
+                                let mut filled = [events[i].clone()];
+                                fill_prev_kv(store, &mut filled)?;
+                                let [filled] = filled;
+                                prev_cache[i] = Some(filled.prev_kv);
+                            }
+                            event.prev_kv = prev_cache[i].clone().flatten();
+                        }
+                        out.push(event);
                     }
+                    let matching = out;
                     watcher.sent_since_tick = true;
                     stream.buffered_events += matching.len();
                     queued.push(WatchResponse {

@@ -287,6 +287,93 @@ fn progress_notify_ticks_only_idle_synced_watchers() {
     assert!(ticks.iter().all(|(id, _)| *id != quiet));
 }
 
+#[test]
+fn ten_thousand_watchers_on_one_key_and_one_on_ten_thousand_keys_lose_no_event() {
+    let store = store();
+    let limits = WatchLimits {
+        max_stream_buffer_events: 64,
+        catch_up_chunk_events: 16,
+    };
+    let mut hub = WatchHub::new(limits, store.current_revision());
+    let streams: Vec<StreamId> = (0..100).map(|_| hub.open_stream()).collect();
+    for &stream in &streams {
+        for _ in 0..100 {
+            let one_key = WatchCreate {
+                range: KeyRange::Single(b"hot".to_vec()),
+                prev_kv: true,
+                ..watch_all(0)
+            };
+            hub.create(stream, one_key).expect("create");
+        }
+    }
+    let wide = hub.open_stream();
+    hub.create(wide, watch_all(0)).expect("create");
+    let mut delivered: BTreeMap<(StreamId, i64), Vec<i64>> = BTreeMap::new();
+    let mut collect = |hub: &mut WatchHub, stream: StreamId| {
+        for response in hub.drain(stream).expect("drain") {
+            let entry = delivered.entry((stream, response.watch_id)).or_default();
+            for event in &response.events {
+                let kv = event.kv.as_ref().expect("kv");
+                if stream != wide && kv.mod_revision > 3 {
+                    let prev = event
+                        .prev_kv
+                        .as_ref()
+                        .unwrap_or_else(|| panic!("prev_kv of {event:?} in {response:?}"));
+                    assert_eq!(prev.mod_revision, kv.mod_revision - 1);
+                }
+                entry.push(kv.mod_revision);
+            }
+        }
+    };
+    let mut batch = store.write().expect("write");
+    for i in 0..10_000u32 {
+        batch
+            .put(format!("k{i:05}").as_bytes(), b"v", 0)
+            .expect("put");
+    }
+    let committed = batch.commit().expect("commit"); // revision 2, 10,000 events
+    hub.publish(&store, committed.revision, &committed.events)
+        .expect("publish");
+    for round in 0..20u8 {
+        let mut batch = store.write().expect("write");
+        batch.put(b"hot", &[round], 0).expect("put");
+        let committed = batch.commit().expect("commit");
+        hub.publish(&store, committed.revision, &committed.events)
+            .expect("publish");
+        hub.poll(&store).expect("poll");
+        // Drain only half of the streams each round: the others stall and fall behind.
+        for (i, &stream) in streams.iter().enumerate() {
+            if (i + usize::from(round)) % 2 == 0 {
+                collect(&mut hub, stream);
+            }
+        }
+    }
+    collect(&mut hub, wide);
+    while hub.poll(&store).expect("poll") || hub.stats().unsynced_watchers > 0 {
+        for &stream in streams.iter().chain([&wide]) {
+            collect(&mut hub, stream);
+        }
+    }
+    for &stream in streams.iter().chain([&wide]) {
+        collect(&mut hub, stream);
+    }
+    // Revision 2 made the 10,000 keys; "hot" is written at 3..=22.
+    let hot: Vec<i64> = (0..20).map(|round| 3 + round).collect();
+    assert_eq!(delivered.len(), 100 * 100 + 1);
+    for ((stream, _), revisions) in &delivered {
+        if *stream == wide {
+            assert_eq!(revisions.len(), 10_000 + 20);
+            assert!(revisions.windows(2).all(|w| w[0] <= w[1]));
+        } else {
+            assert_eq!(revisions, &hot);
+        }
+    }
+    assert!(
+        hub.stats().slow_fallbacks_total > 0,
+        "the stalls never forced a catch-up"
+    );
+}
+
 // ---- the model test ----
 
 #[derive(Debug, Clone)]
