@@ -400,6 +400,21 @@ impl WatchHub {
         Ok(())
     }
 
+    /// The store jumped to `revision` without the hub seeing its events (a Raft snapshot was
+    /// installed): every watcher that had not yet been given everything up to it catches up
+    /// from storage, where the history is (or is compacted, which cancels the watcher).
+    pub fn restore(&mut self, revision: i64) {
+        debug_assert!(revision >= self.current, "restore went back in time");
+        self.current = self.current.max(revision);
+        for stream in self.streams.values_mut() {
+            for watcher in stream.watchers.values_mut() {
+                if watcher.next_rev <= self.current {
+                    watcher.synced = false;
+                }
+            }
+        }
+    }
+
     /// The catch-up path: unsynced watchers read from storage while their stream has room.
     /// Returns whether any watcher is still unsynced (call again after draining).
     pub fn poll<B: Backend>(&mut self, store: &MvccStore<B>) -> Result<bool, WatchError> {

@@ -24,13 +24,24 @@ fn store() -> MvccStore<MemBackend> {
     MvccStore::open(MemBackend::default()).expect("open")
 }
 
-/// Writes `ops` (a put or a delete per key letter) as one transaction per op, in one batch,
-/// and publishes it.
+/// Commits `txns` (each a list of puts and deletes by key letter) as one batch and publishes
+/// it.
 fn write(
     store: &MvccStore<MemBackend>,
     hub: &mut WatchHub,
     txns: &[Vec<(u8, Option<u8>)>],
 ) -> Vec<Event> {
+    let committed = commit(store, txns);
+    hub.publish(store, committed.revision, &committed.events)
+        .expect("publish");
+    committed.events
+}
+
+fn write_unpublished(store: &MvccStore<MemBackend>, txns: &[Vec<(u8, Option<u8>)>]) -> Vec<Event> {
+    commit(store, txns).events
+}
+
+fn commit(store: &MvccStore<MemBackend>, txns: &[Vec<(u8, Option<u8>)>]) -> crate::mvcc::Committed {
     let mut batch = store.write().expect("write");
     for txn in txns {
         // etcd refuses a txn that changes one key twice; prev_kv relies on that.
@@ -53,10 +64,7 @@ fn write(
         }
         batch.end_txn();
     }
-    let committed = batch.commit().expect("commit");
-    hub.publish(store, committed.revision, &committed.events)
-        .expect("publish");
-    committed.events
+    batch.commit().expect("commit")
 }
 
 fn watch_all(start_revision: i64) -> WatchCreate {
@@ -380,18 +388,27 @@ fn ten_thousand_watchers_on_one_key_and_one_on_ten_thousand_keys_lose_no_event()
 enum Step {
     Write(Vec<Vec<(u8, Option<u8>)>>),
     Compact(u8),
-    Create { stream: u8, start: i8, watch: u8 },
-    Cancel { stream: u8, nth: u8 },
+    Create {
+        stream: u8,
+        start: i8,
+        watch: u8,
+    },
+    Cancel {
+        stream: u8,
+        nth: u8,
+    },
     Drain(u8),
     Poll,
     Progress(u8),
     Tick,
+    /// Writes the hub does not see, then `restore` (a Raft snapshot install).
+    Restore(Vec<Vec<(u8, Option<u8>)>>),
 }
 
 fn step() -> impl Strategy<Value = Step> {
     let op = (0u8..6, prop::option::weighted(0.7, any::<u8>()));
     prop_oneof![
-        4 => prop::collection::vec(prop::collection::vec(op, 1..3), 1..3).prop_map(Step::Write),
+        4 => prop::collection::vec(prop::collection::vec(op.clone(), 1..3), 1..3).prop_map(Step::Write),
         1 => any::<u8>().prop_map(Step::Compact),
         2 => (0u8..3, -3i8..7, any::<u8>())
             .prop_map(|(stream, start, watch)| Step::Create { stream, start, watch }),
@@ -400,6 +417,7 @@ fn step() -> impl Strategy<Value = Step> {
         2 => Just(Step::Poll),
         1 => (0u8..3).prop_map(Step::Progress),
         1 => Just(Step::Tick),
+        1 => prop::collection::vec(prop::collection::vec(op, 1..3), 1..3).prop_map(Step::Restore),
     ]
 }
 
@@ -663,6 +681,16 @@ fn run_model(steps: Vec<Step>, limits: WatchLimits) -> Result<(), TestCaseError>
             }
             Step::Drain(s) => run.drain(usize::from(s))?,
             Step::Tick => run.hub.progress_tick(),
+            Step::Restore(txns) => {
+                let events = write_unpublished(&run.store, &txns);
+                for e in &events {
+                    if e.r#type == DELETE {
+                        run.delete_revisions.push(rev(e));
+                    }
+                }
+                run.model.record(&events);
+                run.hub.restore(run.store.current_revision());
+            }
             Step::Poll => {
                 run.hub.poll(&run.store).expect("poll");
             }
