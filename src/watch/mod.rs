@@ -13,6 +13,17 @@
 //! until they reach the hub's revision, then turn synced; since both paths advance the same
 //! `next_rev` by whole revisions, nothing is skipped or sent twice.
 //!
+//! Compaction follows etcd (`minRev < compactRev`): a watcher whose next revision is below the
+//! compacted revision is cancelled with `compact_revision` set; one starting at it is served
+//! (see [`crate::mvcc::history`] for the DELETE events such a replay cannot see).
+//!
+//! Attaching it (not done yet): the server keeps the hub in a mutex beside the store and calls
+//! `publish` from the apply loop right after each batch commits (`restore` after a snapshot
+//! install); each gRPC `Watch` stream gets `open_stream`, turns its requests into
+//! `create`/`cancel`/`request_progress`, and a send task that is woken after `publish`,
+//! `drain`s, `fragment`s, sends, and calls `poll` again while it returns true. A timer calls
+//! `progress_tick`. [`WatchStats`] feeds `/metrics`.
+//!
 //! The glue splits a response for a watcher that asked for `fragment` with [`fragment()`]
 //! before sending it.
 
