@@ -32,6 +32,8 @@ pub mod hub;
 
 #[cfg(test)]
 mod model_tests;
+#[cfg(test)]
+mod response_tests;
 
 pub use fragment::fragment;
 pub use hub::{StreamId, WatchCreate, WatchError, WatchHub, WatchLimits, WatchStats};
