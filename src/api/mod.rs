@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod kv;
 pub mod maintenance;
+pub mod watch;
 
 use crate::mvcc::{Backend, MvccStore};
 use crate::proto::cairn::entry::v1::request::Op;

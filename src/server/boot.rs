@@ -16,17 +16,20 @@ use cairn_wal::{Metadata, Record, Wal, WalConfig};
 use tokio::net::TcpListener;
 
 use super::identity;
-use super::member::{snapshot_conf_key, MemberIdentity, RaftMember, Timing};
+use super::member::{snapshot_conf_key, MemberIdentity, Outlets, RaftMember, Timing};
 use super::observability::{GrpcMetricsLayer, MemberHealth, Observability, SERVED_GRPC_PATHS};
 use super::raft_log::{decode_conf_state, encode_entry, RaftLog};
+use crate::api::watch::{SharedWatchHub, WatchService};
 use crate::api::{self, Limits};
 use crate::config::ServerConfig;
 use crate::mvcc::MvccStore;
 use crate::proto::cairn::peer::v1::peer_server::PeerServer;
+use crate::proto::etcdserverpb::watch_server::WatchServer;
 use crate::proto::etcdserverpb::{
     cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer,
 };
 use crate::storage::BtreeBackend;
+use crate::watch::{WatchHub, WatchLimits};
 
 /// Why a member could not start.
 #[derive(Debug, thiserror::Error)]
@@ -259,6 +262,10 @@ pub async fn start(config: &ServerConfig, tuning: Tuning) -> Result<RunningServe
     };
     let observability = Observability::new()
         .map_err(|err| StartError::Unsupported(format!("metrics registry: {err}")))?;
+    let watch_hub = SharedWatchHub::new(WatchHub::new(
+        WatchLimits::default(),
+        store.current_revision(),
+    ));
     let member = RaftMember::start(
         identity,
         node,
@@ -266,12 +273,32 @@ pub async fn start(config: &ServerConfig, tuning: Tuning) -> Result<RunningServe
         tuning.limits,
         timing,
         db_path,
-        Arc::clone(&observability),
+        Outlets {
+            observability: Arc::clone(&observability),
+            watch_hub: Arc::clone(&watch_hub),
+        },
     )
     .map_err(StartError::Thread)?;
     let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut client_addrs = Vec::new();
     let mut listeners = Vec::new();
+    // etcd's default progress-notify interval: idle watchers that asked for it hear the
+    // current revision every ten minutes.
+    let ticking = Arc::clone(&watch_hub);
+    let mut tick_stop = shutdown_rx.clone();
+    listeners.push(tokio::spawn(async move {
+        let mut interval = tokio::time::interval(Duration::from_secs(600));
+        interval.tick().await;
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {
+                    ticking.hub.lock().progress_tick();
+                    ticking.wake();
+                }
+                _ = tick_stop.wait_for(|stopped| *stopped) => break,
+            }
+        }
+    }));
     // The peer port is held, as etcd holds it, though a single member has no peer to talk
     // to: the peer protocol's methods answer UNIMPLEMENTED until the cluster transport lands.
     for url in &config.listen_peer_urls {
@@ -306,7 +333,7 @@ pub async fn start(config: &ServerConfig, tuning: Tuning) -> Result<RunningServe
             source,
         })?;
         client_addrs.push(addr);
-        let routes = client_routes(&member, &observability, tuning.limits);
+        let routes = client_routes(&member, &observability, &watch_hub, tuning.limits);
         let mut stop = shutdown_rx.clone();
         let layer = GrpcMetricsLayer {
             observability: Arc::clone(&observability),
@@ -340,6 +367,7 @@ pub async fn start(config: &ServerConfig, tuning: Tuning) -> Result<RunningServe
 fn client_routes(
     member: &Arc<RaftMember>,
     observability: &Arc<Observability>,
+    watch_hub: &Arc<SharedWatchHub>,
     limits: Limits,
 ) -> tonic::service::Routes {
     let max_message_bytes = limits.max_request_bytes + 512 * 1024;
@@ -352,7 +380,11 @@ fn client_routes(
     ))
     .add_service(ClusterServer::new(api::cluster::ClusterService::new(
         Arc::clone(member),
-    )));
+    )))
+    .add_service(
+        WatchServer::new(WatchService::new(Arc::clone(member), Arc::clone(watch_hub)))
+            .max_decoding_message_size(max_message_bytes),
+    );
     for path in SERVED_GRPC_PATHS {
         observability.metrics.preregister_grpc(path);
     }

@@ -75,6 +75,12 @@ pub struct RaftMember {
     thread: parking_lot::Mutex<Option<JoinHandle<()>>>,
 }
 
+/// Where the loop reports what it does: metrics, and watchers (after every applied batch).
+pub struct Outlets {
+    pub observability: Arc<super::observability::Observability>,
+    pub watch_hub: Arc<crate::api::watch::SharedWatchHub>,
+}
+
 /// How the loop keeps time and bounds waiting.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
@@ -104,13 +110,18 @@ impl RaftMember {
         limits: Limits,
         timing: Timing,
         db_path: std::path::PathBuf,
-        observability: Arc<super::observability::Observability>,
+        outlets: Outlets,
     ) -> std::io::Result<Arc<RaftMember>> {
+        let Outlets {
+            observability,
+            watch_hub,
+        } = outlets;
         let (commands, receiver) = mpsc::channel();
         let published = Arc::new(Published::default());
         let snapshot_index = cairn_raft::Storage::snapshot(node.storage()).map_or(0, |s| s.index);
         let raft_loop = RaftLoop {
             observability,
+            watch_hub,
             snapshot_count: timing.snapshot_count,
             snapshot_index,
             node,
@@ -261,6 +272,8 @@ struct PendingProposal {
 
 struct RaftLoop {
     observability: Arc<super::observability::Observability>,
+    /// Watchers hear of every applied batch, in commit order.
+    watch_hub: Arc<crate::api::watch::SharedWatchHub>,
     snapshot_count: u64,
     /// Index of the last snapshot (the log starts after it).
     snapshot_index: u64,
@@ -471,6 +484,13 @@ impl RaftLoop {
         }
         // Leases arrive with their own issue; until then no lease exists.
         let run = apply_run(&self.store, &payloads, &|_| false).map_err(|e| e.to_string())?;
+        {
+            let mut hub = self.watch_hub.hub.lock();
+            if let Err(err) = hub.publish(&self.store, run.revision, &run.events) {
+                return Err(format!("publishing applied changes to watchers: {err}"));
+            }
+        }
+        self.watch_hub.wake();
         for took in &run.commit_durations {
             self.observability
                 .metrics

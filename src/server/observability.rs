@@ -109,6 +109,7 @@ pub const SERVED_GRPC_PATHS: &[&str] = &[
     "/etcdserverpb.Maintenance/Status",
     "/etcdserverpb.Maintenance/Alarm",
     "/etcdserverpb.Cluster/MemberList",
+    "/etcdserverpb.Watch/Watch",
 ];
 
 /// Counts and times every gRPC call by method and status code.

@@ -1,0 +1,128 @@
+//! The Watch service: each bidirectional `Watch` call is one stream of the member's watch hub
+//! (`crate::watch`). One task per stream turns requests into hub calls and sends what the
+//! hub queued, woken whenever the apply loop publishes a batch.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+use tonic::codegen::tokio_stream::{wrappers::ReceiverStream, Stream};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::Member;
+use crate::mvcc::KeyRange;
+use crate::proto::etcdserverpb::{
+    watch_create_request::FilterType, watch_request::RequestUnion, watch_server::Watch,
+    WatchRequest, WatchResponse,
+};
+use crate::watch::{WatchCreate, WatchHub};
+
+/// Responses a stream may have in flight to the gRPC layer before its task waits.
+const STREAM_SEND_BUFFER: usize = 64;
+
+/// The member's watch hub and the signal that it has news.
+pub struct SharedWatchHub {
+    pub hub: parking_lot::Mutex<WatchHub>,
+    published: watch::Sender<u64>,
+}
+
+impl SharedWatchHub {
+    pub fn new(hub: WatchHub) -> Arc<Self> {
+        Arc::new(SharedWatchHub {
+            hub: parking_lot::Mutex::new(hub),
+            published: watch::channel(0).0,
+        })
+    }
+
+    /// Wakes every stream (after a publish, a progress tick, or a catch-up step).
+    pub fn wake(&self) {
+        self.published.send_modify(|generation| *generation += 1);
+    }
+}
+
+pub struct WatchService<M> {
+    member: Arc<M>,
+    hub: Arc<SharedWatchHub>,
+}
+
+impl<M> WatchService<M> {
+    pub fn new(member: Arc<M>, hub: Arc<SharedWatchHub>) -> Self {
+        WatchService { member, hub }
+    }
+}
+
+fn create_request(request: crate::proto::etcdserverpb::WatchCreateRequest) -> WatchCreate {
+    WatchCreate {
+        range: KeyRange::from_etcd(&request.key, &request.range_end),
+        start_revision: request.start_revision,
+        watch_id: request.watch_id,
+        no_put: request.filters.contains(&(FilterType::Noput as i32)),
+        no_delete: request.filters.contains(&(FilterType::Nodelete as i32)),
+        prev_kv: request.prev_kv,
+        progress_notify: request.progress_notify,
+    }
+}
+
+type ResponseStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl<M: Member> Watch for WatchService<M> {
+    async fn watch(
+        &self,
+        request: Request<Streaming<WatchRequest>>,
+    ) -> Result<Response<ResponseStream>, Status> {
+        let mut inbound = request.into_inner();
+        let (sender, receiver) = mpsc::channel(STREAM_SEND_BUFFER);
+        let (member, shared) = (Arc::clone(&self.member), Arc::clone(&self.hub));
+        let stream_id = shared.hub.lock().open_stream();
+        let mut published = shared.published.subscribe();
+        tokio::spawn(async move {
+            loop {
+                let (responses, more) = {
+                    let mut hub = shared.hub.lock();
+                    let more = hub.poll(member.store()).unwrap_or(false);
+                    (hub.drain(stream_id).unwrap_or_default(), more)
+                };
+                let header = member.header();
+                for mut response in responses {
+                    if let Some(h) = response.header.as_mut() {
+                        h.cluster_id = header.cluster_id;
+                        h.member_id = header.member_id;
+                        h.raft_term = header.raft_term;
+                    }
+                    if sender.send(Ok(response)).await.is_err() {
+                        shared.hub.lock().close_stream(stream_id);
+                        return;
+                    }
+                }
+                if more {
+                    continue;
+                }
+                tokio::select! {
+                    message = inbound.message() => match message {
+                        Ok(Some(WatchRequest { request_union: Some(request) })) => {
+                            let mut hub = shared.hub.lock();
+                            // Unknown streams or watch ids need no answer, as in etcd.
+                            let _ = match request {
+                                RequestUnion::CreateRequest(create) => {
+                                    hub.create(stream_id, create_request(create)).map(|_| ())
+                                }
+                                RequestUnion::CancelRequest(cancel) => hub.cancel(stream_id, cancel.watch_id),
+                                RequestUnion::ProgressRequest(_) => hub.request_progress(stream_id),
+                            };
+                        }
+                        Ok(Some(_)) => {}
+                        Ok(None) | Err(_) => break,
+                    },
+                    changed = published.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            shared.hub.lock().close_stream(stream_id);
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+}
