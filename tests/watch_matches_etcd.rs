@@ -10,8 +10,20 @@ use std::time::Duration;
 
 use common::{etcd35_dir, mask, run, server_ids, EtcdServer};
 
-/// Runs the writes, then each watcher for a while; returns the watchers' output.
-fn transcript(etcdctl: &std::path::Path, server: &EtcdServer) -> String {
+const ETCDCTL_WATCHERS: &[&[&str]] = &[
+    &["watch", "foo", "--prefix", "--rev", "2", "--prev-kv"],
+    &["watch", "foo2", "--rev", "1"],
+    &["watch", "", "--prefix", "--rev", "3", "-w", "json"],
+];
+
+/// Runs the writes with etcdctl, then each watcher (run by `tool`) for a while; returns the
+/// watchers' output.
+fn transcript(
+    etcdctl: &std::path::Path,
+    tool: &std::path::Path,
+    watchers: &[&[&str]],
+    server: &EtcdServer,
+) -> String {
     let ep = server.endpoint();
     let writes: &[&[&str]] = &[
         &["put", "foo0", "x"],
@@ -27,14 +39,9 @@ fn transcript(etcdctl: &std::path::Path, server: &EtcdServer) -> String {
         argv.extend_from_slice(args);
         assert_eq!(run(etcdctl, &argv, "").code, 0, "{args:?}");
     }
-    let watchers: &[&[&str]] = &[
-        &["watch", "foo", "--prefix", "--rev", "2", "--prev-kv"],
-        &["watch", "foo2", "--rev", "1"],
-        &["watch", "", "--prefix", "--rev", "3", "-w", "json"],
-    ];
     let mut out = String::new();
     for args in watchers {
-        let mut child = Command::new(etcdctl)
+        let mut child = Command::new(tool)
             .args(["--endpoints", &ep])
             .args(*args)
             .env("ETCDCTL_API", "3")
@@ -60,12 +67,12 @@ fn etcdctl_watch_transcripts_match_etcds() {
     let etcdctl = bin.join("etcdctl");
     let (etcd, cairn) = (EtcdServer::start(&bin), EtcdServer::start_cairn(&bin));
     let expected = mask(
-        &transcript(&etcdctl, &etcd),
+        &transcript(&etcdctl, &etcdctl, ETCDCTL_WATCHERS, &etcd),
         &etcd,
         &server_ids(&etcdctl, &etcd),
     );
     let got = mask(
-        &transcript(&etcdctl, &cairn),
+        &transcript(&etcdctl, &etcdctl, ETCDCTL_WATCHERS, &cairn),
         &cairn,
         &server_ids(&etcdctl, &cairn),
     );
@@ -73,5 +80,18 @@ fn etcdctl_watch_transcripts_match_etcds() {
         expected.contains("DELETE"),
         "the reference transcript has events:\n{expected}"
     );
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn cairnctl_watch_prints_what_etcdctl_watch_prints() {
+    let bin = etcd35_dir();
+    let etcdctl = bin.join("etcdctl");
+    let cairnctl = std::path::PathBuf::from(env!("CARGO_BIN_EXE_cairnctl"));
+    let (etcd, cairn) = (EtcdServer::start(&bin), EtcdServer::start_cairn(&bin));
+    let simple = &ETCDCTL_WATCHERS[..2];
+    let expected = transcript(&etcdctl, &etcdctl, simple, &etcd);
+    let got = transcript(&etcdctl, &cairnctl, simple, &cairn);
+    assert!(expected.contains("DELETE"), "{expected}");
     assert_eq!(got, expected);
 }

@@ -67,6 +67,28 @@ pub async fn connect_one(
         .map_err(|err| format!("bad endpoint: {err}"))?
         .connect_timeout(dial_timeout)
         .timeout(command_timeout);
+    dial(target, dial_timeout).await
+}
+
+/// A connection for long-lived streams (watch): no per-call timeout.
+pub async fn connect_streaming(
+    endpoints: &[String],
+    dial_timeout: Duration,
+) -> Result<Channel, CtlError> {
+    let mut failures = Vec::new();
+    for endpoint in endpoints {
+        let target = Endpoint::from_shared(endpoint_url(endpoint))
+            .map_err(|err| CtlError::BadArgs(format!("bad endpoint: {err}")))?
+            .connect_timeout(dial_timeout);
+        match dial(target, dial_timeout).await {
+            Ok(channel) => return Ok(channel),
+            Err(err) => failures.push(format!("{endpoint}: {err}")),
+        }
+    }
+    Err(CtlError::Unreachable(failures.join("; ")))
+}
+
+async fn dial(target: Endpoint, dial_timeout: Duration) -> Result<Channel, String> {
     match tokio::time::timeout(dial_timeout, target.connect()).await {
         Ok(Ok(channel)) => Ok(channel),
         Ok(Err(err)) => Err(error_chain(&err)),

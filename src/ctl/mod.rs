@@ -11,6 +11,7 @@ pub mod json;
 pub mod kv;
 pub mod table;
 pub mod txn_input;
+pub mod watch;
 
 use std::io::{IsTerminal, Read};
 use std::time::Duration;
@@ -74,6 +75,8 @@ pub enum Command {
     /// Membership related commands.
     #[command(subcommand)]
     Member(cluster::MemberCommand),
+    /// Watches events stream on keys or prefixes.
+    Watch(watch::WatchArgs),
     /// Load generator for any etcd v3 endpoint: put, range and txn-mixed workloads.
     Bench(bench::BenchArgs),
     /// Checks: `disk` measures whether a disk is fit for a consensus log.
@@ -227,6 +230,10 @@ pub async fn run(cli: Cli) -> Result<Printed, CtlError> {
             })
         }
         Command::Check(command) => check::run(command, format),
+        Command::Watch(args) => {
+            let channel = connect::connect_streaming(&endpoints, global.dial_timeout).await?;
+            watch::run(args, channel).await
+        }
     }
 }
 
