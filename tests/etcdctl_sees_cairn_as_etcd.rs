@@ -5,25 +5,19 @@
 
 mod common;
 
-use common::{compare_runs, etcd35_dir, run, EtcdServer, KV_SCRIPT};
+use common::{assert_same_output, etcd35_dir, run, EtcdServer, KV_SCRIPT};
 
 #[test]
 fn etcdctl_output_is_identical_against_etcd_and_cairn() {
     let bin = etcd35_dir();
     let etcdctl = bin.join("etcdctl");
     let (etcd, cairn) = (EtcdServer::start(&bin), EtcdServer::start_cairn(&bin));
-    let (mismatches, succeeded) =
-        compare_runs(KV_SCRIPT, (&etcdctl, &etcd), (&etcdctl, &cairn), &etcdctl);
-    assert!(
-        succeeded >= 25,
-        "only {succeeded} steps succeeded against etcd"
-    );
-    assert!(
-        mismatches.is_empty(),
-        "{} of {} steps differ:\n{}",
-        mismatches.len(),
-        KV_SCRIPT.len(),
-        mismatches.join("\n")
+    assert_same_output(
+        KV_SCRIPT,
+        (&etcdctl, &etcd),
+        (&etcdctl, &cairn),
+        &etcdctl,
+        25,
     );
 }
 
@@ -113,13 +107,7 @@ fn oversized_and_overlong_requests_fail_as_on_etcd() {
         ("get empty -w json", String::new()),
     ];
     let script: Vec<(&str, &str)> = script.iter().map(|(a, s)| (*a, s.as_str())).collect();
-    let (mismatches, succeeded) =
-        compare_runs(&script, (&etcdctl, &etcd), (&etcdctl, &cairn), &etcdctl);
-    assert!(
-        succeeded >= 3,
-        "only {succeeded} steps succeeded against etcd"
-    );
-    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+    assert_same_output(&script, (&etcdctl, &etcd), (&etcdctl, &cairn), &etcdctl, 3);
 }
 
 /// Debian's etcdctl 3.4 (package etcd-client, installed by `.ci/run`), or
@@ -143,22 +131,12 @@ fn etcdctl_3_4_output_is_identical_against_etcd_and_cairn() {
     let bin = etcd35_dir();
     let old = etcdctl34();
     let (etcd, cairn) = (EtcdServer::start(&bin), EtcdServer::start_cairn(&bin));
-    let (mismatches, succeeded) = compare_runs(
+    assert_same_output(
         KV_SCRIPT,
         (&old, &etcd),
         (&old, &cairn),
         &bin.join("etcdctl"),
-    );
-    assert!(
-        succeeded >= 20,
-        "only {succeeded} steps succeeded against etcd"
-    );
-    assert!(
-        mismatches.is_empty(),
-        "{} of {} steps differ:\n{}",
-        mismatches.len(),
-        KV_SCRIPT.len(),
-        mismatches.join("\n")
+        20,
     );
 }
 
@@ -199,13 +177,13 @@ fn cairnctl_on_cairn_prints_what_etcdctl_prints_on_etcd() {
     let etcdctl = bin.join("etcdctl");
     let cairnctl = std::path::PathBuf::from(env!("CARGO_BIN_EXE_cairnctl"));
     let (etcd, cairn) = (EtcdServer::start(&bin), EtcdServer::start_cairn(&bin));
-    let (mismatches, succeeded) =
-        compare_runs(KV_SCRIPT, (&etcdctl, &etcd), (&cairnctl, &cairn), &etcdctl);
-    assert!(
-        succeeded >= 25,
-        "only {succeeded} steps succeeded against etcd"
+    assert_same_output(
+        KV_SCRIPT,
+        (&etcdctl, &etcd),
+        (&cairnctl, &cairn),
+        &etcdctl,
+        25,
     );
-    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }
 
 #[test]

@@ -30,6 +30,13 @@ impl JsonObject {
         self
     }
 
+    /// A number written even when zero (for reports, where 0 is information).
+    pub fn count(mut self, name: &str, value: i64) -> Self {
+        self.key(name);
+        let _ = write!(self.body, "{value}");
+        self
+    }
+
     pub fn i64(mut self, name: &str, value: i64) -> Self {
         if value != 0 {
             self.key(name);

@@ -7,6 +7,8 @@
 //! in order, each seeing the ones before it. Phases 1–3 only read, so a transaction that fails
 //! them changes nothing; phase 4 cannot fail for a valid request.
 
+use std::borrow::Cow;
+
 use super::error::KvError;
 use super::range::execute_range;
 use super::view::KvWrite;
@@ -50,25 +52,20 @@ pub fn execute_put(
 }
 
 fn apply_put(view: &mut dyn KvWrite, r: &PutRequest) -> Result<PutResponse, KvError> {
-    let needs_previous = r.ignore_value || r.ignore_lease || r.prev_kv;
-    let previous = if needs_previous {
-        current(view, &r.key)?
+    // The write itself returns what it replaced (prev_kv); only `ignore_*` needs the key
+    // before writing.
+    let (value, lease) = if r.ignore_value || r.ignore_lease {
+        let kept = current(view, &r.key)?.ok_or(KvError::KeyNotFound)?;
+        let value = if r.ignore_value {
+            Cow::Owned(kept.value)
+        } else {
+            Cow::Borrowed(r.value.as_slice())
+        };
+        (value, if r.ignore_lease { kept.lease } else { r.lease })
     } else {
-        None
+        (Cow::Borrowed(r.value.as_slice()), r.lease)
     };
-    let (value, lease) = match (&previous, r.ignore_value || r.ignore_lease) {
-        (None, true) => return Err(KvError::KeyNotFound),
-        (Some(prev), _) => (
-            if r.ignore_value {
-                &prev.value
-            } else {
-                &r.value
-            },
-            if r.ignore_lease { prev.lease } else { r.lease },
-        ),
-        (None, false) => (&r.value, r.lease),
-    };
-    view.put(&r.key, value, lease)?;
+    let previous = view.put(&r.key, &value, lease)?;
     Ok(PutResponse {
         header: header(view.revision()),
         prev_kv: if r.prev_kv { previous } else { None },

@@ -130,39 +130,29 @@ fn scan_tree(
     }
 }
 
-impl BackendRead for MemRead {
-    fn get(&self, bucket: Bucket, key: &[u8]) -> Result<Option<Vec<u8>>, BackendError> {
-        Ok(self.tree.get(&(bucket, key.to_vec())).cloned())
-    }
+/// Both sides of [`MemBackend`] read the same way: from the tree they hold.
+macro_rules! read_from_tree {
+    ($($reader:ty),*) => {$(
+        impl BackendRead for $reader {
+            fn get(&self, bucket: Bucket, key: &[u8]) -> Result<Option<Vec<u8>>, BackendError> {
+                Ok(self.tree.get(&(bucket, key.to_vec())).cloned())
+            }
 
-    fn scan(
-        &self,
-        bucket: Bucket,
-        from: &[u8],
-        to: Option<&[u8]>,
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<(), BackendError> {
-        scan_tree(&self.tree, bucket, from, to, visit);
-        Ok(())
-    }
+            fn scan(
+                &self,
+                bucket: Bucket,
+                from: &[u8],
+                to: Option<&[u8]>,
+                visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+            ) -> Result<(), BackendError> {
+                scan_tree(&self.tree, bucket, from, to, visit);
+                Ok(())
+            }
+        }
+    )*};
 }
 
-impl BackendRead for MemWrite<'_> {
-    fn get(&self, bucket: Bucket, key: &[u8]) -> Result<Option<Vec<u8>>, BackendError> {
-        Ok(self.tree.get(&(bucket, key.to_vec())).cloned())
-    }
-
-    fn scan(
-        &self,
-        bucket: Bucket,
-        from: &[u8],
-        to: Option<&[u8]>,
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<(), BackendError> {
-        scan_tree(&self.tree, bucket, from, to, visit);
-        Ok(())
-    }
-}
+read_from_tree!(MemRead, MemWrite<'_>);
 
 impl BackendWrite for MemWrite<'_> {
     fn put(&mut self, bucket: Bucket, key: &[u8], value: &[u8]) -> Result<(), BackendError> {
@@ -260,5 +250,71 @@ mod tests {
         })
         .unwrap();
         assert_eq!(seen, vec![b"a".to_vec(), b"b".to_vec()]);
+    }
+}
+
+/// A [`MemBackend`] whose commits fail on demand, as a disk whose fsync fails would.
+#[cfg(test)]
+#[derive(Debug, Default)]
+pub(crate) struct FailingBackend {
+    pub inner: MemBackend,
+    pub fail_commits: std::sync::atomic::AtomicBool,
+}
+
+#[cfg(test)]
+pub(crate) struct FailingWrite<'a> {
+    inner: MemWrite<'a>,
+    fail: bool,
+}
+
+#[cfg(test)]
+impl BackendRead for FailingWrite<'_> {
+    fn get(&self, bucket: Bucket, key: &[u8]) -> Result<Option<Vec<u8>>, BackendError> {
+        self.inner.get(bucket, key)
+    }
+
+    fn scan(
+        &self,
+        bucket: Bucket,
+        from: &[u8],
+        to: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), BackendError> {
+        self.inner.scan(bucket, from, to, visit)
+    }
+}
+
+#[cfg(test)]
+impl BackendWrite for FailingWrite<'_> {
+    fn put(&mut self, bucket: Bucket, key: &[u8], value: &[u8]) -> Result<(), BackendError> {
+        self.inner.put(bucket, key, value)
+    }
+
+    fn delete(&mut self, bucket: Bucket, key: &[u8]) -> Result<(), BackendError> {
+        self.inner.delete(bucket, key)
+    }
+
+    fn commit(self) -> Result<(), BackendError> {
+        if self.fail {
+            return Err(BackendError::new("commit", "fdatasync failed (injected)"));
+        }
+        self.inner.commit()
+    }
+}
+
+#[cfg(test)]
+impl Backend for FailingBackend {
+    type Read<'a> = MemRead;
+    type Write<'a> = FailingWrite<'a>;
+
+    fn read(&self) -> Result<MemRead, BackendError> {
+        self.inner.read()
+    }
+
+    fn write(&self) -> Result<FailingWrite<'_>, BackendError> {
+        Ok(FailingWrite {
+            inner: self.inner.write()?,
+            fail: self.fail_commits.load(std::sync::atomic::Ordering::SeqCst),
+        })
     }
 }

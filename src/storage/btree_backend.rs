@@ -44,6 +44,20 @@ fn bounds<'k>(from: &'k [u8], to: Option<&'k [u8]>) -> (Bound<&'k [u8]>, Bound<&
     )
 }
 
+/// Hands a range's entries to `visit` until it returns false.
+fn visit_entries(
+    range: cairn_btree::Range<'_>,
+    visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+) -> Result<(), BackendError> {
+    for entry in range {
+        let (key, value) = entry.map_err(storage_error("scan"))?;
+        if !visit(&key, &value) {
+            break;
+        }
+    }
+    Ok(())
+}
+
 /// A snapshot of the file.
 pub struct BtreeRead<'db> {
     txn: ReadTxn<'db>,
@@ -63,17 +77,11 @@ impl BackendRead for BtreeRead<'_> {
         to: Option<&[u8]>,
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), BackendError> {
-        for entry in self
+        let range = self
             .txn
             .range(bucket.name(), bounds(from, to))
-            .map_err(storage_error("scan"))?
-        {
-            let (key, value) = entry.map_err(storage_error("scan"))?;
-            if !visit(&key, &value) {
-                break;
-            }
-        }
-        Ok(())
+            .map_err(storage_error("scan"))?;
+        visit_entries(range, visit)
     }
 }
 
@@ -99,16 +107,10 @@ impl BackendRead for BtreeWrite<'_> {
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), BackendError> {
         let mut txn = self.txn.borrow_mut();
-        for entry in txn
+        let range = txn
             .range(bucket.name(), bounds(from, to))
-            .map_err(storage_error("scan"))?
-        {
-            let (key, value) = entry.map_err(storage_error("scan"))?;
-            if !visit(&key, &value) {
-                break;
-            }
-        }
-        Ok(())
+            .map_err(storage_error("scan"))?;
+        visit_entries(range, visit)
     }
 }
 

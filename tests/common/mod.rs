@@ -490,3 +490,27 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
         .unwrap_or_default();
     (status, body)
 }
+
+/// Runs `script` as [`compare_runs`] does and requires identical output at every step, and at
+/// least `min_succeeded` steps succeeding against the reference (real work, not a wall of
+/// identical connection errors).
+pub fn assert_same_output(
+    script: &[(&str, &str)],
+    expected: (&Path, &EtcdServer),
+    got: (&Path, &EtcdServer),
+    etcdctl: &Path,
+    min_succeeded: usize,
+) {
+    let (mismatches, succeeded) = compare_runs(script, expected, got, etcdctl);
+    assert!(
+        succeeded >= min_succeeded,
+        "only {succeeded} steps succeeded against the reference"
+    );
+    assert!(
+        mismatches.is_empty(),
+        "{} of {} steps differ:\n{}",
+        mismatches.len(),
+        script.len(),
+        mismatches.join("\n")
+    );
+}
