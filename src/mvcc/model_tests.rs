@@ -364,3 +364,31 @@ fn unknown_storage_version_is_refused() {
     let err = MvccStore::open(backend).err().expect("refused");
     assert!(err.to_string().contains("cairn-mvcc-99"), "{err}");
 }
+
+#[test]
+fn a_failed_commit_refuses_all_later_work() {
+    use std::sync::atomic::Ordering;
+    let store = MvccStore::open(backend::FailingBackend::default()).unwrap();
+    let mut batch = store.write().unwrap();
+    batch.put(b"a", b"1", 0).unwrap();
+    assert_eq!(batch.commit().unwrap().revision, 2);
+    // The disk now fails: the commit errors, readers never see its revision.
+    store.backend().fail_commits.store(true, Ordering::SeqCst);
+    let mut batch = store.write().unwrap();
+    batch.put(b"b", b"2", 0).unwrap();
+    assert!(matches!(batch.commit(), Err(MvccError::Backend(_))));
+    assert_eq!(store.current_revision(), 2);
+    // The state on disk is unknown: every later operation refuses, nothing guesses.
+    assert!(matches!(store.write().err(), Some(MvccError::Stopped)));
+    let all = KeyRange::prefix(b"");
+    assert!(matches!(
+        store.range(&all, RangeOptions::default()),
+        Err(MvccError::Stopped)
+    ));
+    assert!(matches!(store.compact(1, None), Err(MvccError::Stopped)));
+    // Reopening on the same storage (a restart) sees only the committed revision.
+    let reopened = MvccStore::open(store.into_backend().inner).unwrap();
+    assert_eq!(reopened.current_revision(), 2);
+    let seen = reopened.range(&all, RangeOptions::default()).unwrap();
+    assert_eq!(seen.kvs.len(), 1);
+}

@@ -296,6 +296,26 @@ mod tests {
     }
 
     #[test]
+    fn a_storage_failure_while_applying_stops_the_member() {
+        use crate::mvcc::backend::FailingBackend;
+        let store = MvccStore::open(FailingBackend::default()).unwrap();
+        apply_run(&store, &[(1, put(1, "a"))], &|_| false).unwrap();
+        store
+            .backend()
+            .fail_commits
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let failed = apply_run(&store, &[(2, put(2, "b")), (3, put(3, "c"))], &|_| false);
+        assert!(
+            matches!(failed, Err(ApplyError::Storage { index: 3, .. })),
+            "{failed:?}"
+        );
+        // The applied index stays where the last durable commit left it: a restart replays 2..3.
+        let reopened = MvccStore::open(store.into_backend().inner).unwrap();
+        assert_eq!(reopened.applied_index().unwrap(), 1);
+        assert_eq!(reopened.current_revision(), 2);
+    }
+
+    #[test]
     fn payloads_of_a_newer_format_stop_the_member() {
         let newer = Request {
             format_version: 2,
