@@ -14,6 +14,7 @@ const PROTO_FILES: &[&str] = &[
     "etcd/v3electionpb/v3election.proto",
     "cairn/peer/v1/peer.proto",
     "cairn/entry/v1/request.proto",
+    "cairn/lease/v1/lease.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

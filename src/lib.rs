@@ -14,6 +14,7 @@ pub mod config;
 pub mod ctl;
 pub mod http;
 pub mod kv;
+pub mod lease;
 pub mod metrics;
 pub mod mvcc;
 pub mod proto;

@@ -41,6 +41,14 @@ pub mod cairn {
         }
     }
 
+    /// The stored lease record (an on-disk format: it lives in the key-space file).
+    pub mod lease {
+        /// Version 1 of the lease record.
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/cairn.lease.v1.rs"));
+        }
+    }
+
     /// Member-to-member traffic.
     pub mod peer {
         /// Version 1 of the peer protocol: Raft messages and snapshot streaming.

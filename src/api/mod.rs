@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod kv;
+pub mod lease;
 pub mod maintenance;
 pub mod watch;
 
@@ -58,6 +59,21 @@ pub trait Member: Send + Sync + 'static {
     fn db_size_in_use(&self) -> Option<i64> {
         None
     }
+
+    /// The member's leases.
+    fn leases(&self) -> &std::sync::Arc<crate::lease::SharedLeases>;
+
+    /// Where server-chosen lease ids come from.
+    fn lease_ids(&self) -> &crate::lease::LeaseIds;
+
+    /// The minimum-TTL rule for this member's Raft timing.
+    fn grant_rules(&self) -> crate::lease::GrantRules;
+
+    /// Whether this member leads (and so keeps lease time).
+    fn is_leader(&self) -> bool;
+
+    /// How long a request waits for consensus before it fails as timed out.
+    fn request_timeout(&self) -> std::time::Duration;
 
     /// Every member of the cluster.
     fn members(&self) -> Vec<MemberInfo>;

@@ -23,6 +23,10 @@ pub enum KvError {
     FutureRevision,
     #[error("etcdserver: requested lease not found")]
     LeaseNotFound,
+    #[error("etcdserver: lease already exists")]
+    LeaseExists,
+    #[error("etcdserver: too large lease TTL")]
+    LeaseTtlTooLarge,
     #[error("etcdserver: request is too large")]
     RequestTooLarge,
     /// etcd 3.5 crashes on an unknown sort target; Cairn refuses the request instead.
@@ -43,6 +47,17 @@ impl From<MvccError> for KvError {
     }
 }
 
+impl From<crate::lease::LeaseError> for KvError {
+    fn from(err: crate::lease::LeaseError) -> Self {
+        use crate::lease::LeaseError;
+        match err {
+            LeaseError::NotFound => KvError::LeaseNotFound,
+            LeaseError::Exists => KvError::LeaseExists,
+            LeaseError::TtlTooLarge => KvError::LeaseTtlTooLarge,
+        }
+    }
+}
+
 impl KvError {
     /// The gRPC status code etcd sends with this error.
     pub fn grpc_code(&self) -> tonic::Code {
@@ -58,6 +73,8 @@ impl KvError {
             | KvError::InvalidSortTarget(_) => Code::InvalidArgument,
             KvError::Compacted | KvError::FutureRevision => Code::OutOfRange,
             KvError::LeaseNotFound => Code::NotFound,
+            KvError::LeaseExists => Code::FailedPrecondition,
+            KvError::LeaseTtlTooLarge => Code::OutOfRange,
             KvError::Storage(_) => Code::Internal,
         }
     }

@@ -59,6 +59,18 @@ pub struct ServerMetrics {
     pub health_success: Counter,
     /// `cairn_server_health_failures_total` (etcd: `etcd_server_health_failures`).
     pub health_failures: Counter,
+    /// `cairn_lease_live`: leases that exist now.
+    pub lease_live: Gauge,
+    /// `cairn_lease_granted_total` (etcd: `etcd_debugging_lease_granted_total`).
+    pub lease_granted: Counter,
+    /// `cairn_lease_revoked_total` (etcd: `etcd_debugging_lease_revoked_total`), expiries
+    /// included.
+    pub lease_revoked: Counter,
+    /// `cairn_lease_renewed_total` (etcd: `etcd_debugging_lease_renewed_total`): keepalives
+    /// this member granted as leader.
+    pub lease_renewed: Counter,
+    /// `cairn_lease_expired_total`: leases this member, as leader, found run out.
+    pub lease_expired: Counter,
 }
 
 impl ServerMetrics {
@@ -144,6 +156,23 @@ impl ServerMetrics {
                 "cairn_server_proposals_failed_total",
                 "The number of proposals from this member that failed.",
             )?,
+            lease_live: r.gauge("cairn_lease_live", "The number of leases that exist.")?,
+            lease_granted: r.counter(
+                "cairn_lease_granted_total",
+                "The number of leases granted (applied on this member).",
+            )?,
+            lease_revoked: r.counter(
+                "cairn_lease_revoked_total",
+                "The number of leases revoked, expired ones included (applied on this member).",
+            )?,
+            lease_renewed: r.counter(
+                "cairn_lease_renewed_total",
+                "The number of keepalives this member granted as leader.",
+            )?,
+            lease_expired: r.counter(
+                "cairn_lease_expired_total",
+                "The number of leases this member, as leader, found run out and revoked.",
+            )?,
             health_success: r.counter(
                 "cairn_server_health_success_total",
                 "The number of /health checks that passed.",
@@ -219,6 +248,21 @@ impl ServerMetrics {
             "etcd_server_health_failures",
             "The total number of failed health checks",
             &self.health_failures,
+        )?;
+        r.alias(
+            "etcd_debugging_lease_granted_total",
+            "The total number of granted leases.",
+            &self.lease_granted,
+        )?;
+        r.alias(
+            "etcd_debugging_lease_revoked_total",
+            "The total number of revoked leases.",
+            &self.lease_revoked,
+        )?;
+        r.alias(
+            "etcd_debugging_lease_renewed_total",
+            "The number of renewed leases seen by the leader.",
+            &self.lease_renewed,
         )?;
         let version: Family<Gauge> = r.family(
             "etcd_server_version",

@@ -14,16 +14,19 @@ pub enum Bucket {
     Key,
     /// Store-wide facts: compaction marks, the applied Raft index.
     Meta,
+    /// One record per live lease, keyed by lease id.
+    Lease,
 }
 
 impl Bucket {
-    pub const ALL: [Bucket; 2] = [Bucket::Key, Bucket::Meta];
+    pub const ALL: [Bucket; 3] = [Bucket::Key, Bucket::Meta, Bucket::Lease];
 
     /// The bucket's name in the storage file.
     pub fn name(self) -> &'static [u8] {
         match self {
             Bucket::Key => b"key",
             Bucket::Meta => b"meta",
+            Bucket::Lease => b"lease",
         }
     }
 }

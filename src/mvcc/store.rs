@@ -188,6 +188,18 @@ impl<B: Backend> MvccStore<B> {
         Ok(self.backend.read()?.get(Bucket::Meta, key)?)
     }
 
+    /// Visits every record of a bucket beside the key space, in key order, from one
+    /// consistent snapshot (to load leases at start).
+    pub fn scan_records(
+        &self,
+        bucket: Bucket,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), MvccError> {
+        debug_assert_ne!(bucket, Bucket::Key, "key records are read through ranges");
+        self.backend.read()?.scan(bucket, &[], None, visit)?;
+        Ok(())
+    }
+
     /// Stores (`Some`) or removes (`None`) store-wide facts in bucket `meta`, in one
     /// transaction, durably as the backend commits.
     pub fn put_meta(&self, changes: &[(&[u8], Option<&[u8]>)]) -> Result<(), MvccError> {

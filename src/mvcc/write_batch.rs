@@ -194,6 +194,37 @@ impl<'s, B: Backend> WriteBatch<'s, B> {
         self.last
     }
 
+    /// Writes a record of a bucket beside the key space (leases), in the batch's storage
+    /// transaction, so it commits or vanishes with the batch's key changes.
+    pub fn put_record(
+        &mut self,
+        bucket: Bucket,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<(), MvccError> {
+        // Key records must go through put/delete_range, which keep the index in step.
+        debug_assert_ne!(bucket, Bucket::Key, "key records bypassing the index");
+        self.backend()?.put(bucket, key, value)?;
+        Ok(())
+    }
+
+    /// Deletes a record of a bucket beside the key space, in the batch's storage transaction.
+    pub fn delete_record(&mut self, bucket: Bucket, key: &[u8]) -> Result<(), MvccError> {
+        debug_assert_ne!(bucket, Bucket::Key, "key records bypassing the index");
+        self.backend()?.delete(bucket, key)?;
+        Ok(())
+    }
+
+    /// How many changes the batch has made so far (an offset into its events).
+    pub fn change_count(&self) -> usize {
+        self.events.len()
+    }
+
+    /// The batch's changes from offset `from` on, in order.
+    pub fn changes_since(&self, from: usize) -> &[Event] {
+        &self.events[from.min(self.events.len())..]
+    }
+
     /// Records which Raft entry the batch's state reflects, atomically with the data.
     pub fn set_applied_index(&mut self, index: u64) -> Result<(), MvccError> {
         self.backend()?

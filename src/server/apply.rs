@@ -3,18 +3,23 @@
 //! transaction with its own revision, and the applied Raft index is recorded in the same
 //! commit, so a restart replays exactly the entries after it.
 
+use std::time::Instant;
+
 use prost::Message;
 
 use crate::kv::{execute_delete, execute_put, execute_txn, KvError};
+use crate::lease::apply::{apply_checkpoints, apply_grant, apply_revoke};
+use crate::lease::Leases;
 use crate::mvcc::{Backend, Committed, MvccError, MvccStore, WriteBatch};
 use crate::proto::cairn::entry::v1::{request::Op, Request};
 use crate::proto::etcdserverpb::{
-    CompactionResponse, DeleteRangeResponse, PutResponse, ResponseHeader, TxnResponse,
+    CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse,
+    ResponseHeader, TxnResponse,
 };
 use crate::proto::mvccpb::Event;
 
-/// The entry payload format this build writes and reads.
-pub const ENTRY_FORMAT_VERSION: u32 = 1;
+/// The entry payload format this build writes (and the newest it reads): 2 added leases.
+pub const ENTRY_FORMAT_VERSION: u32 = 2;
 
 /// The response to one applied request (headers carry only the revision).
 #[derive(Debug, Clone, PartialEq)]
@@ -23,6 +28,10 @@ pub enum Applied {
     DeleteRange(DeleteRangeResponse),
     Txn(TxnResponse),
     Compaction(CompactionResponse),
+    LeaseGrant(LeaseGrantResponse),
+    LeaseRevoke(LeaseRevokeResponse),
+    /// The leader's lease checkpoints were recorded.
+    LeaseCheckpoint,
 }
 
 /// The outcome of one request, for the member waiting on it.
@@ -91,11 +100,13 @@ pub struct AppliedRun {
     pub commit_durations: Vec<std::time::Duration>,
 }
 
-/// Applies `entries` (index, payload) in order. Leases are checked with `lease_exists`.
+/// Applies `entries` (index, payload) in order; lease entries change `leases`, and every key
+/// change is shown to the lease table (attachments). `now` is when this member applies.
 pub fn apply_run<B: Backend>(
     store: &MvccStore<B>,
     entries: &[(u64, EntryPayload)],
-    lease_exists: &dyn Fn(i64) -> bool,
+    leases: &mut Leases,
+    now: Instant,
 ) -> Result<AppliedRun, ApplyError> {
     let mut run = AppliedRun::default();
     let Some(&(last_index, _)) = entries.last() else {
@@ -131,7 +142,20 @@ pub fn apply_run<B: Backend>(
                 batch = store.write().map_err(storage(*index))?;
                 result
             }
-            op => apply_write(&mut batch, *index, op.as_ref(), lease_exists)?,
+            op => {
+                let changes_before = batch.change_count();
+                let write = Write {
+                    index: *index,
+                    op: op.as_ref(),
+                    proposed_at_unix_ms: request.proposed_at_unix_ms,
+                    now,
+                };
+                let result = apply_write(&mut batch, &write, leases)?;
+                leases
+                    .table_mut()
+                    .observe(batch.changes_since(changes_before));
+                result
+            }
         };
         batch_last_index = *index;
         run.requests.push(AppliedRequest {
@@ -170,18 +194,47 @@ fn finish<B: Backend>(
     Ok(())
 }
 
+/// One write entry, as `apply_write` needs it.
+struct Write<'e> {
+    index: u64,
+    op: Option<&'e Op>,
+    proposed_at_unix_ms: u64,
+    now: Instant,
+}
+
 /// One write request as one etcd transaction of the batch.
 fn apply_write<B: Backend>(
     batch: &mut WriteBatch<'_, B>,
-    index: u64,
-    op: Option<&Op>,
-    lease_exists: &dyn Fn(i64) -> bool,
+    write: &Write<'_>,
+    leases: &mut Leases,
 ) -> Result<Result<Applied, KvError>, ApplyError> {
+    let index = write.index;
     let before = batch.read_revision();
-    let result = match op {
-        Some(Op::Put(put)) => execute_put(batch, put, lease_exists).map(Applied::Put),
+    let result = match write.op {
+        Some(Op::Put(put)) => {
+            let table = leases.table();
+            execute_put(batch, put, &|id| table.contains(id)).map(Applied::Put)
+        }
         Some(Op::DeleteRange(delete)) => execute_delete(batch, delete).map(Applied::DeleteRange),
-        Some(Op::Txn(txn)) => execute_txn(batch, txn, lease_exists).map(Applied::Txn),
+        Some(Op::Txn(txn)) => {
+            let table = leases.table();
+            execute_txn(batch, txn, &|id| table.contains(id)).map(Applied::Txn)
+        }
+        Some(Op::LeaseGrant(grant)) => {
+            apply_grant(batch, leases, grant, write.proposed_at_unix_ms, write.now)
+                .map(Applied::LeaseGrant)
+        }
+        Some(Op::LeaseRevoke(revoke)) => {
+            apply_revoke(batch, leases, revoke).map(Applied::LeaseRevoke)
+        }
+        Some(Op::LeaseCheckpoints(checkpoints)) => apply_checkpoints(
+            batch,
+            leases,
+            checkpoints,
+            write.proposed_at_unix_ms,
+            write.now,
+        )
+        .map(|()| Applied::LeaseCheckpoint),
         // An entry without an operation changes nothing (a newer member's no-op kind).
         None | Some(Op::Compaction(_)) => Ok(Applied::Txn(TxnResponse::default())),
     };
@@ -202,14 +255,23 @@ fn apply_write<B: Backend>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lease::{LeaseTable, LeaseTiming};
     use crate::mvcc::{KeyRange, MemBackend, RangeOptions};
     use crate::proto::etcdserverpb::{CompactionRequest, PutRequest};
+
+    fn no_leases() -> Leases {
+        Leases::new(
+            LeaseTable::default(),
+            LeaseTiming::new(std::time::Duration::from_secs(1)),
+        )
+    }
 
     fn put(id: u64, key: &str) -> EntryPayload {
         EntryPayload::Request(Request {
             format_version: 1,
             id,
             proposer: 9,
+            proposed_at_unix_ms: 0,
             op: Some(Op::Put(PutRequest {
                 key: key.into(),
                 value: b"v".to_vec(),
@@ -226,7 +288,7 @@ mod tests {
             (2, put(10, "a")),
             (3, put(11, "b")),
         ];
-        let run = apply_run(&store, &entries, &|_| false).unwrap();
+        let run = apply_run(&store, &entries, &mut no_leases(), Instant::now()).unwrap();
         assert_eq!(run.revision, 3);
         assert_eq!(run.events.len(), 2);
         let revisions: Vec<i64> = run
@@ -248,13 +310,20 @@ mod tests {
             format_version: 1,
             id: 5,
             proposer: 9,
+            proposed_at_unix_ms: 0,
             op: Some(Op::Put(PutRequest {
                 key: b"k".to_vec(),
                 ignore_value: true,
                 ..Default::default()
             })),
         });
-        let run = apply_run(&store, &[(1, missing), (2, put(6, "k"))], &|_| false).unwrap();
+        let run = apply_run(
+            &store,
+            &[(1, missing), (2, put(6, "k"))],
+            &mut no_leases(),
+            Instant::now(),
+        )
+        .unwrap();
         assert!(matches!(run.requests[0].result, Err(KvError::KeyNotFound)));
         assert_eq!(run.revision, 2, "only the second request made a revision");
     }
@@ -267,6 +336,7 @@ mod tests {
                 format_version: 1,
                 id: 7,
                 proposer: 9,
+                proposed_at_unix_ms: 0,
                 op: Some(Op::Compaction(CompactionRequest {
                     revision: rev,
                     physical: false,
@@ -280,7 +350,7 @@ mod tests {
             (4, put(3, "b")),
             (5, compact(2)),
         ];
-        let run = apply_run(&store, &entries, &|_| false).unwrap();
+        let run = apply_run(&store, &entries, &mut no_leases(), Instant::now()).unwrap();
         assert!(run.requests[2].result.is_ok());
         assert!(matches!(run.requests[4].result, Err(KvError::Compacted)));
         assert_eq!(store.compacted_revision(), 3);
@@ -299,12 +369,23 @@ mod tests {
     fn a_storage_failure_while_applying_stops_the_member() {
         use crate::mvcc::backend::FailingBackend;
         let store = MvccStore::open(FailingBackend::default()).unwrap();
-        apply_run(&store, &[(1, put(1, "a"))], &|_| false).unwrap();
+        apply_run(
+            &store,
+            &[(1, put(1, "a"))],
+            &mut no_leases(),
+            Instant::now(),
+        )
+        .unwrap();
         store
             .backend()
             .fail_commits
             .store(true, std::sync::atomic::Ordering::SeqCst);
-        let failed = apply_run(&store, &[(2, put(2, "b")), (3, put(3, "c"))], &|_| false);
+        let failed = apply_run(
+            &store,
+            &[(2, put(2, "b")), (3, put(3, "c"))],
+            &mut no_leases(),
+            Instant::now(),
+        );
         assert!(
             matches!(failed, Err(ApplyError::Storage { index: 3, .. })),
             "{failed:?}"
@@ -318,7 +399,7 @@ mod tests {
     #[test]
     fn payloads_of_a_newer_format_stop_the_member() {
         let newer = Request {
-            format_version: 2,
+            format_version: ENTRY_FORMAT_VERSION + 1,
             ..Default::default()
         }
         .encode_to_vec();
@@ -326,7 +407,7 @@ mod tests {
             decode_payload(4, &newer),
             Err(ApplyError::NewerFormat {
                 index: 4,
-                version: 2
+                version: 3
             })
         ));
         assert!(matches!(

@@ -22,8 +22,11 @@ use super::raft_log::{decode_conf_state, encode_entry, RaftLog};
 use crate::api::watch::{SharedWatchHub, WatchService};
 use crate::api::{self, Limits};
 use crate::config::ServerConfig;
+use crate::lease::load::load_table;
+use crate::lease::{unix_ms_now, LeaseTiming, Leases, SharedLeases};
 use crate::mvcc::MvccStore;
 use crate::proto::cairn::peer::v1::peer_server::PeerServer;
+use crate::proto::etcdserverpb::lease_server::LeaseServer;
 use crate::proto::etcdserverpb::watch_server::WatchServer;
 use crate::proto::etcdserverpb::{
     cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer,
@@ -258,8 +261,16 @@ pub async fn start(config: &ServerConfig, tuning: Tuning) -> Result<RunningServe
     let timing = Timing {
         tick: tuning.tick,
         request_timeout: tuning.tick * tuning.election_ticks * 5,
+        election_ticks: tuning.election_ticks,
         snapshot_count: tuning.snapshot_count,
     };
+    let lease_timing = LeaseTiming::new(tuning.tick * tuning.election_ticks);
+    let lease_table =
+        load_table(&store, std::time::Instant::now(), unix_ms_now()).map_err(|err| {
+            StartError::Unsupported(format!("leases in {}: {err}", db_path.display()))
+        })?;
+    tracing::info!(leases = lease_table.len(), "leases loaded");
+    let leases = SharedLeases::new(Leases::new(lease_table, lease_timing));
     let observability = Observability::new()
         .map_err(|err| StartError::Unsupported(format!("metrics registry: {err}")))?;
     let watch_hub = SharedWatchHub::new(WatchHub::new(
@@ -276,6 +287,7 @@ pub async fn start(config: &ServerConfig, tuning: Tuning) -> Result<RunningServe
         Outlets {
             observability: Arc::clone(&observability),
             watch_hub: Arc::clone(&watch_hub),
+            leases: Arc::clone(&leases),
         },
     )
     .map_err(StartError::Thread)?;
@@ -299,6 +311,10 @@ pub async fn start(config: &ServerConfig, tuning: Tuning) -> Result<RunningServe
             }
         }
     }));
+    listeners.push(tokio::spawn(super::lease_duties::run(
+        Arc::clone(&member),
+        shutdown_rx.clone(),
+    )));
     // The peer port is held, as etcd holds it, though a single member has no peer to talk
     // to: the peer protocol's methods answer UNIMPLEMENTED until the cluster transport lands.
     for url in &config.listen_peer_urls {
@@ -381,6 +397,9 @@ fn client_routes(
     .add_service(ClusterServer::new(api::cluster::ClusterService::new(
         Arc::clone(member),
     )))
+    .add_service(LeaseServer::new(api::lease::LeaseService::new(Arc::clone(
+        member,
+    ))))
     .add_service(
         WatchServer::new(WatchService::new(Arc::clone(member), Arc::clone(watch_hub)))
             .max_decoding_message_size(max_message_bytes),

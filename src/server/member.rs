@@ -22,6 +22,7 @@ use super::apply::{apply_run, decode_payload, Applied, EntryPayload, ENTRY_FORMA
 use super::raft_log::{encode_conf_state, RaftLog};
 use crate::api::{self, Limits};
 use crate::kv::KvError;
+use crate::lease::{unix_ms_now, GrantRules, LeaseIds, SharedLeases};
 use crate::mvcc::MvccStore;
 use crate::proto::cairn::entry::v1::{request::Op, Request};
 use crate::proto::etcdserverpb::{Member as MemberInfo, ResponseHeader, StatusResponse};
@@ -73,12 +74,17 @@ pub struct RaftMember {
     request_timeout: Duration,
     db_path: std::path::PathBuf,
     thread: parking_lot::Mutex<Option<JoinHandle<()>>>,
+    leases: Arc<SharedLeases>,
+    lease_ids: LeaseIds,
+    grant_rules: GrantRules,
 }
 
 /// Where the loop reports what it does: metrics, and watchers (after every applied batch).
 pub struct Outlets {
     pub observability: Arc<super::observability::Observability>,
     pub watch_hub: Arc<crate::api::watch::SharedWatchHub>,
+    /// Lease entries change these; every key change is shown to them.
+    pub leases: Arc<SharedLeases>,
 }
 
 /// How the loop keeps time and bounds waiting.
@@ -86,6 +92,8 @@ pub struct Outlets {
 pub struct Timing {
     pub tick: Duration,
     pub request_timeout: Duration,
+    /// Raft's election timeout, in ticks.
+    pub election_ticks: u32,
     /// Applied entries between snapshots (each lets the WAL release older segments).
     pub snapshot_count: u64,
 }
@@ -115,6 +123,7 @@ impl RaftMember {
         let Outlets {
             observability,
             watch_hub,
+            leases,
         } = outlets;
         let (commands, receiver) = mpsc::channel();
         let published = Arc::new(Published::default());
@@ -122,6 +131,7 @@ impl RaftMember {
         let raft_loop = RaftLoop {
             observability,
             watch_hub,
+            leases: Arc::clone(&leases),
             snapshot_count: timing.snapshot_count,
             snapshot_index,
             node,
@@ -143,7 +153,6 @@ impl RaftMember {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64);
         Ok(Arc::new(RaftMember {
-            identity,
             store,
             commands,
             published,
@@ -152,6 +161,10 @@ impl RaftMember {
             request_timeout: timing.request_timeout,
             db_path,
             thread: parking_lot::Mutex::new(Some(thread)),
+            leases,
+            lease_ids: LeaseIds::new(identity.member_id, unix_ms_now()),
+            grant_rules: GrantRules::new(timing.tick, timing.election_ticks),
+            identity,
         }))
     }
 
@@ -194,6 +207,7 @@ impl api::Member for RaftMember {
             format_version: ENTRY_FORMAT_VERSION,
             id: self.next_request_id.fetch_add(1, Ordering::Relaxed),
             proposer: self.identity.member_id,
+            proposed_at_unix_ms: unix_ms_now(),
             op: Some(op),
         };
         let (reply, receiver) = oneshot::channel();
@@ -253,6 +267,26 @@ impl api::Member for RaftMember {
         i64::try_from(stats.used_bytes).ok()
     }
 
+    fn leases(&self) -> &Arc<SharedLeases> {
+        &self.leases
+    }
+
+    fn lease_ids(&self) -> &LeaseIds {
+        &self.lease_ids
+    }
+
+    fn grant_rules(&self) -> GrantRules {
+        self.grant_rules
+    }
+
+    fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
+    fn is_leader(&self) -> bool {
+        self.published.leader.load(Ordering::Relaxed) == self.identity.member_id
+    }
+
     fn members(&self) -> Vec<MemberInfo> {
         vec![MemberInfo {
             id: self.identity.member_id,
@@ -274,6 +308,7 @@ struct RaftLoop {
     observability: Arc<super::observability::Observability>,
     /// Watchers hear of every applied batch, in commit order.
     watch_hub: Arc<crate::api::watch::SharedWatchHub>,
+    leases: Arc<SharedLeases>,
     snapshot_count: u64,
     /// Index of the last snapshot (the log starts after it).
     snapshot_index: u64,
@@ -482,8 +517,18 @@ impl RaftLoop {
             };
             payloads.push((entry.index, payload));
         }
-        // Leases arrive with their own issue; until then no lease exists.
-        let run = apply_run(&self.store, &payloads, &|_| false).map_err(|e| e.to_string())?;
+        let (run, revoked) = {
+            // Held through the storage commit: nobody sees a lease change before its commit.
+            let mut leases = self.leases.state.lock();
+            let revoked_before = leases.counts.revoked;
+            let run = apply_run(&self.store, &payloads, &mut leases, Instant::now())
+                .map_err(|e| e.to_string())?;
+            debug_assert!(leases.table().check_attachments().is_ok());
+            (run, leases.counts.revoked != revoked_before)
+        };
+        if revoked {
+            self.leases.revoked.notify_waiters();
+        }
         {
             let mut hub = self.watch_hub.hub.lock();
             if let Err(err) = hub.publish(&self.store, run.revision, &run.events) {

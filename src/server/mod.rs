@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod boot;
 pub mod identity;
+pub mod lease_duties;
 pub mod member;
 pub mod observability;
 pub mod raft_log;

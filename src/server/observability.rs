@@ -83,6 +83,17 @@ impl HealthSource for MemberHealth {
             .is_leader
             .set_bool(status.leader == self.member.identity().member_id);
         metrics.db_total_size_bytes.set(status.db_size);
+        let (live, counts) = {
+            let leases = self.member.leases().state.lock();
+            (leases.table().len(), leases.counts)
+        };
+        metrics
+            .lease_live
+            .set(i64::try_from(live).unwrap_or(i64::MAX));
+        catch_up(&metrics.lease_granted, counts.granted);
+        catch_up(&metrics.lease_revoked, counts.revoked);
+        catch_up(&metrics.lease_renewed, counts.renewed);
+        catch_up(&metrics.lease_expired, counts.expired);
         metrics
             .db_total_size_in_use_bytes
             .set(status.db_size_in_use);
@@ -99,6 +110,11 @@ impl HealthSource for MemberHealth {
     }
 }
 
+/// Brings a counter up to a total counted elsewhere (counters only grow).
+fn catch_up(counter: &crate::metrics::Counter, total: u64) {
+    counter.add(total.saturating_sub(counter.get()));
+}
+
 /// The gRPC methods served; their metrics exist from the start, as etcd's do.
 pub const SERVED_GRPC_PATHS: &[&str] = &[
     "/etcdserverpb.KV/Range",
@@ -110,6 +126,11 @@ pub const SERVED_GRPC_PATHS: &[&str] = &[
     "/etcdserverpb.Maintenance/Alarm",
     "/etcdserverpb.Cluster/MemberList",
     "/etcdserverpb.Watch/Watch",
+    "/etcdserverpb.Lease/LeaseGrant",
+    "/etcdserverpb.Lease/LeaseRevoke",
+    "/etcdserverpb.Lease/LeaseKeepAlive",
+    "/etcdserverpb.Lease/LeaseTimeToLive",
+    "/etcdserverpb.Lease/LeaseLeases",
 ];
 
 /// Counts and times every gRPC call by method and status code.

@@ -1,0 +1,209 @@
+//! The Lease service: grants and revokes go through consensus; keepalives and time-to-live
+//! are answered from the leader's lease clock (`crate::lease`).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tonic::codegen::tokio_stream::{wrappers::ReceiverStream, Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{fill_header, Member};
+use crate::lease::table::MAX_LEASE_TTL_SECONDS;
+use crate::lease::{LeaseError, Renewal};
+use crate::proto::cairn::entry::v1::request::Op;
+use crate::proto::etcdserverpb::{
+    lease_server::Lease, LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest,
+    LeaseKeepAliveResponse, LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest,
+    LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+};
+use crate::server::apply::Applied;
+
+/// Keepalive responses a stream may have in flight before its task waits for the client.
+const KEEPALIVE_SEND_BUFFER: usize = 64;
+
+/// Attempts at a grant whose server-chosen id turned out to be taken.
+const MAX_GRANT_ATTEMPTS: usize = 3;
+
+/// How often a request waiting for this member to lead looks again.
+const LEADERSHIP_POLL: Duration = Duration::from_millis(20);
+
+pub struct LeaseService<M> {
+    member: Arc<M>,
+}
+
+impl<M> LeaseService<M> {
+    pub fn new(member: Arc<M>) -> Self {
+        LeaseService { member }
+    }
+}
+
+fn unexpected(applied: Applied) -> Status {
+    Status::internal(format!("etcdserver: unexpected apply result {applied:?}"))
+}
+
+/// Renews one lease for a keepalive stream; the TTL to answer with (0: the lease is gone).
+async fn renew<M: Member>(member: &M, id: i64, patience: Duration) -> Result<i64, Status> {
+    let give_up = Instant::now() + patience;
+    loop {
+        let (renewal, revoked) = {
+            let shared = member.leases();
+            // Registered before looking, so a revoke applied right after is not missed.
+            let revoked = shared.revoked.notified();
+            let mut leases = shared.state.lock();
+            leases.follow_role(member.is_leader());
+            (leases.renew(id, Instant::now()), revoked)
+        };
+        match renewal {
+            Renewal::Renewed { ttl_seconds } => return Ok(ttl_seconds),
+            Renewal::NotFound => return Ok(0),
+            // It ran out: answer once its revoke has applied, so that a client told "gone"
+            // never reads the lease's keys afterwards.
+            Renewal::Expired => {
+                if tokio::time::timeout_at(give_up.into(), revoked)
+                    .await
+                    .is_err()
+                {
+                    return Err(Status::unavailable("etcdserver: request timed out"));
+                }
+            }
+            Renewal::NotLeader => {
+                if Instant::now() >= give_up {
+                    return Err(Status::unavailable("etcdserver: no leader"));
+                }
+                tokio::time::sleep(LEADERSHIP_POLL).await;
+            }
+        }
+    }
+}
+
+type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl<M: Member> Lease for LeaseService<M> {
+    async fn lease_grant(
+        &self,
+        request: Request<LeaseGrantRequest>,
+    ) -> Result<Response<LeaseGrantResponse>, Status> {
+        let asked = request.into_inner();
+        if asked.ttl > MAX_LEASE_TTL_SECONDS {
+            return Err(crate::kv::KvError::from(LeaseError::TtlTooLarge).into());
+        }
+        let rules = self.member.grant_rules();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let settled = rules.settle(&asked, self.member.lease_ids());
+            match self.member.propose(Op::LeaseGrant(settled)).await {
+                Ok(Applied::LeaseGrant(mut response)) => {
+                    response.header = fill_header(&*self.member, response.header);
+                    return Ok(Response::new(response));
+                }
+                Ok(other) => return Err(unexpected(other)),
+                // A server-chosen id that another lease already has: choose again.
+                Err(status)
+                    if asked.id == 0
+                        && attempt < MAX_GRANT_ATTEMPTS
+                        && status.message() == LeaseError::Exists.to_string() =>
+                {
+                    continue
+                }
+                Err(status) => return Err(status),
+            }
+        }
+    }
+
+    async fn lease_revoke(
+        &self,
+        request: Request<LeaseRevokeRequest>,
+    ) -> Result<Response<LeaseRevokeResponse>, Status> {
+        match self
+            .member
+            .propose(Op::LeaseRevoke(request.into_inner()))
+            .await?
+        {
+            Applied::LeaseRevoke(mut response) => {
+                response.header = fill_header(&*self.member, response.header);
+                Ok(Response::new(response))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn lease_keep_alive(
+        &self,
+        request: Request<Streaming<LeaseKeepAliveRequest>>,
+    ) -> Result<Response<KeepAliveStream>, Status> {
+        let mut inbound = request.into_inner();
+        let (sender, receiver) = mpsc::channel(KEEPALIVE_SEND_BUFFER);
+        let member = Arc::clone(&self.member);
+        let patience = self.member.request_timeout();
+        tokio::spawn(async move {
+            while let Some(next) = inbound.next().await {
+                let Ok(asked) = next else { break };
+                let answer =
+                    renew(&*member, asked.id, patience)
+                        .await
+                        .map(|ttl| LeaseKeepAliveResponse {
+                            header: fill_header(&*member, None),
+                            id: asked.id,
+                            ttl,
+                        });
+                let failed = answer.is_err();
+                if sender.send(answer).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        request: Request<LeaseTimeToLiveRequest>,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        let asked = request.into_inner();
+        let found = {
+            let mut leases = self.member.leases().state.lock();
+            leases.follow_role(self.member.is_leader());
+            leases.time_to_live(asked.id, asked.keys, Instant::now())
+        };
+        let response = match found {
+            Some(found) => LeaseTimeToLiveResponse {
+                header: fill_header(&*self.member, None),
+                id: asked.id,
+                ttl: found.remaining_seconds,
+                granted_ttl: found.granted_ttl_seconds,
+                keys: found.keys,
+            },
+            // etcd answers an unknown lease with TTL -1, not an error.
+            None => LeaseTimeToLiveResponse {
+                header: fill_header(&*self.member, None),
+                id: asked.id,
+                ttl: -1,
+                granted_ttl: 0,
+                keys: Vec::new(),
+            },
+        };
+        Ok(Response::new(response))
+    }
+
+    async fn lease_leases(
+        &self,
+        _request: Request<LeaseLeasesRequest>,
+    ) -> Result<Response<LeaseLeasesResponse>, Status> {
+        let leases = {
+            let leases = self.member.leases().state.lock();
+            leases
+                .table()
+                .iter()
+                .map(|lease| LeaseStatus { id: lease.id })
+                .collect()
+        };
+        Ok(Response::new(LeaseLeasesResponse {
+            header: fill_header(&*self.member, None),
+            leases,
+        }))
+    }
+}

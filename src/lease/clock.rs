@@ -1,0 +1,205 @@
+//! The leader's lease clock: when each lease runs out, on this member's monotonic clock.
+//!
+//! Only the leader keeps one. Deadlines are local (never replicated): the leader decides a
+//! lease has expired and proposes its revoke through Raft, so every member deletes the same
+//! keys at the same revision. Renewals are local too; the leader records them in the log in
+//! batches (checkpoints), so a new leader or a restart starts from recent figures instead of
+//! a fresh TTL.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use super::table::LeaseTable;
+
+/// How long the leader waits for a proposed revoke to apply before proposing it again (the
+/// first may have been lost to a leader change).
+pub const REVOKE_RETRY: Duration = Duration::from_secs(3);
+
+/// Deadlines of every lease, as the leader keeps them.
+#[derive(Debug, Default)]
+pub struct LeaderClock {
+    deadlines: HashMap<i64, Instant>,
+    /// The same deadlines, ordered, for finding the expired ones.
+    queue: BTreeSet<(Instant, i64)>,
+    /// Leases renewed since their last checkpoint.
+    renewed: HashSet<i64>,
+    /// Expired leases whose revoke was proposed, and when.
+    revoking: HashMap<i64, Instant>,
+}
+
+impl LeaderClock {
+    /// Takes over every lease of `table`: each runs out at the deadline its last applied
+    /// grant or checkpoint implies, plus `grace` for renewals the previous leader (or this
+    /// member before a restart) granted but had not checkpointed yet.
+    pub fn promote(table: &LeaseTable, grace: Duration) -> Self {
+        let mut clock = LeaderClock::default();
+        for lease in table.iter() {
+            clock.set(lease.id, lease.applied_deadline() + grace);
+        }
+        clock
+    }
+
+    fn set(&mut self, id: i64, deadline: Instant) {
+        if let Some(old) = self.deadlines.insert(id, deadline) {
+            self.queue.remove(&(old, id));
+        }
+        self.queue.insert((deadline, id));
+    }
+
+    /// A lease was granted (applied): it runs out one TTL from now.
+    pub fn granted(&mut self, id: i64, ttl: Duration, now: Instant) {
+        self.set(id, now + ttl);
+    }
+
+    /// A lease was revoked (applied).
+    pub fn removed(&mut self, id: i64) {
+        if let Some(deadline) = self.deadlines.remove(&id) {
+            self.queue.remove(&(deadline, id));
+        }
+        self.renewed.remove(&id);
+        self.revoking.remove(&id);
+    }
+
+    /// Renews a lease for another `ttl`; false if it has already run out (its revoke is
+    /// coming; a renewal must not bring it back) or is unknown.
+    pub fn renew(&mut self, id: i64, ttl: Duration, now: Instant) -> bool {
+        match self.deadlines.get(&id) {
+            Some(&deadline) if deadline > now => {
+                self.set(id, now + ttl);
+                self.renewed.insert(id);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Time left on a lease (zero once it has run out).
+    pub fn remaining(&self, id: i64, now: Instant) -> Option<Duration> {
+        self.deadlines
+            .get(&id)
+            .map(|deadline| deadline.saturating_duration_since(now))
+    }
+
+    /// Up to `limit` leases that have run out and need a revoke proposed, earliest first;
+    /// each is handed out again only after [`REVOKE_RETRY`].
+    pub fn take_expired(&mut self, now: Instant, limit: usize) -> Vec<i64> {
+        let mut due = Vec::new();
+        for &(deadline, id) in &self.queue {
+            if deadline > now || due.len() >= limit {
+                break;
+            }
+            let recently_proposed = self
+                .revoking
+                .get(&id)
+                .is_some_and(|&at| now.saturating_duration_since(at) < REVOKE_RETRY);
+            if !recently_proposed {
+                due.push(id);
+            }
+        }
+        for id in &due {
+            self.revoking.insert(*id, now);
+        }
+        due
+    }
+
+    /// Up to `limit` renewed leases with the milliseconds each has left, to be checkpointed.
+    pub fn take_checkpoints(&mut self, now: Instant, limit: usize) -> Vec<(i64, i64)> {
+        let ids: Vec<i64> = self.renewed.iter().take(limit).copied().collect();
+        let mut checkpoints = Vec::with_capacity(ids.len());
+        for id in ids {
+            self.renewed.remove(&id);
+            if let Some(left) = self.remaining(id, now) {
+                let ms = i64::try_from(left.as_millis()).unwrap_or(i64::MAX);
+                checkpoints.push((id, ms));
+            }
+        }
+        checkpoints
+    }
+
+    /// Puts leases back on the renewed list after their checkpoint failed to commit.
+    pub fn checkpoint_failed(&mut self, ids: impl IntoIterator<Item = i64>) {
+        for id in ids {
+            if self.deadlines.contains_key(&id) {
+                self.renewed.insert(id);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.deadlines.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.deadlines.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn leases_expire_in_deadline_order_and_only_once_per_retry_interval() {
+        let t0 = Instant::now();
+        let mut clock = LeaderClock::default();
+        clock.granted(1, 10 * SEC, t0);
+        clock.granted(2, 5 * SEC, t0);
+        clock.granted(3, 20 * SEC, t0);
+        assert!(clock.take_expired(t0 + 4 * SEC, 10).is_empty());
+        assert_eq!(clock.take_expired(t0 + 11 * SEC, 10), vec![2, 1]);
+        assert!(
+            clock.take_expired(t0 + 12 * SEC, 10).is_empty(),
+            "revokes just proposed are not proposed again at once"
+        );
+        assert_eq!(
+            clock.take_expired(t0 + 11 * SEC + REVOKE_RETRY, 1),
+            vec![2],
+            "a revoke that never applied is proposed again, within the limit"
+        );
+        clock.removed(2);
+        clock.removed(1);
+        assert_eq!(clock.take_expired(t0 + 60 * SEC, 10), vec![3]);
+    }
+
+    #[test]
+    fn a_renewal_extends_a_live_lease_but_never_revives_an_expired_one() {
+        let t0 = Instant::now();
+        let mut clock = LeaderClock::default();
+        clock.granted(1, 10 * SEC, t0);
+        assert!(clock.renew(1, 10 * SEC, t0 + 9 * SEC));
+        assert_eq!(clock.remaining(1, t0 + 10 * SEC), Some(9 * SEC));
+        assert!(clock.take_expired(t0 + 18 * SEC, 10).is_empty());
+        assert!(!clock.renew(1, 10 * SEC, t0 + 19 * SEC));
+        assert_eq!(clock.remaining(1, t0 + 19 * SEC), Some(Duration::ZERO));
+        assert!(!clock.renew(42, 10 * SEC, t0));
+    }
+
+    #[test]
+    fn checkpoints_carry_what_each_renewed_lease_has_left() {
+        let t0 = Instant::now();
+        let mut clock = LeaderClock::default();
+        clock.granted(1, 10 * SEC, t0);
+        clock.granted(2, 10 * SEC, t0);
+        assert!(clock.take_checkpoints(t0, 10).is_empty(), "nothing renewed");
+        clock.renew(1, 10 * SEC, t0 + 2 * SEC);
+        assert_eq!(clock.take_checkpoints(t0 + 3 * SEC, 10), vec![(1, 9_000)]);
+        assert!(clock.take_checkpoints(t0 + 3 * SEC, 10).is_empty());
+        clock.checkpoint_failed([1, 7]);
+        assert_eq!(clock.take_checkpoints(t0 + 4 * SEC, 10), vec![(1, 8_000)]);
+    }
+
+    #[test]
+    fn promotion_starts_from_the_applied_figures_plus_grace() {
+        let t0 = Instant::now();
+        let mut table = LeaseTable::default();
+        table.grant(1, 10, 0, t0).unwrap();
+        table.grant(2, 60, 0, t0).unwrap();
+        table.checkpoint(2, 30_000, 0, t0 + 5 * SEC).unwrap();
+        let clock = LeaderClock::promote(&table, 2 * SEC);
+        assert_eq!(clock.remaining(1, t0), Some(12 * SEC));
+        assert_eq!(clock.remaining(2, t0 + 5 * SEC), Some(32 * SEC));
+        assert_eq!(clock.len(), 2);
+    }
+}

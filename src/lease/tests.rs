@@ -1,0 +1,273 @@
+//! The lease manager against a model, on a virtual clock: random grants, puts, deletes,
+//! renewals, expiries, revokes, checkpoints and restarts, applied through the real apply path
+//! on an in-memory store. The model is the documented arithmetic (`crate::lease`): a lease
+//! runs out one TTL after its grant or last renewal; a restart starts it from its last
+//! checkpointed deadline (or now, if that has passed) plus the promotion grace.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+
+use super::load::load_table;
+use super::*;
+use crate::mvcc::{MemBackend, MvccStore};
+use crate::proto::cairn::entry::v1::{request::Op, LeaseCheckpoint, LeaseCheckpoints, Request};
+use crate::proto::etcdserverpb::{
+    DeleteRangeRequest, LeaseGrantRequest, LeaseRevokeRequest, PutRequest,
+};
+use crate::proto::mvccpb::event::EventType;
+use crate::server::apply::{apply_run, AppliedRun, EntryPayload};
+
+const WALL_BASE_MS: u64 = 1_700_000_000_000;
+const KEYS: [&str; 5] = ["a", "b", "c", "d", "e"];
+
+#[derive(Debug, Clone)]
+enum Step {
+    Grant { id: i64, ttl: i64 },
+    Put { key: usize, lease: i64 },
+    Delete { key: usize },
+    Revoke { id: i64 },
+    Renew { id: i64 },
+    Advance { ms: u64 },
+    Expire,
+    Checkpoint,
+    Restart,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        3 => (1i64..6, 2i64..12).prop_map(|(id, ttl)| Step::Grant { id, ttl }),
+        4 => (0..KEYS.len(), 0i64..6).prop_map(|(key, lease)| Step::Put { key, lease }),
+        1 => (0..KEYS.len()).prop_map(|key| Step::Delete { key }),
+        1 => (1i64..6).prop_map(|id| Step::Revoke { id }),
+        3 => (1i64..6).prop_map(|id| Step::Renew { id }),
+        4 => (0u64..4000).prop_map(|ms| Step::Advance { ms }),
+        2 => Just(Step::Expire),
+        2 => Just(Step::Checkpoint),
+        1 => Just(Step::Restart),
+    ]
+}
+
+/// One lease in the model: milliseconds on the virtual clock.
+#[derive(Debug, Clone)]
+struct ModelLease {
+    ttl_ms: u64,
+    deadline: u64,
+    checkpointed_deadline: u64,
+}
+
+struct Harness {
+    store: MvccStore<MemBackend>,
+    leases: Leases,
+    base: Instant,
+    now_ms: u64,
+    next_index: u64,
+    model: BTreeMap<i64, ModelLease>,
+    /// Which lease each key's latest version is attached to.
+    attached: BTreeMap<&'static str, i64>,
+    grace_ms: u64,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let timing = LeaseTiming::new(Duration::from_secs(1));
+        let mut leases = Leases::new(LeaseTable::default(), timing);
+        leases.follow_role(true);
+        Harness {
+            store: MvccStore::open(MemBackend::default()).unwrap(),
+            leases,
+            base: Instant::now(),
+            now_ms: 0,
+            next_index: 1,
+            model: BTreeMap::new(),
+            attached: BTreeMap::new(),
+            grace_ms: timing.promote_grace.as_millis() as u64,
+        }
+    }
+
+    fn now(&self) -> Instant {
+        self.base + Duration::from_millis(self.now_ms)
+    }
+
+    fn apply(&mut self, op: Op) -> AppliedRun {
+        let request = Request {
+            format_version: crate::server::apply::ENTRY_FORMAT_VERSION,
+            id: self.next_index,
+            proposer: 1,
+            proposed_at_unix_ms: WALL_BASE_MS + self.now_ms,
+            op: Some(op),
+        };
+        let entries = [(self.next_index, EntryPayload::Request(request))];
+        self.next_index += 1;
+        let now = self.now();
+        let run = apply_run(&self.store, &entries, &mut self.leases, now).unwrap();
+        self.leases.table().check_attachments().unwrap();
+        run
+    }
+
+    fn revoke(&mut self, id: i64) -> Result<(), TestCaseError> {
+        let before = self.store.current_revision();
+        let run = self.apply(Op::LeaseRevoke(LeaseRevokeRequest { id }));
+        let known = self.model.remove(&id).is_some();
+        prop_assert_eq!(run.requests[0].result.is_ok(), known, "revoke of {}", id);
+        let doomed: Vec<&str> = self
+            .attached
+            .iter()
+            .filter(|(_, lease)| **lease == id)
+            .map(|(key, _)| *key)
+            .collect();
+        let deleted: Vec<String> = run
+            .events
+            .iter()
+            .map(|e| String::from_utf8(e.kv.as_ref().unwrap().key.clone()).unwrap())
+            .collect();
+        prop_assert_eq!(
+            &deleted,
+            &doomed,
+            "revoke deletes exactly the attached keys"
+        );
+        for event in &run.events {
+            prop_assert_eq!(event.r#type, EventType::Delete as i32);
+            prop_assert_eq!(event.kv.as_ref().unwrap().mod_revision, before + 1);
+        }
+        let expected_revision = before + i64::from(!doomed.is_empty());
+        prop_assert_eq!(run.revision, expected_revision, "one revision for all keys");
+        self.attached.retain(|_, lease| *lease != id);
+        Ok(())
+    }
+
+    fn run(&mut self, step: &Step) -> Result<(), TestCaseError> {
+        let now = self.now();
+        match *step {
+            Step::Grant { id, ttl } => {
+                let run = self.apply(Op::LeaseGrant(LeaseGrantRequest { ttl, id }));
+                let fresh = !self.model.contains_key(&id);
+                prop_assert_eq!(run.requests[0].result.is_ok(), fresh);
+                if fresh {
+                    let deadline = self.now_ms + ttl as u64 * 1000;
+                    self.model.insert(
+                        id,
+                        ModelLease {
+                            ttl_ms: ttl as u64 * 1000,
+                            deadline,
+                            checkpointed_deadline: deadline,
+                        },
+                    );
+                }
+            }
+            Step::Put { key, lease } => {
+                let run = self.apply(Op::Put(PutRequest {
+                    key: KEYS[key].into(),
+                    value: b"v".to_vec(),
+                    lease,
+                    ..Default::default()
+                }));
+                let valid = lease == 0 || self.model.contains_key(&lease);
+                prop_assert_eq!(run.requests[0].result.is_ok(), valid);
+                if valid {
+                    if lease == 0 {
+                        self.attached.remove(KEYS[key]);
+                    } else {
+                        self.attached.insert(KEYS[key], lease);
+                    }
+                }
+            }
+            Step::Delete { key } => {
+                self.apply(Op::DeleteRange(DeleteRangeRequest {
+                    key: KEYS[key].into(),
+                    ..Default::default()
+                }));
+                self.attached.remove(KEYS[key]);
+            }
+            Step::Revoke { id } => self.revoke(id)?,
+            Step::Renew { id } => {
+                let renewal = self.leases.renew(id, now);
+                match self.model.get_mut(&id) {
+                    None => prop_assert_eq!(renewal, Renewal::NotFound),
+                    Some(lease) if lease.deadline > self.now_ms => {
+                        prop_assert!(matches!(renewal, Renewal::Renewed { .. }), "{:?}", renewal);
+                        lease.deadline = self.now_ms + lease.ttl_ms;
+                    }
+                    Some(_) => prop_assert_eq!(renewal, Renewal::Expired),
+                }
+            }
+            Step::Advance { ms } => self.now_ms += ms,
+            Step::Expire => {
+                let expired = self.leases.take_expired(now, usize::MAX);
+                let mut due: Vec<(u64, i64)> = self
+                    .model
+                    .iter()
+                    .filter(|(_, l)| l.deadline <= self.now_ms)
+                    .map(|(id, l)| (l.deadline, *id))
+                    .collect();
+                due.sort();
+                let due: Vec<i64> = due.into_iter().map(|(_, id)| id).collect();
+                prop_assert_eq!(&expired, &due, "expired leases, in deadline order");
+                for id in expired {
+                    self.revoke(id)?;
+                }
+            }
+            Step::Checkpoint => {
+                let due = self.leases.take_checkpoints(now, usize::MAX);
+                for &(id, remaining_ms) in &due {
+                    let lease = &self.model[&id];
+                    prop_assert_eq!(
+                        remaining_ms as u64,
+                        lease.deadline.saturating_sub(self.now_ms)
+                    );
+                }
+                let checkpoints = due
+                    .iter()
+                    .map(|&(id, remaining_ms)| LeaseCheckpoint { id, remaining_ms })
+                    .collect();
+                self.apply(Op::LeaseCheckpoints(LeaseCheckpoints { checkpoints }));
+                for (id, remaining_ms) in due {
+                    let lease = self.model.get_mut(&id).unwrap();
+                    lease.checkpointed_deadline = self.now_ms + remaining_ms as u64;
+                }
+            }
+            Step::Restart => {
+                let table = load_table(&self.store, now, WALL_BASE_MS + self.now_ms).unwrap();
+                self.leases = Leases::new(table, self.leases.timing());
+                self.leases.follow_role(true);
+                for lease in self.model.values_mut() {
+                    lease.deadline = lease.checkpointed_deadline.max(self.now_ms) + self.grace_ms;
+                    lease.checkpointed_deadline = lease.deadline - self.grace_ms;
+                }
+            }
+        }
+        self.check_time_to_live()
+    }
+
+    fn check_time_to_live(&self) -> Result<(), TestCaseError> {
+        let now = self.now();
+        for (id, lease) in &self.model {
+            let ttl = self.leases.time_to_live(*id, true, now).unwrap();
+            let left_ms = lease.deadline.saturating_sub(self.now_ms);
+            prop_assert_eq!(ttl.remaining_seconds as u64, left_ms / 1000, "lease {}", id);
+            prop_assert_eq!(ttl.granted_ttl_seconds as u64 * 1000, lease.ttl_ms);
+            let keys: BTreeSet<Vec<u8>> = self
+                .attached
+                .iter()
+                .filter(|(_, l)| *l == id)
+                .map(|(k, _)| k.as_bytes().to_vec())
+                .collect();
+            prop_assert_eq!(ttl.keys.into_iter().collect::<BTreeSet<_>>(), keys);
+        }
+        prop_assert_eq!(self.leases.table().len(), self.model.len());
+        Ok(())
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn leases_follow_the_documented_arithmetic(steps in prop::collection::vec(step(), 1..80)) {
+        let mut harness = Harness::new();
+        for step in &steps {
+            harness.run(step)?;
+        }
+    }
+}
