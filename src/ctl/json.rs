@@ -86,6 +86,34 @@ impl JsonObject {
         self
     }
 
+    /// A string written even when empty (a Go field without `omitempty`).
+    pub fn str_always(mut self, name: &str, value: &str) -> Self {
+        self.key(name);
+        write_string(&mut self.body, value);
+        self
+    }
+
+    /// A list of byte strings as base64 (Go's `[][]byte`); `null` when empty, as Go writes a
+    /// nil slice without `omitempty`.
+    pub fn byte_list(mut self, name: &str, values: &[Vec<u8>]) -> Self {
+        self.key(name);
+        if values.is_empty() {
+            self.body.push_str("null");
+            return self;
+        }
+        self.body.push('[');
+        for (i, value) in values.iter().enumerate() {
+            if i > 0 {
+                self.body.push(',');
+            }
+            self.body.push('"');
+            self.body.push_str(&base64(value));
+            self.body.push('"');
+        }
+        self.body.push(']');
+        self
+    }
+
     /// A nested object; left out when absent (a nil pointer in Go).
     pub fn object(mut self, name: &str, value: Option<JsonObject>) -> Self {
         if let Some(value) = value {

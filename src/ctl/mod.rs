@@ -9,6 +9,7 @@ pub mod display;
 pub mod histogram;
 pub mod json;
 pub mod kv;
+pub mod lease;
 pub mod table;
 pub mod txn_input;
 pub mod watch;
@@ -69,6 +70,9 @@ pub enum Command {
     Txn(TxnArgs),
     /// Compacts the event history.
     Compaction(kv::CompactionArgs),
+    /// Lease related commands.
+    #[command(subcommand)]
+    Lease(lease::LeaseCommand),
     /// Endpoint related commands.
     #[command(subcommand)]
     Endpoint(cluster::EndpointCommand),
@@ -106,6 +110,9 @@ pub enum CtlError {
     /// A generic failure; exit 1.
     #[error("{0}")]
     Failed(String),
+    /// A call etcdctl treats as a connection failure (keep-alive, timetolive); exit 2.
+    #[error("{}", status_message(.0))]
+    BadConnection(tonic::Status),
     /// Malformed input (e.g. a transaction's text); exit 3.
     #[error("{0}")]
     InvalidInput(String),
@@ -117,7 +124,7 @@ pub enum CtlError {
     BadArgs(String),
 }
 
-fn status_message(status: &tonic::Status) -> String {
+pub(crate) fn status_message(status: &tonic::Status) -> String {
     match status.code() {
         tonic::Code::DeadlineExceeded | tonic::Code::Cancelled if status.message().is_empty() => {
             "context deadline exceeded".to_string()
@@ -132,6 +139,7 @@ impl CtlError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CtlError::Status(_) | CtlError::Unreachable(_) | CtlError::Failed(_) => 1,
+            CtlError::BadConnection(_) => 2,
             CtlError::InvalidInput(_) => 3,
             CtlError::BadFeature(_) => 4,
             CtlError::BadArgs(_) => 128,
@@ -215,6 +223,16 @@ pub async fn run(cli: Cli) -> Result<Printed, CtlError> {
                 .await?
                 .into_inner();
             Ok(display::compaction(&response, revision, format)?)
+        }
+        Command::Lease(command) => {
+            // A keep-alive runs for as long as the lease lives: no per-command deadline.
+            let channel = match command {
+                lease::LeaseCommand::KeepAlive(args) if !args.once => {
+                    connect::connect_streaming(&endpoints, global.dial_timeout).await?
+                }
+                _ => channel().await?,
+            };
+            lease::run(command, format, channel).await
         }
         Command::Endpoint(command) => cluster::run_endpoint(command, global, &endpoints).await,
         Command::Member(command) => cluster::run_member(command, format, channel().await?).await,

@@ -1,0 +1,403 @@
+//! `cairnctl lease …`: grant, revoke, timetolive, list and keep-alive, with etcdctl's
+//! arguments, output in each format, messages and exit codes.
+
+use std::io::Write;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use tokio::sync::mpsc;
+use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+
+use super::display::{header_json, OutputFormat, Printed, UnsupportedFormat};
+use super::json::JsonObject;
+use super::CtlError;
+use crate::proto::etcdserverpb::{
+    lease_client::LeaseClient, LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest,
+    LeaseKeepAliveResponse, LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest,
+    LeaseRevokeResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+};
+
+#[derive(Debug, Subcommand)]
+pub enum LeaseCommand {
+    /// Creates leases.
+    Grant {
+        /// TTL in seconds.
+        ttl: Option<String>,
+    },
+    /// Revokes leases (and deletes the keys attached to them).
+    Revoke {
+        /// Lease ID, in hexadecimal.
+        id: Option<String>,
+    },
+    /// Gets lease information.
+    Timetolive(TimeToLiveArgs),
+    /// Lists all active leases.
+    List,
+    /// Keeps leases alive (renews them).
+    #[command(name = "keep-alive")]
+    KeepAlive(KeepAliveArgs),
+}
+
+/// `lease timetolive [options] <leaseID>`
+#[derive(Debug, Args)]
+pub struct TimeToLiveArgs {
+    pub id: Option<String>,
+    /// Get keys attached to this lease.
+    #[arg(long)]
+    pub keys: bool,
+}
+
+/// `lease keep-alive [options] <leaseID>`
+#[derive(Debug, Args)]
+pub struct KeepAliveArgs {
+    pub id: Option<String>,
+    /// Resets the keep-alive time to its original value and exits immediately.
+    #[arg(long)]
+    pub once: bool,
+}
+
+/// A lease ID argument: hexadecimal, as etcdctl prints them.
+pub fn parse_lease_id(arg: &str) -> Result<i64, CtlError> {
+    u64::from_str_radix(arg, 16)
+        .ok()
+        .and_then(|id| i64::try_from(id).ok())
+        .ok_or_else(|| {
+            CtlError::BadArgs(format!(
+                "bad lease ID arg ({}), expecting ID in Hex",
+                go_parse_error(arg)
+            ))
+        })
+}
+
+/// Go's `strconv.ParseInt(arg, 16, 64)` error text.
+fn go_parse_error(arg: &str) -> String {
+    let valid_digits = !arg.is_empty() && arg.chars().all(|c| c.is_ascii_hexdigit());
+    let reason = if valid_digits {
+        "value out of range"
+    } else {
+        "invalid syntax"
+    };
+    format!("strconv.ParseInt: parsing {arg:?}: {reason}")
+}
+
+fn required(arg: &Option<String>, message: &str) -> Result<String, CtlError> {
+    arg.clone().ok_or_else(|| CtlError::BadArgs(message.into()))
+}
+
+/// Runs a lease command on `channel`.
+pub async fn run(
+    command: &LeaseCommand,
+    format: OutputFormat,
+    channel: Channel,
+) -> Result<Printed, CtlError> {
+    let mut client = LeaseClient::new(channel);
+    match command {
+        LeaseCommand::Grant { ttl } => {
+            let ttl = required(ttl, "lease grant command needs TTL argument")?;
+            let ttl: i64 = ttl.parse().map_err(|_| {
+                CtlError::BadArgs(format!(
+                    "bad TTL (strconv.ParseInt: parsing {ttl:?}: invalid syntax)"
+                ))
+            })?;
+            let response = client
+                .lease_grant(LeaseGrantRequest { ttl, id: 0 })
+                .await
+                .map_err(|status| {
+                    CtlError::Failed(format!(
+                        "failed to grant lease ({})",
+                        super::status_message(&status)
+                    ))
+                })?
+                .into_inner();
+            Ok(grant(&response, format)?)
+        }
+        LeaseCommand::Revoke { id } => {
+            let id = parse_lease_id(&required(id, "lease revoke command needs 1 argument")?)?;
+            let response = client
+                .lease_revoke(LeaseRevokeRequest { id })
+                .await
+                .map_err(|status| {
+                    CtlError::Failed(format!(
+                        "failed to revoke lease ({})",
+                        super::status_message(&status)
+                    ))
+                })?
+                .into_inner();
+            Ok(revoke(id, &response, format)?)
+        }
+        LeaseCommand::Timetolive(args) => {
+            let id = parse_lease_id(&required(
+                &args.id,
+                "lease timetolive command needs lease ID as argument",
+            )?)?;
+            let response = client
+                .lease_time_to_live(LeaseTimeToLiveRequest {
+                    id,
+                    keys: args.keys,
+                })
+                .await
+                .map_err(CtlError::BadConnection)?
+                .into_inner();
+            Ok(time_to_live(&response, args.keys, format)?)
+        }
+        LeaseCommand::List => {
+            let response = client
+                .lease_leases(LeaseLeasesRequest {})
+                .await
+                .map_err(|status| {
+                    CtlError::Failed(format!(
+                        "failed to list leases ({})",
+                        super::status_message(&status)
+                    ))
+                })?
+                .into_inner();
+            Ok(leases(&response, format)?)
+        }
+        LeaseCommand::KeepAlive(args) => {
+            let id = parse_lease_id(&required(
+                &args.id,
+                "lease keep-alive command needs lease ID as argument",
+            )?)?;
+            keep_alive(client, id, args.once, format).await
+        }
+    }
+}
+
+/// Renews `id` until it is gone (or once); prints each renewal as it comes.
+async fn keep_alive(
+    mut client: LeaseClient<Channel>,
+    id: i64,
+    once: bool,
+    format: OutputFormat,
+) -> Result<Printed, CtlError> {
+    let (requests, receiver) = mpsc::channel(1);
+    let queued = |_| CtlError::Failed("keepalive request could not be queued".into());
+    requests
+        .send(LeaseKeepAliveRequest { id })
+        .await
+        .map_err(queued)?;
+    let mut responses = client
+        .lease_keep_alive(ReceiverStream::new(receiver))
+        .await
+        .map_err(CtlError::BadConnection)?
+        .into_inner();
+    let stdout = std::io::stdout();
+    loop {
+        let Some(response) = responses.message().await.map_err(CtlError::BadConnection)? else {
+            break;
+        };
+        if response.ttl <= 0 {
+            if once {
+                return Err(CtlError::BadConnection(tonic::Status::not_found(
+                    "etcdserver: requested lease not found",
+                )));
+            }
+            break;
+        }
+        let printed = keep_alive_response(&response, format)?;
+        if once {
+            return Ok(printed);
+        }
+        {
+            let mut out = stdout.lock();
+            let _ = out.write_all(printed.stdout.as_bytes());
+            let _ = out.flush();
+        }
+        // As etcd's client: renew again a third of the TTL later.
+        let ttl_secs = u64::try_from(response.ttl).unwrap_or(1);
+        tokio::time::sleep(Duration::from_millis(ttl_secs * 1000 / 3)).await;
+        requests
+            .send(LeaseKeepAliveRequest { id })
+            .await
+            .map_err(queued)?;
+    }
+    let stdout = if format == OutputFormat::Simple {
+        format!("lease {id:016x} expired or revoked.\n")
+    } else {
+        String::new()
+    };
+    Ok(Printed {
+        stdout,
+        stderr: String::new(),
+    })
+}
+
+fn printed(text: String) -> Printed {
+    Printed {
+        stdout: text,
+        stderr: String::new(),
+    }
+}
+
+fn grant(r: &LeaseGrantResponse, format: OutputFormat) -> Result<Printed, UnsupportedFormat> {
+    match format {
+        OutputFormat::Simple => Ok(printed(format!(
+            "lease {:016x} granted with TTL({}s)\n",
+            r.id, r.ttl
+        ))),
+        OutputFormat::Json => Ok(printed(
+            flat_header(r.header.as_ref())
+                .count("ID", r.id)
+                .count("TTL", r.ttl)
+                .str_always("Error", &r.error)
+                .finish()
+                + "\n",
+        )),
+        OutputFormat::Table => Err(UnsupportedFormat("table")),
+    }
+}
+
+fn revoke(
+    id: i64,
+    r: &LeaseRevokeResponse,
+    format: OutputFormat,
+) -> Result<Printed, UnsupportedFormat> {
+    match format {
+        OutputFormat::Simple => Ok(printed(format!("lease {id:016x} revoked\n"))),
+        OutputFormat::Json => Ok(printed(
+            JsonObject::new()
+                .object("header", header_json(&r.header))
+                .finish()
+                + "\n",
+        )),
+        OutputFormat::Table => Err(UnsupportedFormat("table")),
+    }
+}
+
+fn time_to_live(
+    r: &LeaseTimeToLiveResponse,
+    with_keys: bool,
+    format: OutputFormat,
+) -> Result<Printed, UnsupportedFormat> {
+    match format {
+        OutputFormat::Simple => {
+            if r.granted_ttl == 0 && r.ttl == -1 {
+                return Ok(printed(format!("lease {:016x} already expired\n", r.id)));
+            }
+            let mut text = format!(
+                "lease {:016x} granted with TTL({}s), remaining({}s)",
+                r.id, r.granted_ttl, r.ttl
+            );
+            if with_keys {
+                let keys: Vec<String> = r
+                    .keys
+                    .iter()
+                    .map(|k| String::from_utf8_lossy(k).into_owned())
+                    .collect();
+                text.push_str(&format!(", attached keys([{}])", keys.join(" ")));
+            }
+            Ok(printed(text + "\n"))
+        }
+        OutputFormat::Json => Ok(printed(
+            flat_header(r.header.as_ref())
+                .count("id", r.id)
+                .count("ttl", r.ttl)
+                .count("granted-ttl", r.granted_ttl)
+                .byte_list("keys", &r.keys)
+                .finish()
+                + "\n",
+        )),
+        OutputFormat::Table => Err(UnsupportedFormat("table")),
+    }
+}
+
+fn leases(r: &LeaseLeasesResponse, format: OutputFormat) -> Result<Printed, UnsupportedFormat> {
+    match format {
+        OutputFormat::Simple => {
+            let mut text = format!("found {} leases\n", r.leases.len());
+            for lease in &r.leases {
+                text.push_str(&format!("{:016x}\n", lease.id));
+            }
+            Ok(printed(text))
+        }
+        OutputFormat::Json => Ok(printed(
+            flat_header(r.header.as_ref())
+                .objects(
+                    "leases",
+                    r.leases
+                        .iter()
+                        .map(|l| JsonObject::new().count("id", l.id))
+                        .collect(),
+                )
+                .finish()
+                + "\n",
+        )),
+        OutputFormat::Table => Err(UnsupportedFormat("table")),
+    }
+}
+
+fn keep_alive_response(
+    r: &LeaseKeepAliveResponse,
+    format: OutputFormat,
+) -> Result<Printed, UnsupportedFormat> {
+    match format {
+        OutputFormat::Simple => Ok(printed(format!(
+            "lease {:016x} keepalived with TTL({})\n",
+            r.id, r.ttl
+        ))),
+        OutputFormat::Json => Ok(printed(
+            flat_header(r.header.as_ref())
+                .count("ID", r.id)
+                .count("TTL", r.ttl)
+                .finish()
+                + "\n",
+        )),
+        OutputFormat::Table => Err(UnsupportedFormat("table")),
+    }
+}
+
+/// etcdctl prints the client library's lease responses, which embed the header: its fields
+/// come first, at the top level.
+fn flat_header(header: Option<&crate::proto::etcdserverpb::ResponseHeader>) -> JsonObject {
+    let header = header.cloned().unwrap_or_default();
+    JsonObject::new()
+        .u64("cluster_id", header.cluster_id)
+        .u64("member_id", header.member_id)
+        .i64("revision", header.revision)
+        .u64("raft_term", header.raft_term)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_ids_are_hexadecimal_and_bad_ones_are_explained_as_etcdctl_does() {
+        assert_eq!(
+            parse_lease_id("694d7c5f8e2a7b0d").unwrap(),
+            0x694d_7c5f_8e2a_7b0d
+        );
+        assert_eq!(parse_lease_id("1f").unwrap(), 31);
+        let bad = parse_lease_id("zz").unwrap_err();
+        assert_eq!(
+            bad.to_string(),
+            "bad lease ID arg (strconv.ParseInt: parsing \"zz\": invalid syntax), expecting ID in Hex"
+        );
+        assert_eq!(bad.exit_code(), 128);
+        assert!(parse_lease_id("ffffffffffffffff").is_err());
+    }
+
+    #[test]
+    fn time_to_live_prints_keys_and_expiry_as_etcdctl_does() {
+        let live = LeaseTimeToLiveResponse {
+            id: 0x1f,
+            ttl: 7,
+            granted_ttl: 10,
+            keys: vec![b"a".to_vec(), b"b".to_vec()],
+            header: None,
+        };
+        let out = time_to_live(&live, true, OutputFormat::Simple).unwrap();
+        assert_eq!(
+            out.stdout,
+            "lease 000000000000001f granted with TTL(10s), remaining(7s), attached keys([a b])\n"
+        );
+        let gone = LeaseTimeToLiveResponse {
+            id: 0x1f,
+            ttl: -1,
+            ..Default::default()
+        };
+        let out = time_to_live(&gone, false, OutputFormat::Simple).unwrap();
+        assert_eq!(out.stdout, "lease 000000000000001f already expired\n");
+    }
+}
