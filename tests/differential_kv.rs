@@ -1,15 +1,20 @@
 //! Differential testing against the real etcd: random sequences of KV requests (puts,
 //! deletes, ranges with every option, transactions with compares and nested operations,
-//! compactions, bad requests) go to an etcd 3.5.1 and to a cairn over gRPC, and every
-//! response — revisions, versions, counts, orders, errors — must be identical apart from the
-//! cluster and member ids. Seeded: a failure prints its seed; `CAIRN_DIFF_SEED=<n>` replays
+//! compactions, bad requests) and lease requests (grants of client-chosen ids, puts attaching
+//! keys to existing and missing leases, revokes and the keys they delete, time-to-live with
+//! keys, lease lists) go to an etcd 3.5.1 and to a cairn over gRPC, and every response —
+//! revisions, versions, counts, orders, errors — must be identical apart from the cluster and
+//! member ids. Leases are granted for an hour, so none expires during a run; the seconds
+//! left are the only figure not compared, and etcd's random orders (a lease's keys, the
+//! list of leases) are compared sorted. Seeded: a failure prints its seed; `CAIRN_DIFF_SEED=<n>` replays
 //! it and `CAIRN_DIFF_OPS=<n>` sets the sequence length (default 300).
 
 mod common;
 
 use cairn::proto::etcdserverpb::{
-    compare, kv_client::KvClient, request_op, CompactionRequest, Compare, DeleteRangeRequest,
-    PutRequest, RangeRequest, RequestOp, ResponseHeader, TxnRequest,
+    compare, kv_client::KvClient, lease_client::LeaseClient, request_op, CompactionRequest,
+    Compare, DeleteRangeRequest, LeaseGrantRequest, LeaseLeasesRequest, LeaseRevokeRequest,
+    LeaseTimeToLiveRequest, PutRequest, RangeRequest, RequestOp, ResponseHeader, TxnRequest,
 };
 use common::{etcd35_dir, EtcdServer};
 use tonic::transport::Channel;
@@ -131,7 +136,12 @@ fn put(rng: &mut Rng) -> PutRequest {
     PutRequest {
         key: if rng.chance(3) { Vec::new() } else { key(rng) },
         value: value(rng),
-        lease: 0,
+        // Lease ids 1-4 come and go; 0 is no lease.
+        lease: if rng.chance(25) {
+            i64::try_from(rng.below(5)).unwrap_or(0)
+        } else {
+            0
+        },
         prev_kv: rng.chance(50),
         ignore_value: false,
         ignore_lease: false,
@@ -236,13 +246,91 @@ fn mask_headers(text: &str) -> String {
     out
 }
 
-async fn client(server: &EtcdServer) -> KvClient<Channel> {
+async fn client(server: &EtcdServer) -> (KvClient<Channel>, LeaseClient<Channel>) {
     let channel = Channel::from_shared(format!("http://{}", server.endpoint()))
         .expect("endpoint")
         .connect()
         .await
         .expect("connect");
-    KvClient::new(channel).max_decoding_message_size(4 << 20)
+    (
+        KvClient::new(channel.clone()).max_decoding_message_size(4 << 20),
+        LeaseClient::new(channel),
+    )
+}
+
+/// A lease grant: a client-chosen id (1-4, or one above etcd's id space), an hour's TTL or
+/// one above etcd's maximum.
+fn lease_grant(rng: &mut Rng) -> LeaseGrantRequest {
+    LeaseGrantRequest {
+        id: i64::try_from(rng.below(5)).unwrap_or(0) + 1,
+        ttl: if rng.chance(10) { 9_000_000_001 } else { 3600 },
+    }
+}
+
+/// Lease responses in comparable form: the seconds left masked, attached keys and listed
+/// leases sorted (etcd keeps both in Go maps).
+async fn lease_step(
+    rng: &mut Rng,
+    reference: &mut LeaseClient<Channel>,
+    ours: &mut LeaseClient<Channel>,
+) -> (String, String, String) {
+    match rng.below(4) {
+        0 => {
+            let r = lease_grant(rng);
+            (
+                normalize(reference.lease_grant(r).await),
+                normalize(ours.lease_grant(r).await),
+                format!("{r:?}"),
+            )
+        }
+        1 => {
+            let r = LeaseRevokeRequest {
+                id: i64::try_from(rng.below(6)).unwrap_or(0),
+            };
+            (
+                normalize(reference.lease_revoke(r).await),
+                normalize(ours.lease_revoke(r).await),
+                format!("{r:?}"),
+            )
+        }
+        2 => {
+            let r = LeaseTimeToLiveRequest {
+                id: i64::try_from(rng.below(6)).unwrap_or(0),
+                keys: rng.chance(70),
+            };
+            let comparable = |result: Result<tonic::Response<_>, tonic::Status>| {
+                normalize(result.map(|response| {
+                    let mut inner: cairn::proto::etcdserverpb::LeaseTimeToLiveResponse =
+                        response.into_inner();
+                    inner.keys.sort();
+                    if inner.ttl > 0 {
+                        inner.ttl = 1;
+                    }
+                    tonic::Response::new(inner)
+                }))
+            };
+            (
+                comparable(reference.lease_time_to_live(r).await),
+                comparable(ours.lease_time_to_live(r).await),
+                format!("{r:?}"),
+            )
+        }
+        _ => {
+            let comparable = |result: Result<tonic::Response<_>, tonic::Status>| {
+                normalize(result.map(|response| {
+                    let mut inner: cairn::proto::etcdserverpb::LeaseLeasesResponse =
+                        response.into_inner();
+                    inner.leases.sort_by_key(|l| l.id);
+                    tonic::Response::new(inner)
+                }))
+            };
+            (
+                comparable(reference.lease_leases(LeaseLeasesRequest {}).await),
+                comparable(ours.lease_leases(LeaseLeasesRequest {}).await),
+                "LeaseLeases".to_string(),
+            )
+        }
+    }
 }
 
 fn current_revision(header: Option<&ResponseHeader>) -> Option<i64> {
@@ -255,13 +343,15 @@ async fn run_sequence(
     etcd: &EtcdServer,
     cairn: &EtcdServer,
 ) -> Result<(), String> {
-    let (mut reference, mut ours) = (client(etcd).await, client(cairn).await);
+    let ((mut reference, mut reference_leases), (mut ours, mut our_leases)) =
+        (client(etcd).await, client(cairn).await);
     let mut rng = Rng(seed.max(1));
     let mut current = 1i64;
     for step in 0..steps {
         let kind = rng.below(100);
         let (expected, got, what) = match kind {
-            0..=29 => {
+            0..=9 => lease_step(&mut rng, &mut reference_leases, &mut our_leases).await,
+            10..=34 => {
                 let r = put_maybe_ignoring(&mut rng);
                 (
                     normalize(reference.put(r.clone()).await),
@@ -269,7 +359,7 @@ async fn run_sequence(
                     format!("{r:?}"),
                 )
             }
-            30..=39 => {
+            35..=42 => {
                 let r = delete(&mut rng);
                 (
                     normalize(reference.delete_range(r.clone()).await),
@@ -277,7 +367,7 @@ async fn run_sequence(
                     format!("{r:?}"),
                 )
             }
-            40..=69 => {
+            43..=69 => {
                 let r = range(&mut rng, current);
                 (
                     normalize(reference.range(r.clone()).await),
