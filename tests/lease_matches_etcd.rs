@@ -46,6 +46,7 @@ const LEASE_SCRIPT: &[&str] = &[
     "lease revoke $L2 -w json",
     "get --prefix k -w json",
     "lease list",
+    "lease list -w json",
     "lease grant 1",
     "lease grant 0 -w json",
     "lease grant",

@@ -196,9 +196,9 @@ impl<M: Member> Lease for LeaseService<M> {
         let leases = {
             let leases = self.member.leases().state.lock();
             leases
-                .table()
-                .iter()
-                .map(|lease| LeaseStatus { id: lease.id })
+                .ids_by_expiry(Instant::now())
+                .into_iter()
+                .map(|id| LeaseStatus { id })
                 .collect()
         };
         Ok(Response::new(LeaseLeasesResponse {

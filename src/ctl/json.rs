@@ -123,6 +123,20 @@ impl JsonObject {
         self
     }
 
+    /// A list of objects, `[]` when empty (a Go slice made empty, not nil).
+    pub fn objects_always(mut self, name: &str, values: Vec<JsonObject>) -> Self {
+        self.key(name);
+        self.body.push('[');
+        for (i, value) in values.into_iter().enumerate() {
+            if i > 0 {
+                self.body.push(',');
+            }
+            self.body.push_str(&value.finish());
+        }
+        self.body.push(']');
+        self
+    }
+
     /// A list of objects; left out when empty.
     pub fn objects(mut self, name: &str, values: Vec<JsonObject>) -> Self {
         if !values.is_empty() {

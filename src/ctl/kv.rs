@@ -292,7 +292,8 @@ impl CompactionArgs {
 }
 
 /// Go's `strconv.ParseInt` error text, which etcdctl users see.
-fn go_parse_error(text: &str, err: &std::num::ParseIntError) -> String {
+/// Go's `strconv.ParseInt` error text for `text`.
+pub(crate) fn go_parse_error(text: &str, err: &std::num::ParseIntError) -> String {
     use std::num::IntErrorKind;
     let reason = match err.kind() {
         IntErrorKind::PosOverflow | IntErrorKind::NegOverflow => "value out of range",

@@ -57,28 +57,23 @@ pub struct KeepAliveArgs {
     pub once: bool,
 }
 
-/// A lease ID argument: hexadecimal, as etcdctl prints them.
-pub fn parse_lease_id(arg: &str) -> Result<i64, CtlError> {
-    u64::from_str_radix(arg, 16)
-        .ok()
-        .and_then(|id| i64::try_from(id).ok())
-        .ok_or_else(|| {
-            CtlError::BadArgs(format!(
-                "bad lease ID arg ({}), expecting ID in Hex",
-                go_parse_error(arg)
-            ))
-        })
+/// A lease id as etcdctl prints it: Go's `%016x` of a signed number (`-000000000000007`).
+pub fn lease_hex(id: i64) -> String {
+    if id < 0 {
+        format!("-{:015x}", id.unsigned_abs())
+    } else {
+        format!("{id:016x}")
+    }
 }
 
-/// Go's `strconv.ParseInt(arg, 16, 64)` error text.
-fn go_parse_error(arg: &str) -> String {
-    let valid_digits = !arg.is_empty() && arg.chars().all(|c| c.is_ascii_hexdigit());
-    let reason = if valid_digits {
-        "value out of range"
-    } else {
-        "invalid syntax"
-    };
-    format!("strconv.ParseInt: parsing {arg:?}: {reason}")
+/// A lease ID argument: hexadecimal, signed, as etcdctl parses them.
+pub fn parse_lease_id(arg: &str) -> Result<i64, CtlError> {
+    i64::from_str_radix(arg, 16).map_err(|err| {
+        CtlError::BadArgs(format!(
+            "bad lease ID arg ({}), expecting ID in Hex",
+            super::kv::go_parse_error(arg, &err)
+        ))
+    })
 }
 
 fn required(arg: &Option<String>, message: &str) -> Result<String, CtlError> {
@@ -95,9 +90,10 @@ pub async fn run(
     match command {
         LeaseCommand::Grant { ttl } => {
             let ttl = required(ttl, "lease grant command needs TTL argument")?;
-            let ttl: i64 = ttl.parse().map_err(|_| {
+            let ttl: i64 = ttl.parse().map_err(|err| {
                 CtlError::BadArgs(format!(
-                    "bad TTL (strconv.ParseInt: parsing {ttl:?}: invalid syntax)"
+                    "bad TTL ({})",
+                    super::kv::go_parse_error(&ttl, &err)
                 ))
             })?;
             let response = client
@@ -213,7 +209,7 @@ async fn keep_alive(
             .map_err(queued)?;
     }
     let stdout = if format == OutputFormat::Simple {
-        format!("lease {id:016x} expired or revoked.\n")
+        format!("lease {} expired or revoked.\n", lease_hex(id))
     } else {
         String::new()
     };
@@ -233,8 +229,9 @@ fn printed(text: String) -> Printed {
 fn grant(r: &LeaseGrantResponse, format: OutputFormat) -> Result<Printed, UnsupportedFormat> {
     match format {
         OutputFormat::Simple => Ok(printed(format!(
-            "lease {:016x} granted with TTL({}s)\n",
-            r.id, r.ttl
+            "lease {} granted with TTL({}s)\n",
+            lease_hex(r.id),
+            r.ttl
         ))),
         OutputFormat::Json => Ok(printed(
             flat_header(r.header.as_ref())
@@ -254,7 +251,7 @@ fn revoke(
     format: OutputFormat,
 ) -> Result<Printed, UnsupportedFormat> {
     match format {
-        OutputFormat::Simple => Ok(printed(format!("lease {id:016x} revoked\n"))),
+        OutputFormat::Simple => Ok(printed(format!("lease {} revoked\n", lease_hex(id)))),
         OutputFormat::Json => Ok(printed(
             JsonObject::new()
                 .object("header", header_json(&r.header))
@@ -273,11 +270,16 @@ fn time_to_live(
     match format {
         OutputFormat::Simple => {
             if r.granted_ttl == 0 && r.ttl == -1 {
-                return Ok(printed(format!("lease {:016x} already expired\n", r.id)));
+                return Ok(printed(format!(
+                    "lease {} already expired\n",
+                    lease_hex(r.id)
+                )));
             }
             let mut text = format!(
-                "lease {:016x} granted with TTL({}s), remaining({}s)",
-                r.id, r.granted_ttl, r.ttl
+                "lease {} granted with TTL({}s), remaining({}s)",
+                lease_hex(r.id),
+                r.granted_ttl,
+                r.ttl
             );
             if with_keys {
                 let keys: Vec<String> = r
@@ -307,13 +309,14 @@ fn leases(r: &LeaseLeasesResponse, format: OutputFormat) -> Result<Printed, Unsu
         OutputFormat::Simple => {
             let mut text = format!("found {} leases\n", r.leases.len());
             for lease in &r.leases {
-                text.push_str(&format!("{:016x}\n", lease.id));
+                text.push_str(&lease_hex(lease.id));
+                text.push('\n');
             }
             Ok(printed(text))
         }
         OutputFormat::Json => Ok(printed(
             flat_header(r.header.as_ref())
-                .objects(
+                .objects_always(
                     "leases",
                     r.leases
                         .iter()
@@ -333,8 +336,9 @@ fn keep_alive_response(
 ) -> Result<Printed, UnsupportedFormat> {
     match format {
         OutputFormat::Simple => Ok(printed(format!(
-            "lease {:016x} keepalived with TTL({})\n",
-            r.id, r.ttl
+            "lease {} keepalived with TTL({})\n",
+            lease_hex(r.id),
+            r.ttl
         ))),
         OutputFormat::Json => Ok(printed(
             flat_header(r.header.as_ref())
@@ -376,6 +380,9 @@ mod tests {
         );
         assert_eq!(bad.exit_code(), 128);
         assert!(parse_lease_id("ffffffffffffffff").is_err());
+        assert_eq!(parse_lease_id("-7").unwrap(), -7);
+        assert_eq!(lease_hex(-7), "-000000000000007");
+        assert_eq!(lease_hex(100), "0000000000000064");
     }
 
     #[test]

@@ -192,6 +192,23 @@ impl Leases {
         })
     }
 
+    /// Every lease id, soonest expiry first (as etcd lists them), ties by id.
+    pub fn ids_by_expiry(&self, now: Instant) -> Vec<i64> {
+        let mut ids: Vec<(Duration, i64)> = self
+            .table
+            .iter()
+            .map(|lease| {
+                let left = match &self.leader {
+                    Some(clock) => clock.remaining(lease.id, now).unwrap_or_default(),
+                    None => lease.applied_deadline().saturating_duration_since(now),
+                };
+                (left, lease.id)
+            })
+            .collect();
+        ids.sort_unstable();
+        ids.into_iter().map(|(_, id)| id).collect()
+    }
+
     /// Expired leases to revoke (leader only), at most `limit`.
     pub fn take_expired(&mut self, now: Instant, limit: usize) -> Vec<i64> {
         let expired = self

@@ -271,3 +271,20 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn leases_are_listed_soonest_expiry_first_as_etcd_lists_them() {
+    let now = Instant::now();
+    let mut table = LeaseTable::default();
+    for (id, ttl) in [(2001, 50), (2002, 40), (2003, 45), (-7, 45)] {
+        table.grant(id, ttl, 0, now).unwrap();
+    }
+    let mut leases = Leases::new(table, LeaseTiming::new(Duration::from_secs(1)));
+    assert_eq!(leases.ids_by_expiry(now), vec![2002, -7, 2003, 2001]);
+    leases.follow_role(true);
+    assert!(matches!(
+        leases.renew(2002, now + Duration::from_secs(30)),
+        Renewal::Renewed { ttl_seconds: 40 }
+    ));
+    assert_eq!(leases.ids_by_expiry(now), vec![-7, 2003, 2001, 2002]);
+}

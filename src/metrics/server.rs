@@ -264,6 +264,11 @@ impl ServerMetrics {
             "The number of renewed leases seen by the leader.",
             &self.lease_renewed,
         )?;
+        r.alias(
+            "etcd_debugging_server_lease_expired_total",
+            "The total number of expired leases.",
+            &self.lease_expired,
+        )?;
         let version: Family<Gauge> = r.family(
             "etcd_server_version",
             "Which version is running. 1 for 'server_version' label with current version.",
