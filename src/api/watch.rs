@@ -2,6 +2,7 @@
 //! (`crate::watch`). One task per stream turns requests into hub calls and sends what the
 //! hub queued, woken whenever the apply loop publishes a batch.
 
+use std::collections::HashSet;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -15,7 +16,7 @@ use crate::proto::etcdserverpb::{
     watch_create_request::FilterType, watch_request::RequestUnion, watch_server::Watch,
     WatchRequest, WatchResponse,
 };
-use crate::watch::{WatchCreate, WatchHub};
+use crate::watch::{fragment, WatchCreate, WatchHub};
 
 /// Responses a stream may have in flight to the gRPC layer before its task waits.
 const STREAM_SEND_BUFFER: usize = 64;
@@ -76,7 +77,10 @@ impl<M: Member> Watch for WatchService<M> {
         let (member, shared) = (Arc::clone(&self.member), Arc::clone(&self.hub));
         let stream_id = shared.hub.lock().open_stream();
         let mut published = shared.published.subscribe();
+        let max_response_bytes = self.member.limits().max_request_bytes;
         tokio::spawn(async move {
+            // Watchers of this stream that asked for large responses in fragments.
+            let mut fragmenting: HashSet<i64> = HashSet::new();
             loop {
                 let (responses, more) = {
                     let mut hub = shared.hub.lock();
@@ -90,9 +94,16 @@ impl<M: Member> Watch for WatchService<M> {
                         h.member_id = header.member_id;
                         h.raft_term = header.raft_term;
                     }
-                    if sender.send(Ok(response)).await.is_err() {
-                        shared.hub.lock().close_stream(stream_id);
-                        return;
+                    let parts = if fragmenting.contains(&response.watch_id) {
+                        fragment(response, max_response_bytes)
+                    } else {
+                        vec![response]
+                    };
+                    for part in parts {
+                        if sender.send(Ok(part)).await.is_err() {
+                            shared.hub.lock().close_stream(stream_id);
+                            return;
+                        }
                     }
                 }
                 if more {
@@ -105,9 +116,17 @@ impl<M: Member> Watch for WatchService<M> {
                             // Unknown streams or watch ids need no answer, as in etcd.
                             let _ = match request {
                                 RequestUnion::CreateRequest(create) => {
-                                    hub.create(stream_id, create_request(create)).map(|_| ())
+                                    let wants_fragments = create.fragment;
+                                    hub.create(stream_id, create_request(create)).map(|id| {
+                                        if wants_fragments {
+                                            fragmenting.insert(id);
+                                        }
+                                    })
                                 }
-                                RequestUnion::CancelRequest(cancel) => hub.cancel(stream_id, cancel.watch_id),
+                                RequestUnion::CancelRequest(cancel) => {
+                                    fragmenting.remove(&cancel.watch_id);
+                                    hub.cancel(stream_id, cancel.watch_id)
+                                }
                                 RequestUnion::ProgressRequest(_) => hub.request_progress(stream_id),
                             };
                         }

@@ -59,6 +59,23 @@ pub struct ServerMetrics {
     pub health_success: Counter,
     /// `cairn_server_health_failures_total` (etcd: `etcd_server_health_failures`).
     pub health_failures: Counter,
+    /// `cairn_watch_streams` (etcd: `etcd_debugging_mvcc_watch_stream_total`, a gauge).
+    pub watch_streams: Gauge,
+    /// `cairn_watchers` (etcd: `etcd_debugging_mvcc_watcher_total`, a gauge).
+    pub watchers: Gauge,
+    /// `cairn_watch_unsynced_watchers` (etcd: `etcd_debugging_mvcc_slow_watcher_total`):
+    /// watchers catching up from storage.
+    pub watch_unsynced_watchers: Gauge,
+    /// `cairn_watch_buffered_events`: events queued for streams, not yet sent.
+    pub watch_buffered_events: Gauge,
+    /// `cairn_watch_buffered_bytes`: the memory those queued responses take, encoded.
+    pub watch_buffered_bytes: Gauge,
+    /// `cairn_watch_events_total`: events handed to watch streams.
+    pub watch_events: Counter,
+    /// `cairn_watch_catch_up_reads_total`: storage reads by watchers catching up.
+    pub watch_catch_up_reads: Counter,
+    /// `cairn_watch_slow_fallbacks_total`: times a watcher fell behind a full stream buffer.
+    pub watch_slow_fallbacks: Counter,
     /// `cairn_lease_live`: leases that exist now.
     pub lease_live: Gauge,
     /// `cairn_lease_granted_total` (etcd: `etcd_debugging_lease_granted_total`).
@@ -156,6 +173,32 @@ impl ServerMetrics {
                 "cairn_server_proposals_failed_total",
                 "The number of proposals from this member that failed.",
             )?,
+            watch_streams: r.gauge("cairn_watch_streams", "The number of open watch streams.")?,
+            watchers: r.gauge("cairn_watchers", "The number of watchers on all streams.")?,
+            watch_unsynced_watchers: r.gauge(
+                "cairn_watch_unsynced_watchers",
+                "The number of watchers behind the current revision, catching up from storage.",
+            )?,
+            watch_buffered_events: r.gauge(
+                "cairn_watch_buffered_events",
+                "Events queued for watch streams and not yet sent (bounded per stream).",
+            )?,
+            watch_buffered_bytes: r.gauge(
+                "cairn_watch_buffered_bytes",
+                "Encoded bytes of the watch responses queued and not yet sent.",
+            )?,
+            watch_events: r.counter(
+                "cairn_watch_events_total",
+                "The number of events handed to watch streams (live and catch-up).",
+            )?,
+            watch_catch_up_reads: r.counter(
+                "cairn_watch_catch_up_reads_total",
+                "The number of storage reads made by watchers catching up.",
+            )?,
+            watch_slow_fallbacks: r.counter(
+                "cairn_watch_slow_fallbacks_total",
+                "The number of times a watcher fell behind because its stream's buffer was full.",
+            )?,
             lease_live: r.gauge("cairn_lease_live", "The number of leases that exist.")?,
             lease_granted: r.counter(
                 "cairn_lease_granted_total",
@@ -248,6 +291,21 @@ impl ServerMetrics {
             "etcd_server_health_failures",
             "The total number of failed health checks",
             &self.health_failures,
+        )?;
+        r.alias(
+            "etcd_debugging_mvcc_watch_stream_total",
+            "Total number of watch streams.",
+            &self.watch_streams,
+        )?;
+        r.alias(
+            "etcd_debugging_mvcc_watcher_total",
+            "Total number of watchers.",
+            &self.watchers,
+        )?;
+        r.alias(
+            "etcd_debugging_mvcc_slow_watcher_total",
+            "Total number of unsynced slow watchers.",
+            &self.watch_unsynced_watchers,
         )?;
         r.alias(
             "etcd_debugging_lease_granted_total",

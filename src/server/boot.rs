@@ -410,6 +410,7 @@ fn client_routes(
     let health = Arc::new(MemberHealth {
         member: Arc::clone(member),
         observability: Arc::clone(observability),
+        watch_hub: Arc::clone(watch_hub),
     });
     tonic::service::Routes::from(grpc.into_axum_router().merge(crate::http::router(health)))
 }

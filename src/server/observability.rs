@@ -33,6 +33,7 @@ impl Observability {
 pub struct MemberHealth {
     pub member: Arc<RaftMember>,
     pub observability: Arc<Observability>,
+    pub watch_hub: Arc<crate::api::watch::SharedWatchHub>,
 }
 
 impl HealthSource for MemberHealth {
@@ -94,6 +95,22 @@ impl HealthSource for MemberHealth {
         catch_up(&metrics.lease_revoked, counts.revoked);
         catch_up(&metrics.lease_renewed, counts.renewed);
         catch_up(&metrics.lease_expired, counts.expired);
+        let watch = self.watch_hub.hub.lock().stats();
+        let gauge = |value: usize| i64::try_from(value).unwrap_or(i64::MAX);
+        metrics.watch_streams.set(gauge(watch.streams));
+        metrics.watchers.set(gauge(watch.watchers));
+        metrics
+            .watch_unsynced_watchers
+            .set(gauge(watch.unsynced_watchers));
+        metrics
+            .watch_buffered_events
+            .set(gauge(watch.buffered_events));
+        metrics
+            .watch_buffered_bytes
+            .set(gauge(watch.buffered_bytes));
+        catch_up(&metrics.watch_events, watch.events_queued_total);
+        catch_up(&metrics.watch_catch_up_reads, watch.catch_up_reads_total);
+        catch_up(&metrics.watch_slow_fallbacks, watch.slow_fallbacks_total);
         metrics
             .db_total_size_in_use_bytes
             .set(status.db_size_in_use);

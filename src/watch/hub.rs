@@ -73,6 +73,8 @@ pub struct WatchStats {
     pub unsynced_watchers: usize,
     /// Events queued in all streams, not yet drained.
     pub buffered_events: usize,
+    /// Encoded size of the responses queued in all streams, not yet drained.
+    pub buffered_bytes: usize,
     /// Events handed to streams since the hub started (live and catch-up).
     pub events_queued_total: u64,
     /// Storage reads made by catching-up watchers.
@@ -115,12 +117,14 @@ struct Stream {
     next_watch_id: i64,
     out: VecDeque<WatchResponse>,
     buffered_events: usize,
+    buffered_bytes: usize,
     progress_requested: bool,
 }
 
 impl Stream {
     fn push(&mut self, response: WatchResponse, stats: &mut WatchStats) {
         self.buffered_events += response.events.len();
+        self.buffered_bytes += prost::Message::encoded_len(&response);
         stats.events_queued_total += response.events.len() as u64;
         self.out.push_back(response);
     }
@@ -499,6 +503,7 @@ impl WatchHub {
     pub fn drain(&mut self, stream_id: StreamId) -> Result<Vec<WatchResponse>, WatchError> {
         let stream = self.stream(stream_id)?;
         stream.buffered_events = 0;
+        stream.buffered_bytes = 0;
         Ok(stream.out.drain(..).collect())
     }
 
@@ -509,6 +514,7 @@ impl WatchHub {
             stats.watchers += stream.watchers.len();
             stats.unsynced_watchers += stream.watchers.values().filter(|w| !w.synced).count();
             stats.buffered_events += stream.buffered_events;
+            stats.buffered_bytes += stream.buffered_bytes;
         }
         stats
     }

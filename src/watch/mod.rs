@@ -17,15 +17,12 @@
 //! compacted revision is cancelled with `compact_revision` set; one starting at it is served
 //! (see [`crate::mvcc::history`] for the DELETE events such a replay cannot see).
 //!
-//! Attaching it (not done yet): the server keeps the hub in a mutex beside the store and calls
-//! `publish` from the apply loop right after each batch commits (`restore` after a snapshot
-//! install); each gRPC `Watch` stream gets `open_stream`, turns its requests into
-//! `create`/`cancel`/`request_progress`, and a send task that is woken after `publish`,
-//! `drain`s, `fragment`s, sends, and calls `poll` again while it returns true. A timer calls
-//! `progress_tick`. [`WatchStats`] feeds `/metrics`.
-//!
-//! The glue splits a response for a watcher that asked for `fragment` with [`fragment()`]
-//! before sending it.
+//! Attached in `crate::api::watch`: the server keeps the hub in a mutex beside the store and
+//! calls `publish` from the apply loop right after each batch commits; each gRPC `Watch`
+//! stream gets `open_stream`, turns its requests into `create`/`cancel`/`request_progress`, and
+//! a send task that is woken after `publish` `drain`s, splits responses of watchers that asked
+//! for `fragment` with [`fragment()`], sends, and calls `poll` again while it returns true. A
+//! timer calls `progress_tick`; [`WatchStats`] feeds `/metrics`.
 
 pub mod fragment;
 pub mod hub;
