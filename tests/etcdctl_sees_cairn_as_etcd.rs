@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{assert_same_output, etcd35_dir, run, EtcdServer, KV_SCRIPT};
+use common::{assert_same_output, etcd35_dir, etcdctl34, run, EtcdServer, KV_SCRIPT};
 
 #[test]
 fn etcdctl_output_is_identical_against_etcd_and_cairn() {
@@ -108,22 +108,6 @@ fn oversized_and_overlong_requests_fail_as_on_etcd() {
     ];
     let script: Vec<(&str, &str)> = script.iter().map(|(a, s)| (*a, s.as_str())).collect();
     assert_same_output(&script, (&etcdctl, &etcd), (&etcdctl, &cairn), &etcdctl, 3);
-}
-
-/// Debian's etcdctl 3.4 (package etcd-client, installed by `.ci/run`), or
-/// `$CAIRN_ETCDCTL34`.
-fn etcdctl34() -> std::path::PathBuf {
-    let path = std::env::var_os("CAIRN_ETCDCTL34")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::PathBuf::from("/usr/bin/etcdctl"));
-    let version = run(&path, &["version"], "");
-    assert!(
-        version.stdout.contains("3.4"),
-        "etcdctl 3.4 not found at {} (apt-get install -y etcd-client, or set CAIRN_ETCDCTL34): {}",
-        path.display(),
-        version.stdout
-    );
-    path
 }
 
 #[test]

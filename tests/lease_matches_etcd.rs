@@ -14,7 +14,7 @@ mod common;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use common::{etcd35_dir, mask, server_ids, step, EtcdServer, Run};
+use common::{etcd35_dir, etcdctl34, mask, server_ids, step, EtcdServer, Run};
 
 /// Steps; `$L1`, `$L2`… stand for the lease ids the grants earlier in the script returned.
 const LEASE_SCRIPT: &[&str] = &[
@@ -192,19 +192,6 @@ fn assert_same(expected: (&Path, &EtcdServer), got: (&Path, &EtcdServer), etcdct
         LEASE_SCRIPT.len(),
         mismatches.join("\n")
     );
-}
-
-fn etcdctl34() -> PathBuf {
-    let path = std::env::var_os("CAIRN_ETCDCTL34")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/etcdctl"));
-    let version = common::run(&path, &["version"], "");
-    assert!(
-        version.stdout.contains("3.4"),
-        "etcdctl 3.4 not found at {} (apt-get install -y etcd-client, or set CAIRN_ETCDCTL34)",
-        path.display()
-    );
-    path
 }
 
 #[test]

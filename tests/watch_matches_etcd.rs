@@ -8,7 +8,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{etcd35_dir, mask, run, server_ids, EtcdServer};
+use common::{etcd35_dir, etcdctl34, mask, run, server_ids, EtcdServer};
 
 const ETCDCTL_WATCHERS: &[&[&str]] = &[
     &["watch", "foo", "--prefix", "--rev", "2", "--prev-kv"],
@@ -92,6 +92,26 @@ fn cairnctl_watch_prints_what_etcdctl_watch_prints() {
     let simple = &ETCDCTL_WATCHERS[..2];
     let expected = transcript(&etcdctl, &etcdctl, simple, &etcd);
     let got = transcript(&etcdctl, &cairnctl, simple, &cairn);
+    assert!(expected.contains("DELETE"), "{expected}");
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn etcdctl_3_4_watch_transcripts_match_etcds() {
+    let bin = etcd35_dir();
+    let etcdctl = bin.join("etcdctl");
+    let old = etcdctl34();
+    let (etcd, cairn) = (EtcdServer::start(&bin), EtcdServer::start_cairn(&bin));
+    let expected = mask(
+        &transcript(&etcdctl, &old, ETCDCTL_WATCHERS, &etcd),
+        &etcd,
+        &server_ids(&etcdctl, &etcd),
+    );
+    let got = mask(
+        &transcript(&etcdctl, &old, ETCDCTL_WATCHERS, &cairn),
+        &cairn,
+        &server_ids(&etcdctl, &cairn),
+    );
     assert!(expected.contains("DELETE"), "{expected}");
     assert_eq!(got, expected);
 }

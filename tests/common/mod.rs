@@ -103,6 +103,13 @@ impl EtcdServer {
         Self::start_program(&bin_dir.join("etcd"), &["--log-level", "error"], bin_dir)
     }
 
+    /// Starts the real etcd from `bin_dir` with extra flags.
+    pub fn start_with(bin_dir: &Path, flags: &[&str]) -> Self {
+        let mut extra = vec!["--log-level", "error"];
+        extra.extend_from_slice(flags);
+        Self::start_program(&bin_dir.join("etcd"), &extra, bin_dir)
+    }
+
     /// Starts cairn; `bin_dir` holds the etcdctl used to wait until it serves.
     pub fn start_cairn(bin_dir: &Path) -> Self {
         Self::start_program(&cairn_bin(), &["--log-level", "warn"], bin_dir)
@@ -228,6 +235,22 @@ impl Drop for EtcdServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Debian's etcdctl 3.4 (package etcd-client, installed by `.ci/run`), or
+/// `$CAIRN_ETCDCTL34`.
+pub fn etcdctl34() -> PathBuf {
+    let path = std::env::var_os("CAIRN_ETCDCTL34")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/etcdctl"));
+    let version = run(&path, &["version"], "");
+    assert!(
+        version.stdout.contains("3.4"),
+        "etcdctl 3.4 not found at {} (apt-get install -y etcd-client, or set CAIRN_ETCDCTL34): {}",
+        path.display(),
+        version.stdout
+    );
+    path
 }
 
 /// Splits a command line into arguments, honouring "double quotes".
