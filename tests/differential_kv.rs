@@ -16,26 +16,8 @@ use cairn::proto::etcdserverpb::{
     Compare, DeleteRangeRequest, LeaseGrantRequest, LeaseLeasesRequest, LeaseRevokeRequest,
     LeaseTimeToLiveRequest, PutRequest, RangeRequest, RequestOp, ResponseHeader, TxnRequest,
 };
-use common::{etcd35_dir, EtcdServer};
+use common::{etcd35_dir, EtcdServer, Rng};
 use tonic::transport::Channel;
-
-/// A small, seedable generator (xorshift64*), so a sequence replays from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 const KEYS: &[&str] = &[
     "a", "a/1", "a/2", "a/3", "a/4", "b", "b/1", "b/2", "c", "c/1", "d", "e", "f", "g", "h", "zz",

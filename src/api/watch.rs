@@ -18,6 +18,9 @@ use crate::proto::etcdserverpb::{
 };
 use crate::watch::{fragment, WatchCreate, WatchHub};
 
+/// What etcd allows a message beyond `--max-request-bytes` (its `grpcOverheadBytes`).
+const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
 /// Responses a stream may have in flight to the gRPC layer before its task waits.
 const STREAM_SEND_BUFFER: usize = 64;
 
@@ -77,7 +80,8 @@ impl<M: Member> Watch for WatchService<M> {
         let (member, shared) = (Arc::clone(&self.member), Arc::clone(&self.hub));
         let stream_id = shared.hub.lock().open_stream();
         let mut published = shared.published.subscribe();
-        let max_response_bytes = self.member.limits().max_request_bytes;
+        // etcd's threshold: the request limit plus the gRPC overhead it allows on top.
+        let max_response_bytes = self.member.limits().max_request_bytes + GRPC_OVERHEAD_BYTES;
         tokio::spawn(async move {
             // Watchers of this stream that asked for large responses in fragments.
             let mut fragmenting: HashSet<i64> = HashSet::new();

@@ -237,6 +237,26 @@ impl Drop for EtcdServer {
     }
 }
 
+/// A small, seedable generator (xorshift64*), so a random sequence replays from its seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
 /// Debian's etcdctl 3.4 (package etcd-client, installed by `.ci/run`), or
 /// `$CAIRN_ETCDCTL34`.
 pub fn etcdctl34() -> PathBuf {
