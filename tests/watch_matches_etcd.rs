@@ -115,3 +115,50 @@ fn etcdctl_3_4_watch_transcripts_match_etcds() {
     assert!(expected.contains("DELETE"), "{expected}");
     assert_eq!(got, expected);
 }
+
+/// `watch -i` with `lines` on standard input, closed after a while: (stdout, stderr, exit code).
+fn interactive(tool: &std::path::Path, server: &EtcdServer, lines: &str) -> (String, String, i32) {
+    use std::io::Write;
+    let mut child = Command::new(tool)
+        .args(["--endpoints", &server.endpoint(), "watch", "-i"])
+        .env("ETCDCTL_API", "3")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("watch -i starts");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(lines.as_bytes()).expect("lines written");
+    std::thread::sleep(Duration::from_millis(1500));
+    drop(stdin);
+    let out = child
+        .wait_with_output()
+        .expect("watch -i ends at end of input");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.code().unwrap_or(-1),
+    )
+}
+
+#[test]
+fn cairnctl_interactive_watch_behaves_as_etcdctls() {
+    let bin = etcd35_dir();
+    let etcdctl = bin.join("etcdctl");
+    let cairnctl = std::path::PathBuf::from(env!("CARGO_BIN_EXE_cairnctl"));
+    let (etcd, cairn) = (EtcdServer::start(&bin), EtcdServer::start_cairn(&bin));
+    // The same history on both (the transcript's writes), then one replaying watcher and
+    // every kind of bad line.
+    transcript(&etcdctl, &etcdctl, &[], &etcd);
+    transcript(&etcdctl, &etcdctl, &[], &cairn);
+    let lines = "bogus\nwatch\nwatch --prefix foo bar\nwatch foo --prefix --rev 2 --prev-kv\n";
+    let expected = interactive(&etcdctl, &etcd, lines);
+    let got = interactive(&cairnctl, &cairn, lines);
+    assert!(expected.0.contains("DELETE"), "{expected:?}");
+    assert_eq!(got, expected);
+    let unknown_flag = "watch --bogus x\n";
+    assert_eq!(
+        interactive(&cairnctl, &cairn, unknown_flag),
+        interactive(&etcdctl, &etcd, unknown_flag)
+    );
+}
