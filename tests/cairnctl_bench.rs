@@ -153,3 +153,82 @@ fn disk_check_reports_fdatasync_percentiles() {
         "the probe file is removed"
     );
 }
+
+#[test]
+fn streaming_workloads_count_every_delivery() {
+    let bin = etcd35_dir();
+    let cairn = EtcdServer::start_cairn(&bin);
+    let ep = cairn.endpoint();
+    // 4 streams of 5 watchers, 50 puts: 1,000 events, every one delivered.
+    let watch = run(
+        &cairnctl(),
+        &[
+            "--endpoints",
+            &ep,
+            "-w",
+            "json",
+            "bench",
+            "watch",
+            "--streams",
+            "4",
+            "--watchers-per-stream",
+            "5",
+            "--put-rate",
+            "0",
+            "--total",
+            "50",
+            "--conns",
+            "2",
+        ],
+        "",
+    );
+    assert_eq!(watch.code, 0, "{}", watch.stderr);
+    assert_eq!(
+        field(&watch.stdout, "requests"),
+        Some(1000),
+        "{}",
+        watch.stdout
+    );
+    assert_eq!(field(&watch.stdout, "errors"), Some(0), "{}", watch.stdout);
+    let keepalive = run(
+        &cairnctl(),
+        &[
+            "--endpoints",
+            &ep,
+            "-w",
+            "json",
+            "bench",
+            "lease-keepalive",
+            "--leases",
+            "20",
+            "--clients",
+            "4",
+            "--total",
+            "300",
+        ],
+        "",
+    );
+    assert_eq!(keepalive.code, 0, "{}", keepalive.stderr);
+    assert_eq!(
+        field(&keepalive.stdout, "requests"),
+        Some(300),
+        "{}",
+        keepalive.stdout
+    );
+    assert_eq!(
+        field(&keepalive.stdout, "errors"),
+        Some(0),
+        "{}",
+        keepalive.stdout
+    );
+    let leases = run(
+        &bin.join("etcdctl"),
+        &["--endpoints", &ep, "lease", "list"],
+        "",
+    );
+    assert!(
+        leases.stdout.starts_with("found 20 leases"),
+        "{}",
+        leases.stdout
+    );
+}

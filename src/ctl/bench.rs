@@ -11,7 +11,7 @@ use tonic::transport::Channel;
 
 use super::histogram::Histogram;
 use super::json::JsonObject;
-use super::{connect, CtlError, GlobalFlags};
+use super::{bench_streams, connect, CtlError, GlobalFlags};
 use crate::proto::etcdserverpb::{
     kv_client::KvClient, request_op, PutRequest, RangeRequest, RequestOp, TxnRequest,
 };
@@ -59,7 +59,7 @@ pub enum Consistency {
     S,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum Workload {
     /// Puts of `--val-size` bytes.
     Put {
@@ -87,6 +87,28 @@ pub enum Workload {
         read_percent: u64,
         #[arg(long)]
         preload: bool,
+    },
+    /// Watch fan-out: one writer puts `--total` values to one key at `--put-rate`; every
+    /// watcher (`--streams` × `--watchers-per-stream`) must receive each. Reports events
+    /// delivered per second and the delivery delay (put sent to event received).
+    Watch {
+        #[arg(long, default_value_t = 10)]
+        streams: usize,
+        #[arg(long = "watchers-per-stream", default_value_t = 100)]
+        watchers_per_stream: usize,
+        /// Puts per second (0: as fast as the writer can).
+        #[arg(long = "put-rate", default_value_t = 100)]
+        put_rate: u64,
+        #[arg(long = "val-size", default_value_t = 64)]
+        val_size: usize,
+    },
+    /// Lease keepalives: grants `--leases` leases (not measured), then `--clients` keepalive
+    /// streams renew them round-robin, one renewal in flight each, `--total` in all.
+    LeaseKeepalive {
+        #[arg(long, default_value_t = 1000)]
+        leases: usize,
+        #[arg(long, default_value_t = 60)]
+        ttl: i64,
     },
 }
 
@@ -231,6 +253,10 @@ async fn one_request(
             };
             client.txn(txn).await.map(|_| ())
         }
+        // Streaming workloads run their own loops (`bench_streams`), never one request.
+        Workload::Watch { .. } | Workload::LeaseKeepalive { .. } => Err(
+            tonic::Status::invalid_argument("a streaming workload has no single request"),
+        ),
     }
 }
 
@@ -239,6 +265,8 @@ fn workload_name(workload: &Workload) -> &'static str {
         Workload::Put { .. } => "put",
         Workload::Range { .. } => "range",
         Workload::TxnMixed { .. } => "txn-mixed",
+        Workload::Watch { .. } => "watch",
+        Workload::LeaseKeepalive { .. } => "lease-keepalive",
     }
 }
 
@@ -323,6 +351,30 @@ pub async fn run(
         channels.push(channel);
     }
     match &args.workload {
+        Workload::Watch {
+            streams,
+            watchers_per_stream,
+            put_rate,
+            val_size,
+        } => {
+            let load = bench_streams::WatchLoad {
+                streams: *streams,
+                watchers_per_stream: *watchers_per_stream,
+                put_rate: *put_rate,
+                puts: args.total,
+                val_size: *val_size,
+            };
+            return bench_streams::run_watch(load, &channels).await;
+        }
+        Workload::LeaseKeepalive { leases, ttl } => {
+            let load = bench_streams::KeepaliveLoad {
+                leases: *leases,
+                ttl_seconds: *ttl,
+                total: args.total,
+                clients: args.clients,
+            };
+            return bench_streams::run_keepalive(load, &channels).await;
+        }
         Workload::Range {
             keys,
             preload: true,
@@ -337,7 +389,7 @@ pub async fn run(
         _ => {}
     }
     let name = workload_name(&args.workload);
-    let workload = Arc::new(clone_workload(&args.workload));
+    let workload = Arc::new(args.workload.clone());
     if args.warmup > 0 {
         phase(
             Arc::clone(&workload),
@@ -357,35 +409,6 @@ pub async fn run(
         elapsed,
         latency,
     })
-}
-
-fn clone_workload(workload: &Workload) -> Workload {
-    match workload {
-        Workload::Put { keys, val_size } => Workload::Put {
-            keys: keys.clone(),
-            val_size: *val_size,
-        },
-        Workload::Range {
-            keys,
-            consistency,
-            preload,
-        } => Workload::Range {
-            keys: keys.clone(),
-            consistency: *consistency,
-            preload: *preload,
-        },
-        Workload::TxnMixed {
-            keys,
-            val_size,
-            read_percent,
-            preload,
-        } => Workload::TxnMixed {
-            keys: keys.clone(),
-            val_size: *val_size,
-            read_percent: *read_percent,
-            preload: *preload,
-        },
-    }
 }
 
 #[cfg(test)]

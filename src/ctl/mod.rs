@@ -2,6 +2,7 @@
 //! commands, flags, output formats, messages and exit codes, so scripts move over unchanged.
 
 pub mod bench;
+pub mod bench_streams;
 mod check;
 mod cluster;
 pub mod connect;
@@ -81,7 +82,7 @@ pub enum Command {
     Member(cluster::MemberCommand),
     /// Watches events stream on keys or prefixes.
     Watch(watch::WatchArgs),
-    /// Load generator for any etcd v3 endpoint: put, range and txn-mixed workloads.
+    /// Load generator for any etcd v3 endpoint: put, range, txn-mixed, watch and lease-keepalive.
     Bench(bench::BenchArgs),
     /// Checks: `disk` measures whether a disk is fit for a consensus log.
     #[command(subcommand)]

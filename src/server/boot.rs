@@ -420,9 +420,16 @@ struct PeerNotYetServed;
 
 impl crate::proto::cairn::peer::v1::peer_server::Peer for PeerNotYetServed {}
 
-/// Accepted connections as the stream tonic serves.
+/// Accepted connections as the stream tonic serves, with Nagle's algorithm off: a stream's
+/// small messages (watch events, keepalive answers, responses sharing a connection with
+/// them) must not wait for the peer's delayed ACK (40 ms on Linux).
 fn tokio_stream_from(
     listener: TcpListener,
 ) -> impl tonic::codegen::tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    tonic::codegen::tokio_stream::wrappers::TcpListenerStream::new(listener)
+    use tonic::codegen::tokio_stream::StreamExt;
+    tonic::codegen::tokio_stream::wrappers::TcpListenerStream::new(listener).map(|accepted| {
+        let connection = accepted?;
+        connection.set_nodelay(true)?;
+        Ok(connection)
+    })
 }
