@@ -241,7 +241,7 @@ pub enum MessageKind {
     ReadIndexResponse,
     /// Any member -> leader: hand leadership to the member named in `index`.
     TransferLeader,
-    /// Follower -> leader: forwarded client proposal in `entries` (not in peer.proto v1 yet).
+    /// Follower -> leader: forwarded client proposal in `entries`.
     Propose,
 }
 

@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use super::identity;
 use super::member::{snapshot_conf_key, MemberIdentity, Outlets, RaftMember, Timing};
 use super::observability::{GrpcMetricsLayer, MemberHealth, Observability, SERVED_GRPC_PATHS};
+use super::peer_transport::{LocalPeer, PeerService, PeerTransport};
 use super::raft_log::{decode_conf_state, encode_entry, RaftLog};
 use crate::api::watch::{SharedWatchHub, WatchService};
 use crate::api::{self, Limits};
@@ -196,11 +197,6 @@ async fn open_wal(
 
 /// Starts a member and its client listeners.
 pub async fn start(config: &ServerConfig, tuning: Tuning) -> Result<RunningServer, StartError> {
-    if config.initial_cluster.len() > 1 {
-        return Err(StartError::Unsupported(
-            "clusters of more than one member are not supported by this build yet".into(),
-        ));
-    }
     let member_dir = config.data_dir.join("member");
     let wal_dir = member_dir.join("wal");
     let snap_dir = member_dir.join("snap");
@@ -243,10 +239,39 @@ pub async fn start(config: &ServerConfig, tuning: Tuning) -> Result<RunningServe
     raft_config.seed = member_id ^ std::process::id() as u64;
     let node = RaftNode::new(raft_config, log)?;
 
+    let others: Vec<(crate::proto::etcdserverpb::Member, String)> = config
+        .initial_cluster
+        .iter()
+        .filter(|m| m.name != config.name)
+        .map(|m| {
+            let urls: Vec<String> = m.peer_urls.iter().map(ToString::to_string).collect();
+            let id = identity::member_id(&config.initial_cluster_token, &m.name, &urls);
+            let dial = urls.first().cloned().unwrap_or_default();
+            let info = crate::proto::etcdserverpb::Member {
+                id,
+                name: m.name.clone(),
+                peer_ur_ls: urls,
+                client_ur_ls: Vec::new(),
+                is_learner: false,
+            };
+            (info, dial)
+        })
+        .collect();
+    let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+    let local_peer = LocalPeer {
+        member_id,
+        cluster_id,
+        name: config.name.clone(),
+    };
+    let transport = (!others.is_empty()).then(|| {
+        let peers: Vec<(u64, String)> = others.iter().map(|(m, url)| (m.id, url.clone())).collect();
+        PeerTransport::start(&local_peer, &peers, shutdown_rx.clone())
+    });
     let identity = MemberIdentity {
         name: config.name.clone(),
         member_id,
         cluster_id,
+        others: others.into_iter().map(|(m, _)| m).collect(),
         peer_urls: config
             .initial_advertise_peer_urls
             .iter()
@@ -288,10 +313,10 @@ pub async fn start(config: &ServerConfig, tuning: Tuning) -> Result<RunningServe
             observability: Arc::clone(&observability),
             watch_hub: Arc::clone(&watch_hub),
             leases: Arc::clone(&leases),
+            transport,
         },
     )
     .map_err(StartError::Thread)?;
-    let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut client_addrs = Vec::new();
     let mut listeners = Vec::new();
     // etcd's default progress-notify interval: idle watchers that asked for it hear the
@@ -315,8 +340,8 @@ pub async fn start(config: &ServerConfig, tuning: Tuning) -> Result<RunningServe
         Arc::clone(&member),
         shutdown_rx.clone(),
     )));
-    // The peer port is held, as etcd holds it, though a single member has no peer to talk
-    // to: the peer protocol's methods answer UNIMPLEMENTED until the cluster transport lands.
+    // The peer port serves Raft traffic from the other members (and is held, as etcd holds
+    // it, by a single member too).
     for url in &config.listen_peer_urls {
         let listener =
             TcpListener::bind(url.authority())
@@ -326,10 +351,14 @@ pub async fn start(config: &ServerConfig, tuning: Tuning) -> Result<RunningServe
                     source,
                 })?;
         let mut stop = shutdown_rx.clone();
+        let peer_service = PeerService {
+            local: local_peer.clone(),
+            inbox: Arc::clone(&member),
+        };
         listeners.push(tokio::spawn(async move {
             let incoming = tokio_stream_from(listener);
             let _ = tonic::transport::Server::builder()
-                .add_service(PeerServer::new(PeerNotYetServed))
+                .add_service(PeerServer::new(peer_service).max_decoding_message_size(64 << 20))
                 .serve_with_incoming_shutdown(incoming, async move {
                     let _ = stop.wait_for(|stopped| *stopped).await;
                 })
@@ -414,11 +443,6 @@ fn client_routes(
     });
     tonic::service::Routes::from(grpc.into_axum_router().merge(crate::http::router(health)))
 }
-
-/// The peer service of a member that has no peers yet.
-struct PeerNotYetServed;
-
-impl crate::proto::cairn::peer::v1::peer_server::Peer for PeerNotYetServed {}
 
 /// Accepted connections as the stream tonic serves, with Nagle's algorithm off: a stream's
 /// small messages (watch events, keepalive answers, responses sharing a connection with

@@ -40,6 +40,8 @@ enum Command {
     Read {
         reply: oneshot::Sender<Result<(), Status>>,
     },
+    /// A message from a peer.
+    Step(cairn_raft::Message),
     Stop,
 }
 
@@ -51,6 +53,8 @@ pub struct MemberIdentity {
     pub cluster_id: u64,
     pub peer_urls: Vec<String>,
     pub client_urls: Vec<String>,
+    /// The other members this one was started with (their client URLs are not known here).
+    pub others: Vec<MemberInfo>,
 }
 
 /// The loop's state, published for the services (relaxed: each value stands alone).
@@ -85,6 +89,8 @@ pub struct Outlets {
     pub watch_hub: Arc<crate::api::watch::SharedWatchHub>,
     /// Lease entries change these; every key change is shown to them.
     pub leases: Arc<SharedLeases>,
+    /// Where Raft messages to other members go (none for a single member).
+    pub transport: Option<super::peer_transport::PeerTransport>,
 }
 
 /// How the loop keeps time and bounds waiting.
@@ -124,6 +130,7 @@ impl RaftMember {
             observability,
             watch_hub,
             leases,
+            transport,
         } = outlets;
         let (commands, receiver) = mpsc::channel();
         let published = Arc::new(Published::default());
@@ -139,6 +146,8 @@ impl RaftMember {
             member_id: identity.member_id,
             published: Arc::clone(&published),
             proposals: BTreeMap::new(),
+            forwarded: HashMap::new(),
+            transport,
             reads_waiting_confirmation: HashMap::new(),
             reads_waiting_apply: Vec::new(),
             next_read: 0,
@@ -288,13 +297,16 @@ impl api::Member for RaftMember {
     }
 
     fn members(&self) -> Vec<MemberInfo> {
-        vec![MemberInfo {
+        let mut members = vec![MemberInfo {
             id: self.identity.member_id,
             name: self.identity.name.clone(),
             peer_ur_ls: self.identity.peer_urls.clone(),
             client_ur_ls: self.identity.client_urls.clone(),
             is_learner: false,
-        }]
+        }];
+        members.extend(self.identity.others.iter().cloned());
+        members.sort_by_key(|m| m.id);
+        members
     }
 }
 
@@ -302,6 +314,13 @@ impl api::Member for RaftMember {
 struct PendingProposal {
     id: u64,
     reply: oneshot::Sender<Result<Applied, Status>>,
+}
+
+impl super::peer_transport::RaftInbox for RaftMember {
+    fn deliver(&self, message: cairn_raft::Message) -> bool {
+        !self.published.stopped.load(Ordering::Acquire)
+            && self.commands.send(Command::Step(message)).is_ok()
+    }
 }
 
 struct RaftLoop {
@@ -318,6 +337,9 @@ struct RaftLoop {
     published: Arc<Published>,
     /// Appended proposals by log index.
     proposals: BTreeMap<u64, PendingProposal>,
+    /// Proposals forwarded to the leader, by request id (their index is not known here).
+    forwarded: HashMap<u64, oneshot::Sender<Result<Applied, Status>>>,
+    transport: Option<super::peer_transport::PeerTransport>,
     /// Reads waiting for the leader to confirm it still leads, by context.
     reads_waiting_confirmation: HashMap<u64, oneshot::Sender<Result<(), Status>>>,
     /// Confirmed reads waiting for the applied index to reach theirs.
@@ -393,12 +415,20 @@ impl RaftLoop {
                             let _ = older.reply.send(Err(status));
                         }
                     }
-                    Ok(_) => {
-                        let _ = reply.send(Err(Status::unavailable("etcdserver: not leader")));
+                    Ok(Proposed::Forwarded { .. }) => {
+                        // Answered when the entry applies here, or by the client's timeout.
+                        self.forwarded.retain(|_, waiting| !waiting.is_closed());
+                        self.forwarded.insert(request.id, reply);
                     }
                     Err(err) => {
                         let _ = reply.send(Err(dropped(&err)));
                     }
+                }
+                true
+            }
+            Command::Step(message) => {
+                if let Err(err) = self.node.step(message) {
+                    tracing::debug!(%err, "peer message refused by raft");
                 }
                 true
             }
@@ -422,6 +452,15 @@ impl RaftLoop {
     fn process_ready(&mut self) -> Result<(), String> {
         while self.node.has_ready() {
             let ready = self.node.ready().map_err(|e| e.to_string())?;
+            if let Some(snapshot) = &ready.snapshot {
+                // Stopping beats running on a log that does not match the key space.
+                return Err(format!(
+                    "the leader sent a snapshot at index {}; installing snapshots is not supported by this build yet",
+                    snapshot.index
+                ));
+            }
+            // Sent before the local append: followers persist in parallel with the leader.
+            self.send_messages(ready.messages);
             for pending in self
                 .node
                 .storage_mut()
@@ -436,7 +475,7 @@ impl RaftLoop {
                     .observe(started.elapsed().as_secs_f64());
                 outcome.map_err(|e| format!("WAL append failed: {e}"))?;
             }
-            // A single member has no peers to message; the cluster issue adds the transport.
+            self.send_messages(ready.persisted_messages);
             self.apply(&ready.committed_entries)?;
             for read in ready.read_states {
                 let Ok(context) = <[u8; 8]>::try_from(read.context.as_slice()) else {
@@ -464,6 +503,16 @@ impl RaftLoop {
             self.maybe_snapshot()?;
         }
         Ok(())
+    }
+
+    fn send_messages(&self, messages: Vec<cairn_raft::Message>) {
+        let Some(transport) = &self.transport else {
+            debug_assert!(messages.is_empty(), "a single member has no one to message");
+            return;
+        };
+        for message in messages {
+            transport.send(message);
+        }
     }
 
     /// Every `snapshot_count` applied entries, the key space (already durable at the applied
@@ -544,12 +593,18 @@ impl RaftLoop {
         }
         // Outcomes by log index: a proposal is answered by the entry at the index it was
         // appended at, and only if that entry is still its own (same proposer and id).
-        let mut outcomes: HashMap<u64, (u64, Result<Applied, KvError>)> = run
+        let mut outcomes: HashMap<u64, (u64, Result<Applied, KvError>)> = HashMap::new();
+        for request in run
             .requests
             .into_iter()
             .filter(|r| r.proposer == self.member_id)
-            .map(|r| (r.index, (r.id, r.result)))
-            .collect();
+        {
+            if let Some(reply) = self.forwarded.remove(&request.id) {
+                let _ = reply.send(request.result.map_err(Status::from));
+                continue;
+            }
+            outcomes.insert(request.index, (request.id, request.result));
+        }
         // Every proposal at or below the last applied index is settled now: applied, or
         // replaced by another leader's entry.
         let settled: Vec<u64> = self
@@ -599,6 +654,9 @@ impl RaftLoop {
         self.published.stopped.store(true, Ordering::Release);
         for (_, pending) in std::mem::take(&mut self.proposals) {
             let _ = pending.reply.send(Err(status.clone()));
+        }
+        for (_, reply) in self.forwarded.drain() {
+            let _ = reply.send(Err(status.clone()));
         }
         for (_, reply) in self.reads_waiting_confirmation.drain() {
             let _ = reply.send(Err(status.clone()));

@@ -7,4 +7,6 @@ pub mod identity;
 pub mod lease_duties;
 pub mod member;
 pub mod observability;
+pub mod peer_codec;
+pub mod peer_transport;
 pub mod raft_log;

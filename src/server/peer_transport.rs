@@ -1,0 +1,258 @@
+//! The peer transport: Raft messages between members over the peer URLs.
+//!
+//! Sending: one task per remote member owns a bounded queue, a connection (re-dialled with
+//! backoff), a handshake that checks protocol version and cluster id, and one long-lived
+//! `Stream` call that carries every message to that member. The Raft loop only enqueues
+//! (never waits): a full queue drops the message, which Raft tolerates (it retries appends
+//! and heartbeats), so a slow or dead peer never stalls the leader or the other peers.
+//!
+//! Receiving: the `Peer` service answers handshakes, checks every message (version,
+//! cluster, addressee) and hands it to the Raft loop.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_raft::Message;
+use tokio::sync::{mpsc, watch};
+use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::peer_codec::{from_wire, to_wire, PEER_PROTOCOL_VERSION};
+use crate::proto::cairn::peer::v1::{
+    peer_client::PeerClient, peer_server::Peer, PeerAck, PeerHello, RaftMessage, SendAck,
+    SnapshotAck, SnapshotChunk,
+};
+
+/// Messages waiting for one peer before new ones are dropped.
+const PEER_QUEUE_MESSAGES: usize = 4096;
+/// Messages in flight on one stream call before the sender waits for the connection.
+const STREAM_BUFFER_MESSAGES: usize = 256;
+const DIAL_TIMEOUT: Duration = Duration::from_secs(1);
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Who this member is to its peers.
+#[derive(Debug, Clone)]
+pub struct LocalPeer {
+    pub member_id: u64,
+    pub cluster_id: u64,
+    pub name: String,
+}
+
+/// Queues to every other member.
+pub struct PeerTransport {
+    queues: HashMap<u64, mpsc::Sender<Message>>,
+    dropped: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl PeerTransport {
+    /// Starts a sender task per peer (`member id`, peer URL) on the current runtime.
+    pub fn start(local: &LocalPeer, peers: &[(u64, String)], stop: watch::Receiver<bool>) -> Self {
+        let mut queues = HashMap::new();
+        for (id, url) in peers {
+            let (sender, receiver) = mpsc::channel(PEER_QUEUE_MESSAGES);
+            queues.insert(*id, sender);
+            tokio::spawn(send_to_peer(
+                local.clone(),
+                *id,
+                url.clone(),
+                receiver,
+                stop.clone(),
+            ));
+        }
+        PeerTransport {
+            queues,
+            dropped: Arc::default(),
+        }
+    }
+
+    /// Enqueues a message for its addressee; never waits. Returns false if it was dropped.
+    pub fn send(&self, message: Message) -> bool {
+        let Some(queue) = self.queues.get(&message.to) else {
+            tracing::debug!(
+                to = format!("{:x}", message.to),
+                "message for an unknown member dropped"
+            );
+            return false;
+        };
+        if queue.try_send(message).is_err() {
+            self.dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Messages dropped because a peer's queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Dials `url`, handshakes, and returns a client for the stream; Err with a reason to log.
+async fn connect(local: &LocalPeer, peer: u64, url: &str) -> Result<PeerClient<Channel>, String> {
+    let endpoint = Endpoint::from_shared(url.to_string())
+        .map_err(|e| format!("bad peer URL {url}: {e}"))?
+        .connect_timeout(DIAL_TIMEOUT)
+        .tcp_nodelay(true);
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| format!("dial {url}: {e}"))?;
+    let mut client = PeerClient::new(channel);
+    let ack = client
+        .handshake(PeerHello {
+            protocol_version: PEER_PROTOCOL_VERSION,
+            cluster_id: local.cluster_id,
+            member_id: local.member_id,
+            name: local.name.clone(),
+        })
+        .await
+        .map_err(|status| format!("handshake with {url}: {}", status.message()))?
+        .into_inner();
+    if !ack.ok {
+        return Err(format!("peer {url} refused us: {}", ack.reason));
+    }
+    if ack.member_id != peer {
+        return Err(format!(
+            "peer at {url} is member {:x}, expected {peer:x}",
+            ack.member_id
+        ));
+    }
+    Ok(client)
+}
+
+async fn send_to_peer(
+    local: LocalPeer,
+    peer: u64,
+    url: String,
+    mut queue: mpsc::Receiver<Message>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = FIRST_BACKOFF;
+    let mut last_error = String::new();
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let mut client = match connect(&local, peer, &url).await {
+            Ok(client) => client,
+            Err(reason) => {
+                // Log a failure once, not at every retry.
+                if reason != last_error {
+                    tracing::warn!(peer = format!("{peer:x}"), %reason, "peer unreachable");
+                    last_error = reason;
+                }
+                // Messages queued meanwhile are stale by the time the peer is back.
+                while queue.try_recv().is_ok() {}
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => return,
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        if !last_error.is_empty() {
+            tracing::info!(peer = format!("{peer:x}"), "peer reachable again");
+            last_error.clear();
+        }
+        backoff = FIRST_BACKOFF;
+        let (stream, outgoing) = mpsc::channel::<RaftMessage>(STREAM_BUFFER_MESSAGES);
+        let mut call =
+            tokio::spawn(async move { client.stream(ReceiverStream::new(outgoing)).await });
+        loop {
+            tokio::select! {
+                next = queue.recv() => {
+                    let Some(message) = next else { return };
+                    if stream.send(to_wire(&message, local.cluster_id)).await.is_err() {
+                        break;
+                    }
+                }
+                ended = &mut call => {
+                    if let Ok(Err(status)) = ended {
+                        tracing::warn!(peer = format!("{peer:x}"), reason = status.message(), "peer stream ended");
+                    }
+                    break;
+                }
+                _ = stop.changed() => return,
+            }
+        }
+    }
+}
+
+/// What the peer service hands received messages to.
+pub trait RaftInbox: Send + Sync + 'static {
+    /// Gives a checked message to Raft; false if the member is stopping.
+    fn deliver(&self, message: Message) -> bool;
+}
+
+/// The `Peer` service of a member.
+pub struct PeerService<I> {
+    pub local: LocalPeer,
+    pub inbox: Arc<I>,
+}
+
+#[tonic::async_trait]
+impl<I: RaftInbox> Peer for PeerService<I> {
+    async fn handshake(&self, request: Request<PeerHello>) -> Result<Response<PeerAck>, Status> {
+        let hello = request.into_inner();
+        let refusal = if hello.protocol_version != PEER_PROTOCOL_VERSION {
+            Some(format!(
+                "peer protocol version {} not supported (local version {PEER_PROTOCOL_VERSION})",
+                hello.protocol_version
+            ))
+        } else if hello.cluster_id != self.local.cluster_id {
+            Some(format!(
+                "cluster id mismatch: {:016x} is not this member's cluster {:016x}",
+                hello.cluster_id, self.local.cluster_id
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = &refusal {
+            tracing::error!(peer = hello.name, %reason, "refused a peer");
+        }
+        Ok(Response::new(PeerAck {
+            protocol_version: PEER_PROTOCOL_VERSION,
+            cluster_id: self.local.cluster_id,
+            member_id: self.local.member_id,
+            ok: refusal.is_none(),
+            reason: refusal.unwrap_or_default(),
+        }))
+    }
+
+    async fn stream(
+        &self,
+        request: Request<Streaming<RaftMessage>>,
+    ) -> Result<Response<SendAck>, Status> {
+        let mut incoming = request.into_inner();
+        while let Some(message) = incoming.message().await? {
+            let message = from_wire(message, self.local.cluster_id).map_err(|err| {
+                tracing::error!(%err, "refused a peer message");
+                Status::invalid_argument(err.to_string())
+            })?;
+            if message.to != self.local.member_id {
+                return Err(Status::invalid_argument(format!(
+                    "message for member {:x} sent to member {:x}",
+                    message.to, self.local.member_id
+                )));
+            }
+            if !self.inbox.deliver(message) {
+                return Err(Status::unavailable("member stopping"));
+            }
+        }
+        Ok(Response::new(SendAck {}))
+    }
+
+    async fn send_snapshot(
+        &self,
+        _request: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<SnapshotAck>, Status> {
+        Err(Status::unimplemented(
+            "snapshot transfer between members is not supported by this build yet",
+        ))
+    }
+}
