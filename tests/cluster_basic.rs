@@ -233,3 +233,57 @@ fn three_members_replicate_and_survive_the_leaders_death() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn a_member_refuses_a_data_dir_of_another_member_or_cluster() {
+    let bin = etcd35_dir();
+    let mut cluster = Cluster::start(1);
+    let endpoint = cluster.members[0].endpoint();
+    let health = eventually(
+        &bin,
+        &endpoint,
+        &["endpoint", "health"],
+        Duration::from_secs(30),
+    );
+    assert_eq!(health.code, 0, "{}", health.stderr);
+    cluster.kill(0);
+    let m = &cluster.members[0];
+    let peer = format!("http://127.0.0.1:{}", m.peer_port);
+    for (name, token) in [
+        ("intruder", "etcd-cluster"),
+        (m.name.as_str(), "another-cluster"),
+    ] {
+        let out = Command::new(cairn_bin())
+            .args(["--name", name, "--data-dir"])
+            .arg(&m.data_dir)
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
+            .args(["--initial-cluster", &format!("{name}={peer}")])
+            .args(["--initial-cluster-token", token])
+            .args([
+                "--listen-client-urls",
+                &format!("http://127.0.0.1:{}", m.client_port),
+            ])
+            .output()
+            .expect("cairn runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{name}/{token} started on another's data dir"
+        );
+        assert!(stderr.contains("refusing to start"), "{stderr}");
+    }
+    // With its own flags it starts again.
+    cluster.spawn(0);
+    let health = eventually(
+        &bin,
+        &endpoint,
+        &["endpoint", "health"],
+        Duration::from_secs(30),
+    );
+    assert_eq!(health.code, 0, "{}", health.stderr);
+}

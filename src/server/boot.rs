@@ -149,9 +149,6 @@ async fn open_wal(
     if let Some(torn) = &recovered.torn_tail {
         tracing::warn!(?torn, "cut off a torn final write in the WAL");
     }
-    if let Some(meta) = recovered.metadata {
-        return Ok((wal, meta.cluster_id, meta.member_id));
-    }
     let peer_urls: Vec<String> = config
         .initial_advertise_peer_urls
         .iter()
@@ -167,6 +164,21 @@ async fn open_wal(
         })
         .collect();
     let cluster_id = identity::cluster_id(&config.initial_cluster_token, &founders);
+    if let Some(meta) = recovered.metadata {
+        // A data dir remembers whose it is. Under `new`, the flags name the cluster and the
+        // member too: a mismatch is a data dir copied or pointed at by mistake.
+        if config.initial_cluster_state == crate::config::ClusterState::New
+            && (meta.cluster_id, meta.member_id) != (cluster_id, member_id)
+        {
+            return Err(StartError::Unsupported(format!(
+                "the data dir {} belongs to member {:x} of cluster {:x}, but the flags describe member {member_id:x} of cluster {cluster_id:x}; refusing to start",
+                dir.display(),
+                meta.member_id,
+                meta.cluster_id
+            )));
+        }
+        return Ok((wal, meta.cluster_id, meta.member_id));
+    }
     // A founding member's log starts with one committed entry per founding voter.
     let mut records = vec![Record::Metadata(Metadata {
         cluster_id,
