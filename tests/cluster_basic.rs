@@ -168,8 +168,27 @@ fn three_members_replicate_and_survive_the_leaders_death() {
             );
         }
     }
-    let members = etcdctl(&bin, &endpoints[0], &["member", "list"]);
-    assert_eq!(members.stdout.lines().count(), 3, "{}", members.stdout);
+    // Every member published its client URLs: any member lists them all, and etcdctl finds
+    // the whole cluster from one endpoint.
+    for endpoint in &endpoints {
+        let members = etcdctl(&bin, endpoint, &["member", "list"]);
+        assert_eq!(members.stdout.lines().count(), 3, "{}", members.stdout);
+        for other in &endpoints {
+            assert!(
+                members.stdout.contains(&format!("http://{other}")),
+                "{}",
+                members.stdout
+            );
+        }
+    }
+    let status = etcdctl(&bin, &endpoints[0], &["endpoint", "status", "--cluster"]);
+    assert_eq!(
+        status.stdout.lines().count(),
+        3,
+        "{} {}",
+        status.stdout,
+        status.stderr
+    );
 
     // Kill the leader; a new one is elected and every acknowledged write is still there.
     let (leader, _) = leader_of(&bin, &endpoints[0]).expect("status");

@@ -11,15 +11,25 @@ use crate::kv::{execute_delete, execute_put, execute_txn, KvError};
 use crate::lease::apply::{apply_checkpoints, apply_grant, apply_revoke};
 use crate::lease::Leases;
 use crate::mvcc::{Backend, Committed, MvccError, MvccStore, WriteBatch};
-use crate::proto::cairn::entry::v1::{request::Op, Request};
+use crate::proto::cairn::entry::v1::{request::Op, MemberAttributes, Request};
 use crate::proto::etcdserverpb::{
     CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse,
     ResponseHeader, TxnResponse,
 };
 use crate::proto::mvccpb::Event;
 
-/// The entry payload format this build writes (and the newest it reads): 2 added leases.
-pub const ENTRY_FORMAT_VERSION: u32 = 2;
+/// The entry payload format this build writes (and the newest it reads): 2 added leases, 3
+/// member attributes.
+pub const ENTRY_FORMAT_VERSION: u32 = 3;
+
+/// Where a member's published attributes are kept in bucket `meta`: this prefix and the member
+/// id (8 bytes, big-endian).
+pub const META_MEMBER_ATTRIBUTES: &[u8] = b"member_attributes/";
+
+/// The meta key of a member's attributes.
+pub fn member_attributes_key(member_id: u64) -> Vec<u8> {
+    [META_MEMBER_ATTRIBUTES, &member_id.to_be_bytes()[..]].concat()
+}
 
 /// The response to one applied request (headers carry only the revision).
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +42,8 @@ pub enum Applied {
     LeaseRevoke(LeaseRevokeResponse),
     /// The leader's lease checkpoints were recorded.
     LeaseCheckpoint,
+    /// A member published its attributes.
+    MemberAttributes(MemberAttributes),
 }
 
 /// The outcome of one request, for the member waiting on it.
@@ -235,6 +247,14 @@ fn apply_write<B: Backend>(
             write.now,
         )
         .map(|()| Applied::LeaseCheckpoint),
+        Some(Op::MemberAttributes(attributes)) => batch
+            .put_record(
+                crate::mvcc::Bucket::Meta,
+                &member_attributes_key(attributes.member_id),
+                &attributes.encode_to_vec(),
+            )
+            .map(|()| Applied::MemberAttributes(attributes.clone()))
+            .map_err(KvError::from),
         // An entry without an operation changes nothing (a newer member's no-op kind).
         None | Some(Op::Compaction(_)) => Ok(Applied::Txn(TxnResponse::default())),
     };
@@ -407,7 +427,7 @@ mod tests {
             decode_payload(4, &newer),
             Err(ApplyError::NewerFormat {
                 index: 4,
-                version: 3
+                version: 4
             })
         ));
         assert!(matches!(

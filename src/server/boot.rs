@@ -15,6 +15,7 @@ use cairn_raft::{ConfChange, Config as RaftConfig, RaftNode};
 use cairn_wal::{Metadata, Record, Wal, WalConfig};
 use tokio::net::TcpListener;
 
+use super::apply::META_MEMBER_ATTRIBUTES;
 use super::identity;
 use super::member::{snapshot_conf_key, MemberIdentity, Outlets, RaftMember, Timing};
 use super::observability::{GrpcMetricsLayer, MemberHealth, Observability, SERVED_GRPC_PATHS};
@@ -26,6 +27,7 @@ use crate::config::ServerConfig;
 use crate::lease::load::load_table;
 use crate::lease::{unix_ms_now, LeaseTiming, Leases, SharedLeases};
 use crate::mvcc::MvccStore;
+use crate::proto::cairn::entry::v1::MemberAttributes;
 use crate::proto::cairn::peer::v1::peer_server::PeerServer;
 use crate::proto::etcdserverpb::lease_server::LeaseServer;
 use crate::proto::etcdserverpb::watch_server::WatchServer;
@@ -207,6 +209,56 @@ async fn open_wal(
     Ok((wal, cluster_id, member_id))
 }
 
+/// Members' attributes as the key-space file holds them.
+fn load_member_attributes(
+    store: &MvccStore<BtreeBackend>,
+) -> Result<std::collections::BTreeMap<u64, MemberAttributes>, StartError> {
+    use prost::Message;
+    let mut found = std::collections::BTreeMap::new();
+    let mut undecodable = None;
+    store.scan_records(crate::mvcc::Bucket::Meta, &mut |key, value| {
+        if key.starts_with(META_MEMBER_ATTRIBUTES) {
+            match MemberAttributes::decode(value) {
+                Ok(attributes) => {
+                    found.insert(attributes.member_id, attributes);
+                }
+                Err(err) => undecodable = Some(err.to_string()),
+            }
+        }
+        true
+    })?;
+    if let Some(reason) = undecodable {
+        return Err(StartError::Unsupported(format!(
+            "stored member attributes do not decode: {reason}"
+        )));
+    }
+    Ok(found)
+}
+
+/// Publishes this member's name and client URLs through Raft until one publication applies
+/// (retrying while there is no leader), so every member can list them.
+async fn publish_attributes(
+    member: Arc<RaftMember>,
+    attributes: MemberAttributes,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    use crate::api::Member as _;
+    loop {
+        let op = crate::proto::cairn::entry::v1::request::Op::MemberAttributes(attributes.clone());
+        match member.propose(op).await {
+            Ok(_) => return,
+            Err(status) => tracing::debug!(
+                reason = status.message(),
+                "publishing member attributes; will retry"
+            ),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
+    }
+}
+
 /// Starts a member and its client listeners.
 pub async fn start(config: &ServerConfig, tuning: Tuning) -> Result<RunningServer, StartError> {
     let member_dir = config.data_dir.join("member");
@@ -301,6 +353,7 @@ pub async fn start(config: &ServerConfig, tuning: Tuning) -> Result<RunningServe
         election_ticks: tuning.election_ticks,
         snapshot_count: tuning.snapshot_count,
     };
+    let published = load_member_attributes(&store)?;
     let lease_timing = LeaseTiming::new(tuning.tick * tuning.election_ticks);
     let lease_table =
         load_table(&store, std::time::Instant::now(), unix_ms_now()).map_err(|err| {
@@ -326,6 +379,7 @@ pub async fn start(config: &ServerConfig, tuning: Tuning) -> Result<RunningServe
             watch_hub: Arc::clone(&watch_hub),
             leases: Arc::clone(&leases),
             transport,
+            attributes: Arc::new(parking_lot::RwLock::new(published)),
         },
     )
     .map_err(StartError::Thread)?;
@@ -348,6 +402,19 @@ pub async fn start(config: &ServerConfig, tuning: Tuning) -> Result<RunningServe
             }
         }
     }));
+    listeners.push(tokio::spawn(publish_attributes(
+        Arc::clone(&member),
+        MemberAttributes {
+            member_id,
+            name: config.name.clone(),
+            client_urls: config
+                .advertise_client_urls
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        },
+        shutdown_rx.clone(),
+    )));
     listeners.push(tokio::spawn(super::lease_duties::run(
         Arc::clone(&member),
         shutdown_rx.clone(),

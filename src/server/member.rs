@@ -24,7 +24,7 @@ use crate::api::{self, Limits};
 use crate::kv::KvError;
 use crate::lease::{unix_ms_now, GrantRules, LeaseIds, SharedLeases};
 use crate::mvcc::MvccStore;
-use crate::proto::cairn::entry::v1::{request::Op, Request};
+use crate::proto::cairn::entry::v1::{request::Op, MemberAttributes, Request};
 use crate::proto::etcdserverpb::{Member as MemberInfo, ResponseHeader, StatusResponse};
 use crate::storage::BtreeBackend;
 
@@ -81,7 +81,12 @@ pub struct RaftMember {
     leases: Arc<SharedLeases>,
     lease_ids: LeaseIds,
     grant_rules: GrantRules,
+    /// Members' published attributes (client URLs), by member id.
+    attributes: Arc<MemberAttributesTable>,
 }
+
+/// Members' published attributes, as applied.
+pub type MemberAttributesTable = parking_lot::RwLock<BTreeMap<u64, MemberAttributes>>;
 
 /// Where the loop reports what it does: metrics, and watchers (after every applied batch).
 pub struct Outlets {
@@ -91,6 +96,8 @@ pub struct Outlets {
     pub leases: Arc<SharedLeases>,
     /// Where Raft messages to other members go (none for a single member).
     pub transport: Option<super::peer_transport::PeerTransport>,
+    /// Members' attributes as stored (updated as publications apply).
+    pub attributes: Arc<MemberAttributesTable>,
 }
 
 /// How the loop keeps time and bounds waiting.
@@ -131,6 +138,7 @@ impl RaftMember {
             watch_hub,
             leases,
             transport,
+            attributes,
         } = outlets;
         let (commands, receiver) = mpsc::channel();
         let published = Arc::new(Published::default());
@@ -148,6 +156,7 @@ impl RaftMember {
             proposals: BTreeMap::new(),
             forwarded: HashMap::new(),
             transport,
+            attributes: Arc::clone(&attributes),
             reads_waiting_confirmation: HashMap::new(),
             reads_waiting_apply: Vec::new(),
             next_read: 0,
@@ -173,6 +182,7 @@ impl RaftMember {
             leases,
             lease_ids: LeaseIds::new(identity.member_id, unix_ms_now()),
             grant_rules: GrantRules::new(timing.tick, timing.election_ticks),
+            attributes,
             identity,
         }))
     }
@@ -304,7 +314,14 @@ impl api::Member for RaftMember {
             client_ur_ls: self.identity.client_urls.clone(),
             is_learner: false,
         }];
-        members.extend(self.identity.others.iter().cloned());
+        let published = self.attributes.read();
+        members.extend(self.identity.others.iter().map(|other| {
+            let mut other = other.clone();
+            if let Some(attributes) = published.get(&other.id) {
+                other.client_ur_ls = attributes.client_urls.clone();
+            }
+            other
+        }));
         members.sort_by_key(|m| m.id);
         members
     }
@@ -340,6 +357,7 @@ struct RaftLoop {
     /// Proposals forwarded to the leader, by request id (their index is not known here).
     forwarded: HashMap<u64, oneshot::Sender<Result<Applied, Status>>>,
     transport: Option<super::peer_transport::PeerTransport>,
+    attributes: Arc<MemberAttributesTable>,
     /// Reads waiting for the leader to confirm it still leads, by context.
     reads_waiting_confirmation: HashMap<u64, oneshot::Sender<Result<(), Status>>>,
     /// Confirmed reads waiting for the applied index to reach theirs.
@@ -593,6 +611,13 @@ impl RaftLoop {
         }
         // Outcomes by log index: a proposal is answered by the entry at the index it was
         // appended at, and only if that entry is still its own (same proposer and id).
+        for request in &run.requests {
+            if let Ok(Applied::MemberAttributes(published)) = &request.result {
+                self.attributes
+                    .write()
+                    .insert(published.member_id, published.clone());
+            }
+        }
         let mut outcomes: HashMap<u64, (u64, Result<Applied, KvError>)> = HashMap::new();
         for request in run
             .requests
