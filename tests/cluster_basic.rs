@@ -306,3 +306,48 @@ fn a_member_refuses_a_data_dir_of_another_member_or_cluster() {
     );
     assert_eq!(health.code, 0, "{}", health.stderr);
 }
+
+#[test]
+fn five_members_survive_two_simultaneous_kills() {
+    let bin = etcd35_dir();
+    let mut cluster = Cluster::start(5);
+    let endpoints: Vec<String> = cluster.members.iter().map(Member::endpoint).collect();
+    for endpoint in &endpoints {
+        let health = eventually(
+            &bin,
+            endpoint,
+            &["endpoint", "health"],
+            Duration::from_secs(30),
+        );
+        assert_eq!(health.code, 0, "{endpoint}: {}", health.stderr);
+    }
+    let put = etcdctl(&bin, &endpoints[0], &["put", "before", "1"]);
+    assert_eq!(put.code, 0, "{}", put.stderr);
+    // The leader and one follower die at once.
+    let (leader, _) = leader_of(&bin, &endpoints[0]).expect("status");
+    let leader_index = (0..5)
+        .find(|&i| leader_of(&bin, &endpoints[i]).is_some_and(|(_, me)| me == leader))
+        .expect("the leader is a member");
+    let follower_index = (leader_index + 1) % 5;
+    cluster.kill(leader_index);
+    cluster.kill(follower_index);
+    let survivors: Vec<&String> = (0..5)
+        .filter(|i| *i != leader_index && *i != follower_index)
+        .map(|i| &endpoints[i])
+        .collect();
+    let put = eventually(
+        &bin,
+        survivors[0],
+        &["put", "after", "2"],
+        Duration::from_secs(15),
+    );
+    assert_eq!(put.code, 0, "three of five still commit: {}", put.stderr);
+    for survivor in &survivors {
+        let got = etcdctl(&bin, survivor, &["get", "", "--prefix", "--keys-only"]);
+        assert!(
+            got.stdout.contains("before") && got.stdout.contains("after"),
+            "{survivor}: {}",
+            got.stdout
+        );
+    }
+}
