@@ -351,3 +351,89 @@ fn five_members_survive_two_simultaneous_kills() {
         );
     }
 }
+
+#[test]
+fn leases_work_through_followers() {
+    let bin = etcd35_dir();
+    let cluster = Cluster::start(3);
+    let endpoints: Vec<String> = cluster.members.iter().map(Member::endpoint).collect();
+    for endpoint in &endpoints {
+        let health = eventually(
+            &bin,
+            endpoint,
+            &["endpoint", "health"],
+            Duration::from_secs(30),
+        );
+        assert_eq!(health.code, 0, "{endpoint}: {}", health.stderr);
+    }
+    let (leader, _) = leader_of(&bin, &endpoints[0]).expect("status");
+    let followers: Vec<&String> = endpoints
+        .iter()
+        .filter(|e| leader_of(&bin, e).is_some_and(|(_, me)| me != leader))
+        .collect();
+    assert_eq!(followers.len(), 2);
+    // Followers forward keepalives and time-to-live to the leader once they know its client
+    // URL (published at start).
+    let grant = eventually(
+        &bin,
+        followers[0],
+        &["lease", "grant", "60"],
+        Duration::from_secs(10),
+    );
+    let id = grant
+        .stdout
+        .split_whitespace()
+        .nth(1)
+        .expect("lease id")
+        .to_string();
+    let put = etcdctl(&bin, followers[1], &["put", "held", "x", "--lease", &id]);
+    assert_eq!(put.code, 0, "{}", put.stderr);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let kept = etcdctl(&bin, followers[1], &["lease", "keep-alive", "--once", &id]);
+        if kept.stdout.contains("keepalived with TTL(60)") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{} {}", kept.stdout, kept.stderr);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let ttl = etcdctl(&bin, followers[0], &["lease", "timetolive", "--keys", &id]);
+    assert!(
+        ttl.stdout.contains("granted with TTL(60s)"),
+        "{}",
+        ttl.stdout
+    );
+    assert!(
+        ttl.stdout.contains("attached keys([held])"),
+        "{}",
+        ttl.stdout
+    );
+    // A short lease expires on the leader's clock; its key is gone on every member.
+    let short = etcdctl(&bin, followers[0], &["lease", "grant", "3"]);
+    let short_id = short
+        .stdout
+        .split_whitespace()
+        .nth(1)
+        .expect("lease id")
+        .to_string();
+    let put = etcdctl(
+        &bin,
+        followers[1],
+        &["put", "fleeting", "y", "--lease", &short_id],
+    );
+    assert_eq!(put.code, 0, "{}", put.stderr);
+    std::thread::sleep(Duration::from_secs(5));
+    for endpoint in &endpoints {
+        let keys = etcdctl(&bin, endpoint, &["get", "", "--prefix", "--keys-only"]);
+        assert!(
+            !keys.stdout.contains("fleeting"),
+            "{endpoint}: {}",
+            keys.stdout
+        );
+        assert!(keys.stdout.contains("held"), "{endpoint}: {}", keys.stdout);
+    }
+    let revoke = etcdctl(&bin, followers[1], &["lease", "revoke", &id]);
+    assert_eq!(revoke.code, 0, "{}", revoke.stderr);
+    let keys = etcdctl(&bin, followers[0], &["get", "held"]);
+    assert!(keys.stdout.is_empty(), "{}", keys.stdout);
+}

@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use tonic::codegen::tokio_stream::{wrappers::ReceiverStream, Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
+use super::lease_forward::{self, KeepaliveProxy};
 use super::{fill_header, Member};
 use crate::lease::table::MAX_LEASE_TTL_SECONDS;
 use crate::lease::{LeaseError, Renewal};
@@ -43,8 +44,16 @@ fn unexpected(applied: Applied) -> Status {
     Status::internal(format!("etcdserver: unexpected apply result {applied:?}"))
 }
 
-/// Renews one lease for a keepalive stream; the TTL to answer with (0: the lease is gone).
-async fn renew<M: Member>(member: &M, id: i64, patience: Duration) -> Result<i64, Status> {
+/// What a renewal on this member came to.
+enum Renewed {
+    /// The TTL to answer with (0: the lease is gone).
+    Ttl(i64),
+    /// Another member leads: the renewal goes to it.
+    AtLeader { leader: u64, url: String },
+}
+
+/// Renews one lease for a keepalive stream.
+async fn renew<M: Member>(member: &M, id: i64, patience: Duration) -> Result<Renewed, Status> {
     let give_up = Instant::now() + patience;
     loop {
         let (renewal, revoked) = {
@@ -56,8 +65,8 @@ async fn renew<M: Member>(member: &M, id: i64, patience: Duration) -> Result<i64
             (leases.renew(id, Instant::now()), revoked)
         };
         match renewal {
-            Renewal::Renewed { ttl_seconds } => return Ok(ttl_seconds),
-            Renewal::NotFound => return Ok(0),
+            Renewal::Renewed { ttl_seconds } => return Ok(Renewed::Ttl(ttl_seconds)),
+            Renewal::NotFound => return Ok(Renewed::Ttl(0)),
             // It ran out: answer once its revoke has applied, so that a client told "gone"
             // never reads the lease's keys afterwards.
             Renewal::Expired => {
@@ -69,6 +78,9 @@ async fn renew<M: Member>(member: &M, id: i64, patience: Duration) -> Result<i64
                 }
             }
             Renewal::NotLeader => {
+                if let Some((leader, url)) = member.leader_client_url() {
+                    return Ok(Renewed::AtLeader { leader, url });
+                }
                 if Instant::now() >= give_up {
                     return Err(Status::unavailable("etcdserver: no leader"));
                 }
@@ -76,6 +88,27 @@ async fn renew<M: Member>(member: &M, id: i64, patience: Duration) -> Result<i64
             }
         }
     }
+}
+
+/// Renews at the leader, over `proxy` (opened, or reopened when the leader changed).
+async fn forward_renewal(
+    proxy: &mut Option<KeepaliveProxy>,
+    leader: u64,
+    url: &str,
+    id: i64,
+    patience: Duration,
+) -> Result<i64, Status> {
+    if proxy.as_ref().is_none_or(|p| p.leader != leader) {
+        *proxy = Some(KeepaliveProxy::open(leader, url, patience).await?);
+    }
+    let Some(open) = proxy.as_mut() else {
+        return Err(Status::unavailable("etcdserver: no leader"));
+    };
+    let renewed = open.renew(id, patience).await;
+    if renewed.is_err() {
+        *proxy = None;
+    }
+    renewed
 }
 
 type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
@@ -140,16 +173,22 @@ impl<M: Member> Lease for LeaseService<M> {
         let member = Arc::clone(&self.member);
         let patience = self.member.request_timeout();
         tokio::spawn(async move {
+            // Renewals this member cannot grant go to the leader over one stream.
+            let mut proxy: Option<KeepaliveProxy> = None;
             while let Some(next) = inbound.next().await {
                 let Ok(asked) = next else { break };
-                let answer =
-                    renew(&*member, asked.id, patience)
-                        .await
-                        .map(|ttl| LeaseKeepAliveResponse {
-                            header: fill_header(&*member, None),
-                            id: asked.id,
-                            ttl,
-                        });
+                let ttl = match renew(&*member, asked.id, patience).await {
+                    Ok(Renewed::Ttl(ttl)) => Ok(ttl),
+                    Ok(Renewed::AtLeader { leader, url }) => {
+                        forward_renewal(&mut proxy, leader, &url, asked.id, patience).await
+                    }
+                    Err(status) => Err(status),
+                };
+                let answer = ttl.map(|ttl| LeaseKeepAliveResponse {
+                    header: fill_header(&*member, None),
+                    id: asked.id,
+                    ttl,
+                });
                 let failed = answer.is_err();
                 if sender.send(answer).await.is_err() || failed {
                     break;
@@ -164,11 +203,19 @@ impl<M: Member> Lease for LeaseService<M> {
         request: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         let asked = request.into_inner();
-        let found = {
+        let (found, leading) = {
             let mut leases = self.member.leases().state.lock();
             leases.follow_role(self.member.is_leader());
-            leases.time_to_live(asked.id, asked.keys, Instant::now())
+            let found = leases.time_to_live(asked.id, asked.keys, Instant::now());
+            (found, leases.is_leading())
         };
+        // Only the leader knows the time left; a follower asks it.
+        if let (false, Some((_, url))) = (leading, self.member.leader_client_url()) {
+            let mut response =
+                lease_forward::time_to_live(&url, asked, self.member.request_timeout()).await?;
+            response.header = fill_header(&*self.member, None);
+            return Ok(Response::new(response));
+        }
         let response = match found {
             Some(found) => LeaseTimeToLiveResponse {
                 header: fill_header(&*self.member, None),

@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod kv;
 pub mod lease;
+pub mod lease_forward;
 pub mod maintenance;
 pub mod watch;
 
@@ -71,6 +72,11 @@ pub trait Member: Send + Sync + 'static {
 
     /// Whether this member leads (and so keeps lease time).
     fn is_leader(&self) -> bool;
+
+    /// The leader (another member) and its client URL, when known.
+    fn leader_client_url(&self) -> Option<(u64, String)> {
+        None
+    }
 
     /// How long a request waits for consensus before it fails as timed out.
     fn request_timeout(&self) -> std::time::Duration;

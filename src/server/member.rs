@@ -302,6 +302,21 @@ impl api::Member for RaftMember {
         self.request_timeout
     }
 
+    fn leader_client_url(&self) -> Option<(u64, String)> {
+        let leader = self.published.leader.load(Ordering::Relaxed);
+        if leader == 0 || leader == self.identity.member_id {
+            return None;
+        }
+        let url = self
+            .attributes
+            .read()
+            .get(&leader)?
+            .client_urls
+            .first()?
+            .clone();
+        Some((leader, url))
+    }
+
     fn is_leader(&self) -> bool {
         self.published.leader.load(Ordering::Relaxed) == self.identity.member_id
     }

@@ -1,0 +1,89 @@
+//! Lease requests that only the leader can answer (keepalives, time left), forwarded from a
+//! follower to the leader's client URL, as etcd forwards them to its leader.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Status, Streaming};
+
+use crate::proto::etcdserverpb::{
+    lease_client::LeaseClient, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
+    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A client connection to the leader's client URL.
+pub fn leader_channel(url: &str) -> Result<Channel, Status> {
+    let endpoint = Endpoint::from_shared(url.to_string())
+        .map_err(|err| Status::unavailable(format!("etcdserver: bad leader URL {url}: {err}")))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true);
+    Ok(endpoint.connect_lazy())
+}
+
+fn leader_unreachable(status: &Status) -> Status {
+    Status::unavailable(format!(
+        "etcdserver: leader unreachable: {}",
+        status.message()
+    ))
+}
+
+/// One keepalive stream to the leader, carrying a follower's client stream's renewals.
+pub struct KeepaliveProxy {
+    /// The leader this stream goes to.
+    pub leader: u64,
+    requests: mpsc::Sender<LeaseKeepAliveRequest>,
+    responses: Streaming<LeaseKeepAliveResponse>,
+}
+
+impl KeepaliveProxy {
+    pub async fn open(leader: u64, url: &str, timeout: Duration) -> Result<Self, Status> {
+        let (requests, receiver) = mpsc::channel(1);
+        let mut client = LeaseClient::new(leader_channel(url)?);
+        let call = client.lease_keep_alive(ReceiverStream::new(receiver));
+        let responses = tokio::time::timeout(timeout, call)
+            .await
+            .map_err(|_| Status::unavailable("etcdserver: request timed out"))?
+            .map_err(|status| leader_unreachable(&status))?
+            .into_inner();
+        Ok(KeepaliveProxy {
+            leader,
+            requests,
+            responses,
+        })
+    }
+
+    /// Renews `id` at the leader; the TTL it answered with.
+    pub async fn renew(&mut self, id: i64, timeout: Duration) -> Result<i64, Status> {
+        self.requests
+            .send(LeaseKeepAliveRequest { id })
+            .await
+            .map_err(|_| Status::unavailable("etcdserver: leader stream closed"))?;
+        let answer = tokio::time::timeout(timeout, self.responses.message())
+            .await
+            .map_err(|_| Status::unavailable("etcdserver: request timed out"))?;
+        match answer {
+            Ok(Some(response)) => Ok(response.ttl),
+            Ok(None) => Err(Status::unavailable("etcdserver: leader stream closed")),
+            Err(status) => Err(leader_unreachable(&status)),
+        }
+    }
+}
+
+/// Asks the leader how long a lease has left.
+pub async fn time_to_live(
+    url: &str,
+    request: LeaseTimeToLiveRequest,
+    timeout: Duration,
+) -> Result<LeaseTimeToLiveResponse, Status> {
+    let mut client = LeaseClient::new(leader_channel(url)?);
+    let call = client.lease_time_to_live(request);
+    tokio::time::timeout(timeout, call)
+        .await
+        .map_err(|_| Status::unavailable("etcdserver: request timed out"))?
+        .map(tonic::Response::into_inner)
+        .map_err(|status| leader_unreachable(&status))
+}
