@@ -437,3 +437,81 @@ fn leases_work_through_followers() {
     let keys = etcdctl(&bin, followers[0], &["get", "held"]);
     assert!(keys.stdout.is_empty(), "{}", keys.stdout);
 }
+
+#[test]
+fn a_member_without_a_leader_refuses_rather_than_serves_stale_data() {
+    use cairn::proto::etcdserverpb::{kv_client::KvClient, PutRequest, RangeRequest};
+    let bin = etcd35_dir();
+    let mut cluster = Cluster::start(3);
+    let endpoints: Vec<String> = cluster.members.iter().map(Member::endpoint).collect();
+    for endpoint in &endpoints {
+        let health = eventually(
+            &bin,
+            endpoint,
+            &["endpoint", "health"],
+            Duration::from_secs(30),
+        );
+        assert_eq!(health.code, 0, "{endpoint}: {}", health.stderr);
+    }
+    let put = etcdctl(&bin, &endpoints[2], &["put", "k", "old"]);
+    assert_eq!(put.code, 0, "{}", put.stderr);
+    cluster.kill(0);
+    cluster.kill(1);
+    // After an election timeout or two the lone member knows it has no leader.
+    std::thread::sleep(Duration::from_secs(3));
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let channel = tonic::transport::Channel::from_shared(format!("http://{}", endpoints[2]))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+        let mut kv = KvClient::new(channel);
+        let mut request = tonic::Request::new(PutRequest {
+            key: b"k".to_vec(),
+            value: b"new".to_vec(),
+            ..Default::default()
+        });
+        request
+            .metadata_mut()
+            .insert("hasleader", "true".parse().expect("metadata"));
+        let started = Instant::now();
+        let refused = kv.put(request).await.expect_err("no leader, no write");
+        assert_eq!(refused.code(), tonic::Code::Unavailable);
+        assert_eq!(refused.message(), "etcdserver: no leader");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "refused at once"
+        );
+        // A linearizable read fails instead of answering from the cut-off member's state.
+        let read = kv
+            .range(RangeRequest {
+                key: b"k".to_vec(),
+                ..Default::default()
+            })
+            .await;
+        assert!(
+            read.is_err(),
+            "a linearizable read without a leader: {read:?}"
+        );
+        // A serializable read is local by definition.
+        let local = kv
+            .range(RangeRequest {
+                key: b"k".to_vec(),
+                serializable: true,
+                ..Default::default()
+            })
+            .await
+            .expect("serializable read");
+        assert_eq!(local.into_inner().kvs[0].value, b"old");
+        // Unless the client asks for a leader: then even a local read is refused.
+        let mut strict = tonic::Request::new(RangeRequest {
+            key: b"k".to_vec(),
+            serializable: true,
+            ..Default::default()
+        });
+        strict.metadata_mut().insert("hasleader", "true".parse().expect("metadata"));
+        let refused = kv.range(strict).await.expect_err("hasleader honoured");
+        assert_eq!(refused.message(), "etcdserver: no leader");
+    });
+}

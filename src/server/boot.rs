@@ -21,6 +21,7 @@ use super::member::{snapshot_conf_key, MemberIdentity, Outlets, RaftMember, Timi
 use super::observability::{GrpcMetricsLayer, MemberHealth, Observability, SERVED_GRPC_PATHS};
 use super::peer_transport::{LocalPeer, PeerService, PeerTransport};
 use super::raft_log::{decode_conf_state, encode_entry, RaftLog};
+use super::require_leader::RequireLeaderLayer;
 use crate::api::watch::{SharedWatchHub, WatchService};
 use crate::api::{self, Limits};
 use crate::config::ServerConfig;
@@ -459,9 +460,14 @@ pub async fn start(config: &ServerConfig, tuning: Tuning) -> Result<RunningServe
         client_addrs.push(addr);
         let routes = client_routes(&member, &observability, &watch_hub, tuning.limits);
         let mut stop = shutdown_rx.clone();
-        let layer = GrpcMetricsLayer {
-            observability: Arc::clone(&observability),
-        };
+        let layer = tower_layer::Stack::new(
+            RequireLeaderLayer {
+                leader: member.leader_cell(),
+            },
+            GrpcMetricsLayer {
+                observability: Arc::clone(&observability),
+            },
+        );
         listeners.push(tokio::spawn(async move {
             let incoming = tokio_stream_from(listener);
             let result = tonic::transport::Server::builder()

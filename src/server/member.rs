@@ -61,7 +61,7 @@ pub struct MemberIdentity {
 #[derive(Default)]
 struct Published {
     term: AtomicU64,
-    leader: AtomicU64,
+    leader: Arc<AtomicU64>,
     commit: AtomicU64,
     applied: AtomicU64,
     stopped: AtomicBool,
@@ -81,6 +81,7 @@ pub struct RaftMember {
     leases: Arc<SharedLeases>,
     lease_ids: LeaseIds,
     grant_rules: GrantRules,
+    leader_cell: Arc<AtomicU64>,
     /// Members' published attributes (client URLs), by member id.
     attributes: Arc<MemberAttributesTable>,
 }
@@ -170,6 +171,7 @@ impl RaftMember {
         let start = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64);
+        let leader_cell = Arc::clone(&published.leader);
         Ok(Arc::new(RaftMember {
             store,
             commands,
@@ -183,6 +185,7 @@ impl RaftMember {
             lease_ids: LeaseIds::new(identity.member_id, unix_ms_now()),
             grant_rules: GrantRules::new(timing.tick, timing.election_ticks),
             attributes,
+            leader_cell,
             identity,
         }))
     }
@@ -197,6 +200,11 @@ impl RaftMember {
 
     pub fn identity(&self) -> &MemberIdentity {
         &self.identity
+    }
+
+    /// The leader id as the Raft loop last published it (0: no leader), shared.
+    pub fn leader_cell(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.leader_cell)
     }
 
     fn send(&self, command: Command) -> Result<(), Status> {

@@ -10,3 +10,4 @@ pub mod observability;
 pub mod peer_codec;
 pub mod peer_transport;
 pub mod raft_log;
+pub mod require_leader;
