@@ -510,8 +510,73 @@ fn a_member_without_a_leader_refuses_rather_than_serves_stale_data() {
             serializable: true,
             ..Default::default()
         });
-        strict.metadata_mut().insert("hasleader", "true".parse().expect("metadata"));
+        strict
+            .metadata_mut()
+            .insert("hasleader", "true".parse().expect("metadata"));
         let refused = kv.range(strict).await.expect_err("hasleader honoured");
         assert_eq!(refused.message(), "etcdserver: no leader");
     });
+}
+
+#[test]
+fn leadership_moves_on_request_through_etcdctl_and_cairnctl() {
+    let bin = etcd35_dir();
+    let cluster = Cluster::start(3);
+    let endpoints: Vec<String> = cluster.members.iter().map(Member::endpoint).collect();
+    for endpoint in &endpoints {
+        let health = eventually(
+            &bin,
+            endpoint,
+            &["endpoint", "health"],
+            Duration::from_secs(30),
+        );
+        assert_eq!(health.code, 0, "{endpoint}: {}", health.stderr);
+    }
+    let all = endpoints.join(",");
+    let cairnctl = PathBuf::from(env!("CARGO_BIN_EXE_cairnctl"));
+    for tool in [bin.join("etcdctl"), cairnctl] {
+        let (leader, _) = leader_of(&bin, &endpoints[0]).expect("status");
+        let ids: Vec<u64> = endpoints
+            .iter()
+            .filter_map(|e| leader_of(&bin, e).map(|(_, me)| me))
+            .collect();
+        let target = *ids.iter().find(|id| **id != leader).expect("a follower");
+        let moved = run(
+            &tool,
+            &["--endpoints", &all, "move-leader", &format!("{target:x}")],
+            "",
+        );
+        assert_eq!(moved.code, 0, "{}: {}", tool.display(), moved.stderr);
+        assert_eq!(
+            moved.stdout,
+            format!("Leadership transferred from {leader:x} to {target:x}\n")
+        );
+        let (now, _) = leader_of(&bin, &endpoints[0]).expect("status");
+        assert_eq!(now, target, "{} moved leadership", tool.display());
+        // A transferee that is no member is refused by the leader.
+        let bad = run(&tool, &["--endpoints", &all, "move-leader", "abcdef"], "");
+        assert_eq!(bad.code, 1, "{}", bad.stderr);
+        assert!(
+            bad.stderr.contains("etcdserver: bad leader transferee"),
+            "{}",
+            bad.stderr
+        );
+        // Without the leader among the endpoints there is no one to ask.
+        let followers: Vec<&str> = endpoints
+            .iter()
+            .filter(|e| leader_of(&bin, e).is_some_and(|(_, me)| me != target))
+            .map(String::as_str)
+            .collect();
+        let nobody = run(
+            &tool,
+            &["--endpoints", &followers.join(","), "move-leader", "1"],
+            "",
+        );
+        assert_eq!(nobody.code, 128, "{}", nobody.stderr);
+        assert!(
+            nobody.stderr.contains("no leader endpoint given at"),
+            "{}",
+            nobody.stderr
+        );
+    }
 }

@@ -1,4 +1,5 @@
-//! The Maintenance service: Status today; the rest answer UNIMPLEMENTED until they exist.
+//! The Maintenance service: Status, Alarm (list) and MoveLeader; the rest answer
+//! UNIMPLEMENTED until they exist.
 
 use std::sync::Arc;
 
@@ -7,7 +8,7 @@ use tonic::{Request, Response, Status};
 use super::Member;
 use crate::proto::etcdserverpb::{
     alarm_request::AlarmAction, maintenance_server::Maintenance, AlarmRequest, AlarmResponse,
-    StatusRequest, StatusResponse,
+    MoveLeaderRequest, MoveLeaderResponse, StatusRequest, StatusResponse,
 };
 
 pub struct MaintenanceService<M> {
@@ -41,6 +42,20 @@ impl<M: Member> Maintenance for MaintenanceService<M> {
                 "etcdserver: raising alarms is not supported yet",
             )),
         }
+    }
+
+    async fn move_leader(
+        &self,
+        request: Request<MoveLeaderRequest>,
+    ) -> Result<Response<MoveLeaderResponse>, Status> {
+        self.member
+            .move_leader(request.into_inner().target_id)
+            .await?;
+        let mut header = self.member.header();
+        header.revision = self.member.store().current_revision();
+        Ok(Response::new(MoveLeaderResponse {
+            header: Some(header),
+        }))
     }
 
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {

@@ -73,6 +73,14 @@ pub trait Member: Send + Sync + 'static {
     /// Whether this member leads (and so keeps lease time).
     fn is_leader(&self) -> bool;
 
+    /// Hands leadership to member `target` and waits until it leads (Maintenance.MoveLeader,
+    /// asked of the leader).
+    async fn move_leader(&self, _target: u64) -> Result<(), tonic::Status> {
+        Err(tonic::Status::unimplemented(
+            "etcdserver: move leader is not supported",
+        ))
+    }
+
     /// The leader (another member) and its client URL, when known.
     fn leader_client_url(&self) -> Option<(u64, String)> {
         None

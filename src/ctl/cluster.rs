@@ -1,4 +1,4 @@
-//! `endpoint status|health` and `member list`.
+//! `endpoint status|health`, `member list` and `move-leader`.
 
 use std::time::Instant;
 
@@ -9,7 +9,7 @@ use super::display::{self, EndpointHealth, EndpointStatus, OutputFormat, Printed
 use super::{connect, CtlError, GlobalFlags};
 use crate::proto::etcdserverpb::{
     cluster_client::ClusterClient, kv_client::KvClient, maintenance_client::MaintenanceClient,
-    MemberListRequest, RangeRequest, StatusRequest,
+    MemberListRequest, MoveLeaderRequest, RangeRequest, StatusRequest,
 };
 
 #[derive(Debug, Subcommand)]
@@ -47,6 +47,49 @@ pub async fn run_member(
             Ok(display::member_list(&response, format))
         }
     }
+}
+
+/// `move-leader <target member id, hex>`: finds the leader among the endpoints and asks it to
+/// hand leadership to the target, as etcdctl does.
+pub async fn run_move_leader(
+    target: Option<&str>,
+    global: &GlobalFlags,
+    endpoints: &[String],
+) -> Result<Printed, CtlError> {
+    let target =
+        target.ok_or_else(|| CtlError::BadArgs("move-leader command needs 1 argument".into()))?;
+    let target = u64::from_str_radix(target, 16).map_err(|err| {
+        CtlError::BadArgs(format!(
+            "strconv.ParseUint: parsing {target:?}: {}",
+            if matches!(err.kind(), std::num::IntErrorKind::PosOverflow) {
+                "value out of range"
+            } else {
+                "invalid syntax"
+            }
+        ))
+    })?;
+    for endpoint in endpoints {
+        let channel = connect::connect_one(endpoint, global.dial_timeout, global.command_timeout)
+            .await
+            .map_err(|err| CtlError::Failed(err.to_string()))?;
+        let mut maintenance = MaintenanceClient::new(channel);
+        let status = maintenance.status(StatusRequest {}).await?.into_inner();
+        let me = status.header.as_ref().map_or(0, |h| h.member_id);
+        if me != status.leader {
+            continue;
+        }
+        maintenance
+            .move_leader(MoveLeaderRequest { target_id: target })
+            .await?;
+        return Ok(Printed {
+            stdout: format!("Leadership transferred from {me:x} to {target:x}\n"),
+            stderr: String::new(),
+        });
+    }
+    Err(CtlError::BadArgs(format!(
+        "no leader endpoint given at [{}]",
+        endpoints.join(" ")
+    )))
 }
 
 /// With `--cluster`, every client URL the members advertise; else the given endpoints.

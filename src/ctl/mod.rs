@@ -80,6 +80,12 @@ pub enum Command {
     /// Membership related commands.
     #[command(subcommand)]
     Member(cluster::MemberCommand),
+    /// Transfers leadership to another member (its id in hexadecimal).
+    #[command(name = "move-leader")]
+    MoveLeader {
+        /// The member to lead, as `member list` prints its id.
+        target: Option<String>,
+    },
     /// Watches events stream on keys or prefixes.
     Watch(watch::WatchArgs),
     /// Load generator for any etcd v3 endpoint: put, range, txn-mixed, watch and lease-keepalive.
@@ -236,6 +242,9 @@ pub async fn run(cli: Cli) -> Result<Printed, CtlError> {
             lease::run(command, format, channel).await
         }
         Command::Endpoint(command) => cluster::run_endpoint(command, global, &endpoints).await,
+        Command::MoveLeader { target } => {
+            cluster::run_move_leader(target.as_deref(), global, &endpoints).await
+        }
         Command::Member(command) => cluster::run_member(command, format, channel().await?).await,
         Command::Bench(args) => {
             let report = bench::run(args, global, &endpoints).await?;

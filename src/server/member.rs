@@ -42,6 +42,11 @@ enum Command {
     },
     /// A message from a peer.
     Step(cairn_raft::Message),
+    /// Hand leadership to a member (the caller waits for it to lead).
+    TransferLeader {
+        target: u64,
+        reply: oneshot::Sender<Result<(), Status>>,
+    },
     Stop,
 }
 
@@ -310,6 +315,33 @@ impl api::Member for RaftMember {
         self.request_timeout
     }
 
+    async fn move_leader(&self, target: u64) -> Result<(), Status> {
+        if !self.is_leader() {
+            return Err(Status::failed_precondition("etcdserver: not leader"));
+        }
+        if target == self.identity.member_id {
+            return Ok(());
+        }
+        if !self.identity.others.iter().any(|m| m.id == target) {
+            return Err(Status::failed_precondition(
+                "etcdserver: bad leader transferee",
+            ));
+        }
+        let (reply, receiver) = oneshot::channel();
+        self.send(Command::TransferLeader { target, reply })?;
+        self.wait(receiver).await?;
+        let deadline = Instant::now() + self.request_timeout;
+        while self.published.leader.load(Ordering::Relaxed) != target {
+            if Instant::now() >= deadline {
+                return Err(Status::deadline_exceeded(
+                    "etcdserver: request timed out, leader transfer took too long",
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
     fn leader_client_url(&self) -> Option<(u64, String)> {
         let leader = self.published.leader.load(Ordering::Relaxed);
         if leader == 0 || leader == self.identity.member_id {
@@ -465,6 +497,16 @@ impl RaftLoop {
                         let _ = reply.send(Err(dropped(&err)));
                     }
                 }
+                true
+            }
+            Command::TransferLeader { target, reply } => {
+                let outcome = self.node.transfer_leader(target).map_err(|err| match err {
+                    RaftError::Dropped(DropReason::InvalidTransferTarget { .. }) => {
+                        Status::failed_precondition("etcdserver: bad leader transferee")
+                    }
+                    other => dropped(&other),
+                });
+                let _ = reply.send(outcome);
                 true
             }
             Command::Step(message) => {

@@ -141,6 +141,7 @@ pub const SERVED_GRPC_PATHS: &[&str] = &[
     "/etcdserverpb.KV/Compact",
     "/etcdserverpb.Maintenance/Status",
     "/etcdserverpb.Maintenance/Alarm",
+    "/etcdserverpb.Maintenance/MoveLeader",
     "/etcdserverpb.Cluster/MemberList",
     "/etcdserverpb.Watch/Watch",
     "/etcdserverpb.Lease/LeaseGrant",
