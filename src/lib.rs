@@ -12,6 +12,8 @@
 pub mod api;
 pub mod config;
 pub mod ctl;
+#[cfg(feature = "failpoints")]
+pub mod failpoints;
 pub mod http;
 pub mod kv;
 pub mod lease;

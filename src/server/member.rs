@@ -551,6 +551,8 @@ impl RaftLoop {
             {
                 // The loop is the WAL's only appender: an append's wait is its write+fdatasync.
                 let started = Instant::now();
+                #[cfg(feature = "failpoints")]
+                crate::failpoints::reach("wal-fsync");
                 let outcome = pending.wait();
                 self.observability
                     .metrics
@@ -639,6 +641,8 @@ impl RaftLoop {
         let Some(last) = committed.last() else {
             return Ok(());
         };
+        #[cfg(feature = "failpoints")]
+        crate::failpoints::reach("apply");
         let mut payloads = Vec::with_capacity(committed.len());
         for entry in committed {
             let payload = match entry.kind {

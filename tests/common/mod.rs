@@ -2,6 +2,8 @@
 //! running commands with captured output.
 #![allow(dead_code)] // each test crate uses its own part of this module
 
+pub mod cluster;
+
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,156 @@
+//! A cluster of real cairn processes on loopback, and etcdctl helpers for it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{cairn_bin, free_port, run, Run};
+
+pub struct Member {
+    pub name: String,
+    pub client_port: u16,
+    pub peer_port: u16,
+    pub data_dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Member {
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.client_port)
+    }
+}
+
+pub struct Cluster {
+    pub members: Vec<Member>,
+    initial_cluster: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts `size` members at once.
+    pub fn start(size: usize) -> Cluster {
+        Self::start_with(size, &[])
+    }
+
+    /// Starts `size` members, those listed in `env` with extra environment variables
+    /// (member index, name, value).
+    pub fn start_with(size: usize, env: &[(usize, &str, &str)]) -> Cluster {
+        let mut cluster = Self::new(size);
+        for i in 0..size {
+            let vars: Vec<(&str, &str)> = env
+                .iter()
+                .filter(|(member, _, _)| *member == i)
+                .map(|(_, k, v)| (*k, *v))
+                .collect();
+            cluster.spawn_with(i, &vars);
+        }
+        cluster
+    }
+
+    /// A cluster of `size` members with ports and data dirs, none started yet.
+    pub fn new(size: usize) -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let members: Vec<Member> = (0..size)
+            .map(|i| Member {
+                name: format!("m{i}"),
+                client_port: free_port(),
+                peer_port: free_port(),
+                data_dir: dir.path().join(format!("m{i}")),
+                child: None,
+            })
+            .collect();
+        let initial_cluster = members
+            .iter()
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        Cluster {
+            members,
+            initial_cluster,
+            _dir: dir,
+        }
+    }
+
+    /// Starts member `i` (again).
+    pub fn spawn(&mut self, i: usize) {
+        self.spawn_with(i, &[]);
+    }
+
+    /// Starts member `i` with extra environment variables.
+    pub fn spawn_with(&mut self, i: usize, env: &[(&str, &str)]) {
+        let m = &self.members[i];
+        let client = format!("http://127.0.0.1:{}", m.client_port);
+        let peer = format!("http://127.0.0.1:{}", m.peer_port);
+        let child = Command::new(cairn_bin())
+            .args(["--name", &m.name, "--data-dir"])
+            .arg(&m.data_dir)
+            .args([
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
+            .args(["--initial-cluster", &self.initial_cluster])
+            .args(["--log-level", "warn"])
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cairn starts");
+        self.members[i].child = Some(child);
+    }
+
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+}
+
+pub fn etcdctl(bin: &Path, endpoint: &str, args: &[&str]) -> Run {
+    let mut argv = vec!["--endpoints", endpoint, "--command-timeout", "3s"];
+    argv.extend_from_slice(args);
+    run(&bin.join("etcdctl"), &argv, "")
+}
+
+/// Retries `args` against `endpoint` until it succeeds (up to `within`).
+pub fn eventually(bin: &Path, endpoint: &str, args: &[&str], within: Duration) -> Run {
+    let deadline = Instant::now() + within;
+    loop {
+        let out = etcdctl(bin, endpoint, args);
+        if out.code == 0 || Instant::now() > deadline {
+            return out;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The member id a server reports as leader, and its own id (from `endpoint status`).
+pub fn leader_of(bin: &Path, endpoint: &str) -> Option<(u64, u64)> {
+    let out = etcdctl(bin, endpoint, &["endpoint", "status", "-w", "json"]);
+    let number = |field: &str| -> Option<u64> {
+        let start = out.stdout.find(&format!("\"{field}\":"))? + field.len() + 3;
+        out.stdout[start..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .ok()
+    };
+    Some((number("leader")?, number("member_id")?))
+}
