@@ -46,15 +46,22 @@ fn three_members_replicate_and_survive_the_leaders_death() {
     }
     // Every member published its client URLs: any member lists them all, and etcdctl finds
     // the whole cluster from one endpoint.
+    // Publication is asynchronous: each member retries until its own applies.
+    let deadline = Instant::now() + Duration::from_secs(20);
     for endpoint in &endpoints {
-        let members = etcdctl(&bin, endpoint, &["member", "list"]);
-        assert_eq!(members.stdout.lines().count(), 3, "{}", members.stdout);
-        for other in &endpoints {
+        loop {
+            let members = etcdctl(&bin, endpoint, &["member", "list"]);
+            assert_eq!(members.stdout.lines().count(), 3, "{}", members.stdout);
+            let listed = |other: &String| members.stdout.contains(&format!("http://{other}"));
+            if endpoints.iter().all(listed) {
+                break;
+            }
             assert!(
-                members.stdout.contains(&format!("http://{other}")),
-                "{}",
+                Instant::now() < deadline,
+                "client URLs not published: {}",
                 members.stdout
             );
+            std::thread::sleep(Duration::from_millis(200));
         }
     }
     let status = etcdctl(&bin, &endpoints[0], &["endpoint", "status", "--cluster"]);

@@ -246,12 +246,15 @@ async fn publish_attributes(
     use crate::api::Member as _;
     loop {
         let op = crate::proto::cairn::entry::v1::request::Op::MemberAttributes(attributes.clone());
-        match member.propose(op).await {
-            Ok(_) => return,
-            Err(status) => tracing::debug!(
+        // A forwarded proposal lost on the way is only noticed by a timeout; publishing twice
+        // is harmless, so each attempt waits a second, not the request timeout.
+        match tokio::time::timeout(Duration::from_secs(1), member.propose(op)).await {
+            Ok(Ok(_)) => return,
+            Ok(Err(status)) => tracing::debug!(
                 reason = status.message(),
                 "publishing member attributes; will retry"
             ),
+            Err(_) => tracing::debug!("publishing member attributes timed out; will retry"),
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
