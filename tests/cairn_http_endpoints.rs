@@ -63,3 +63,74 @@ fn health_version_and_metrics_share_the_client_port() {
         "raft term after the first election: {term:?}"
     );
 }
+
+/// The value of an unlabelled series in a Prometheus text page.
+fn series(page: &str, name: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[test]
+fn watch_and_lease_metrics_follow_what_is_open() {
+    use std::process::{Command, Stdio};
+    let bin = etcd35_dir();
+    let cairn = EtcdServer::start_cairn(&bin);
+    let ep = cairn.endpoint();
+    let mut watchers: Vec<_> = (0..2)
+        .map(|_| {
+            Command::new(bin.join("etcdctl"))
+                .args(["--endpoints", &ep, "watch", "w"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("etcdctl watch")
+        })
+        .collect();
+    let granted = run(
+        &bin.join("etcdctl"),
+        &["--endpoints", &ep, "lease", "grant", "60"],
+        "",
+    );
+    assert_eq!(granted.code, 0, "{}", granted.stderr);
+    let put = run(
+        &bin.join("etcdctl"),
+        &["--endpoints", &ep, "put", "w", "x"],
+        "",
+    );
+    assert_eq!(put.code, 0, "{}", put.stderr);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let (_, page) = http_get(cairn.client_port, "/metrics");
+    assert_eq!(series(&page, "cairn_watch_streams"), Some(2.0), "{page}");
+    assert_eq!(series(&page, "cairn_watchers"), Some(2.0));
+    assert_eq!(
+        series(&page, "etcd_debugging_mvcc_watcher_total"),
+        Some(2.0)
+    );
+    assert_eq!(
+        series(&page, "cairn_watch_events_total"),
+        Some(2.0),
+        "one put, two watchers"
+    );
+    assert_eq!(
+        series(&page, "cairn_watch_buffered_events"),
+        Some(0.0),
+        "all sent"
+    );
+    assert_eq!(series(&page, "cairn_lease_live"), Some(1.0));
+    assert_eq!(
+        series(&page, "etcd_debugging_lease_granted_total"),
+        Some(1.0)
+    );
+    for watcher in &mut watchers {
+        let _ = watcher.kill();
+        let _ = watcher.wait();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let (_, page) = http_get(cairn.client_port, "/metrics");
+    assert_eq!(
+        series(&page, "cairn_watchers"),
+        Some(0.0),
+        "closed streams let go"
+    );
+}
