@@ -232,3 +232,55 @@ fn streaming_workloads_count_every_delivery() {
         leases.stdout
     );
 }
+
+#[test]
+fn check_perf_gives_etcdctls_verdicts_and_cleans_up() {
+    let bin = etcd35_dir();
+    let cairn = EtcdServer::start_cairn(&bin);
+    let ep = cairn.endpoint();
+    let out = run(
+        &cairnctl(),
+        &["--endpoints", &ep, "check", "perf", "--duration", "2"],
+        "",
+    );
+    // The verdict depends on the machine; its shape and exit code do not.
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{}", out.stdout);
+    assert!(lines[0].contains("Throughput"), "{}", out.stdout);
+    assert!(lines[1].contains("Slowest request took"), "{}", out.stdout);
+    assert!(lines[2].contains("Stddev"), "{}", out.stdout);
+    let passed = lines[3] == "PASS";
+    assert!(passed || lines[3] == "FAIL", "{}", out.stdout);
+    assert_eq!(out.code, if passed { 0 } else { 1 }, "{}", out.stderr);
+    assert!(
+        lines[..3].iter().all(|l| l.starts_with("PASS: ")) == passed,
+        "{}",
+        out.stdout
+    );
+    let left = run(
+        &bin.join("etcdctl"),
+        &[
+            "--endpoints",
+            &ep,
+            "get",
+            "/etcdctl-check-perf/",
+            "--prefix",
+            "--count-only",
+            "-w",
+            "fields",
+        ],
+        "",
+    );
+    assert!(left.stdout.contains("\"Count\" : 0"), "{}", left.stdout);
+    // It wrote: 150 puts a second for two seconds, then one delete.
+    let status = run(
+        &bin.join("etcdctl"),
+        &["--endpoints", &ep, "endpoint", "status", "-w", "json"],
+        "",
+    );
+    assert!(
+        field(&status.stdout, "revision").is_some_and(|r| r > 300),
+        "{}",
+        status.stdout
+    );
+}

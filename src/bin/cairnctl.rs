@@ -27,6 +27,11 @@ fn main() -> ExitCode {
             let _ = std::io::stderr().write_all(printed.stderr.as_bytes());
             ExitCode::SUCCESS
         }
+        Err(cairn::ctl::CtlError::Verdict(printed)) => {
+            let _ = std::io::stdout().write_all(printed.stdout.as_bytes());
+            let _ = std::io::stderr().write_all(printed.stderr.as_bytes());
+            ExitCode::from(1)
+        }
         Err(err) => {
             eprintln!("Error: {err}");
             ExitCode::from(err.exit_code())

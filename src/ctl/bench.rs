@@ -49,6 +49,9 @@ pub struct KeyArgs {
     /// Walk the key space in order instead of at random.
     #[arg(long = "sequential-keys")]
     pub sequential_keys: bool,
+    /// Put before every key (e.g. to clean up after with `del --prefix`).
+    #[arg(long = "key-prefix", default_value = "")]
+    pub key_prefix: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -138,7 +141,12 @@ impl KeyArgs {
         } else {
             rng.next() % space
         };
-        key_bytes(index, self.key_size.max(1))
+        let key = key_bytes(index, self.key_size.max(1));
+        if self.key_prefix.is_empty() {
+            key
+        } else {
+            [self.key_prefix.as_bytes(), &key].concat()
+        }
     }
 }
 
@@ -281,6 +289,7 @@ async fn phase(
 ) -> (Histogram, u64, Duration) {
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
+    let progress = progress_bar(Arc::clone(&next), count);
     let mut tasks = Vec::new();
     for client_index in 0..clients.max(1) {
         let channel = channels[client_index % channels.len()].clone();
@@ -316,7 +325,41 @@ async fn phase(
             errors += e;
         }
     }
+    if let Some(progress) = progress {
+        progress.abort();
+        eprint!("\r{:width$}\r", "", width = PROGRESS_WIDTH + 30);
+    }
     (latency, errors, started.elapsed())
+}
+
+/// Characters of the progress bar.
+const PROGRESS_WIDTH: usize = 40;
+
+/// On a terminal, redraws `[#####-----] n/total` on standard error every 200 ms until
+/// aborted; nothing when standard error is not a terminal (scripts, JSON consumers).
+fn progress_bar(done: Arc<AtomicU64>, total: u64) -> Option<tokio::task::JoinHandle<()>> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() || total == 0 {
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        loop {
+            let n = done.load(Ordering::Relaxed).min(total);
+            eprint!("\r{}", progress_line(n, total));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }))
+}
+
+/// One frame of the progress bar.
+pub fn progress_line(done: u64, total: u64) -> String {
+    let filled = (done as f64 / total.max(1) as f64 * PROGRESS_WIDTH as f64) as usize;
+    let filled = filled.min(PROGRESS_WIDTH);
+    format!(
+        "[{}{}] {done}/{total}",
+        "#".repeat(filled),
+        "-".repeat(PROGRESS_WIDTH - filled)
+    )
 }
 
 /// Writes every key of the space once (not measured), for read workloads.
@@ -416,6 +459,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_progress_bar_fills_with_the_requests_done() {
+        assert_eq!(progress_line(0, 10), format!("[{}] 0/10", "-".repeat(40)));
+        assert_eq!(
+            progress_line(5, 10),
+            format!("[{}{}] 5/10", "#".repeat(20), "-".repeat(20))
+        );
+        assert_eq!(progress_line(10, 10), format!("[{}] 10/10", "#".repeat(40)));
+    }
+
+    #[test]
     fn keys_have_the_asked_size() {
         assert_eq!(key_bytes(42, 8), b"00000042");
         assert_eq!(key_bytes(123_456, 3), b"456");
@@ -423,9 +476,15 @@ mod tests {
             key_size: 4,
             key_space_size: 10,
             sequential_keys: true,
+            key_prefix: String::new(),
         };
         let mut rng = Rng(1);
         assert_eq!(keys.pick(13, &mut rng), b"0003");
+        let prefixed = KeyArgs {
+            key_prefix: "p/".into(),
+            ..keys.clone()
+        };
+        assert_eq!(prefixed.pick(13, &mut rng), b"p/0003");
         let random = KeyArgs {
             sequential_keys: false,
             ..keys

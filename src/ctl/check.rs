@@ -22,6 +22,8 @@ const WRITE_BYTES: usize = 2300;
 pub enum CheckCommand {
     /// Measures fdatasync latency of sequential 2,300-byte writes in a directory.
     Disk(DiskArgs),
+    /// Checks the cluster's write performance under one of etcdctl's loads.
+    Perf(super::check_perf::PerfArgs),
 }
 
 #[derive(Debug, Args)]
@@ -35,7 +37,9 @@ pub struct DiskArgs {
 }
 
 pub fn run(command: &CheckCommand, format: OutputFormat) -> Result<Printed, CtlError> {
-    let CheckCommand::Disk(args) = command;
+    let CheckCommand::Disk(args) = command else {
+        return Err(CtlError::Failed("check perf runs asynchronously".into()));
+    };
     let io = |err: std::io::Error| {
         CtlError::Failed(format!("disk check in {}: {err}", args.dir.display()))
     };

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod bench_streams;
 mod check;
+mod check_perf;
 mod cluster;
 pub mod connect;
 pub mod display;
@@ -90,7 +91,8 @@ pub enum Command {
     Watch(watch::WatchArgs),
     /// Load generator for any etcd v3 endpoint: put, range, txn-mixed, watch and lease-keepalive.
     Bench(bench::BenchArgs),
-    /// Checks: `disk` measures whether a disk is fit for a consensus log.
+    /// Checks: `perf` (etcdctl's write performance check) and `disk` (whether a disk is fit
+    /// for a consensus log).
     #[command(subcommand)]
     Check(check::CheckCommand),
     /// Prints the version of cairnctl.
@@ -129,6 +131,10 @@ pub enum CtlError {
     /// Wrong arguments; exit 128.
     #[error("{0}")]
     BadArgs(String),
+    /// The command printed its verdict (a failed check) and only the exit code is left to
+    /// say; exit 1.
+    #[error("")]
+    Verdict(Printed),
 }
 
 pub(crate) fn status_message(status: &tonic::Status) -> String {
@@ -147,6 +153,7 @@ impl CtlError {
         match self {
             CtlError::Status(_) | CtlError::Unreachable(_) | CtlError::Failed(_) => 1,
             CtlError::BadConnection(_) => 2,
+            CtlError::Verdict(_) => 1,
             CtlError::InvalidInput(_) => 3,
             CtlError::BadFeature(_) => 4,
             CtlError::BadArgs(_) => 128,
@@ -256,6 +263,9 @@ pub async fn run(cli: Cli) -> Result<Printed, CtlError> {
                 stdout,
                 stderr: String::new(),
             })
+        }
+        Command::Check(check::CheckCommand::Perf(args)) => {
+            check_perf::run(args, global, &endpoints, format).await
         }
         Command::Check(command) => check::run(command, format),
         Command::Watch(args) => {
