@@ -463,3 +463,74 @@ fn leadership_moves_on_request_through_etcdctl_and_cairnctl() {
         );
     }
 }
+
+#[test]
+fn a_follower_back_after_snapshots_catches_up_from_the_log() {
+    let bin = etcd35_dir();
+    let mut cluster = Cluster::new(3);
+    // Snapshots (and WAL compaction) every 50 entries on every member.
+    cluster.flags = vec!["--snapshot-count".into(), "50".into()];
+    for i in 0..3 {
+        cluster.spawn(i);
+    }
+    let endpoints: Vec<String> = cluster.members.iter().map(Member::endpoint).collect();
+    for endpoint in &endpoints {
+        let health = eventually(
+            &bin,
+            endpoint,
+            &["endpoint", "health"],
+            Duration::from_secs(30),
+        );
+        assert_eq!(health.code, 0, "{endpoint}: {}", health.stderr);
+    }
+    let (leader, _) = leader_of(&bin, &endpoints[0]).expect("status");
+    let follower = (0..3)
+        .find(|&i| leader_of(&bin, &endpoints[i]).is_some_and(|(_, me)| me != leader))
+        .expect("a follower");
+    cluster.kill(follower);
+    let writer = &endpoints[(follower + 1) % 3];
+    for n in 0..200 {
+        let put = eventually(
+            &bin,
+            writer,
+            &["put", &format!("k{n:03}"), "v"],
+            Duration::from_secs(10),
+        );
+        assert_eq!(put.code, 0, "{}", put.stderr);
+    }
+    // The others snapshotted several times meanwhile; the log still reaches back far enough.
+    cluster.spawn(follower);
+    let back = &endpoints[follower];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = etcdctl(
+            &bin,
+            back,
+            &["get", "k199", "--consistency", "s", "--print-value-only"],
+        );
+        if got.stdout == "v\n" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the follower did not catch up: {}",
+            got.stderr
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let count = etcdctl(
+        &bin,
+        back,
+        &[
+            "get",
+            "k",
+            "--prefix",
+            "--count-only",
+            "-w",
+            "fields",
+            "--consistency",
+            "s",
+        ],
+    );
+    assert!(count.stdout.contains("\"Count\" : 200"), "{}", count.stdout);
+}

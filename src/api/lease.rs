@@ -40,6 +40,11 @@ impl<M> LeaseService<M> {
     }
 }
 
+/// The term this member leads in, if it leads.
+pub fn leading_term<M: Member + ?Sized>(member: &M) -> Option<u64> {
+    member.is_leader().then(|| member.header().raft_term)
+}
+
 fn unexpected(applied: Applied) -> Status {
     Status::internal(format!("etcdserver: unexpected apply result {applied:?}"))
 }
@@ -61,7 +66,7 @@ async fn renew<M: Member>(member: &M, id: i64, patience: Duration) -> Result<Ren
             // Registered before looking, so a revoke applied right after is not missed.
             let revoked = shared.revoked.notified();
             let mut leases = shared.state.lock();
-            leases.follow_role(member.is_leader());
+            leases.follow_role(leading_term(member));
             (leases.renew(id, Instant::now()), revoked)
         };
         match renewal {
@@ -205,7 +210,7 @@ impl<M: Member> Lease for LeaseService<M> {
         let asked = request.into_inner();
         let (found, leading) = {
             let mut leases = self.member.leases().state.lock();
-            leases.follow_role(self.member.is_leader());
+            leases.follow_role(leading_term(&*self.member));
             let found = leases.time_to_live(asked.id, asked.keys, Instant::now());
             (found, leases.is_leading())
         };

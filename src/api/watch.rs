@@ -21,6 +21,9 @@ use crate::watch::{fragment, WatchCreate, WatchHub};
 /// What etcd allows a message beyond `--max-request-bytes` (its `grpcOverheadBytes`).
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
+/// How long a stream with nothing to send waits before helping catch-up again.
+const CATCH_UP_IDLE: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// Responses a stream may have in flight to the gRPC layer before its task waits.
 const STREAM_SEND_BUFFER: usize = 64;
 
@@ -92,6 +95,7 @@ impl<M: Member> Watch for WatchService<M> {
                     (hub.drain(stream_id).unwrap_or_default(), more)
                 };
                 let header = member.header();
+                let sent_any = !responses.is_empty();
                 for mut response in responses {
                     if let Some(h) = response.header.as_mut() {
                         h.cluster_id = header.cluster_id;
@@ -111,6 +115,14 @@ impl<M: Member> Watch for WatchService<M> {
                     }
                 }
                 if more {
+                    // Some watcher (maybe on another stream) is still catching up. Let other
+                    // tasks run; a stream that got nothing this round waits a little rather
+                    // than spin while another stream's client is slow.
+                    if sent_any {
+                        tokio::task::yield_now().await;
+                    } else {
+                        tokio::time::sleep(CATCH_UP_IDLE).await;
+                    }
                     continue;
                 }
                 tokio::select! {

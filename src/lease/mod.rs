@@ -93,6 +93,8 @@ pub struct LeaseCounts {
 pub struct Leases {
     table: LeaseTable,
     leader: Option<LeaderClock>,
+    /// The term `leader` keeps time for.
+    leader_term: u64,
     timing: LeaseTiming,
     pub counts: LeaseCounts,
 }
@@ -102,6 +104,7 @@ impl Leases {
         Leases {
             table,
             leader: None,
+            leader_term: 0,
             timing,
             counts: LeaseCounts::default(),
         }
@@ -124,14 +127,22 @@ impl Leases {
         self.leader.is_some()
     }
 
-    /// Starts or stops keeping lease time as this member's Raft role says.
-    pub fn follow_role(&mut self, leading: bool) {
-        match (leading, self.leader.is_some()) {
-            (true, false) => {
+    /// Starts or stops keeping lease time as this member's Raft role says: `leading_term` is
+    /// the term this member leads in, or None. A clock belongs to one term: a member that lost
+    /// leadership and won it back starts afresh from the applied figures, since another
+    /// leader may have renewed (and checkpointed) leases in between.
+    pub fn follow_role(&mut self, leading_term: Option<u64>) {
+        match (leading_term, self.leader.is_some()) {
+            (Some(term), held) if !held || self.leader_term != term => {
                 self.leader = Some(LeaderClock::promote(&self.table, self.timing.promote_grace));
-                tracing::info!(leases = self.table.len(), "keeping lease time as leader");
+                self.leader_term = term;
+                tracing::info!(
+                    leases = self.table.len(),
+                    term,
+                    "keeping lease time as leader"
+                );
             }
-            (false, true) => {
+            (None, true) => {
                 self.leader = None;
                 tracing::info!("no longer leader: lease time left to the new leader");
             }

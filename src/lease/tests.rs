@@ -73,7 +73,7 @@ impl Harness {
     fn new() -> Self {
         let timing = LeaseTiming::new(Duration::from_secs(1));
         let mut leases = Leases::new(LeaseTable::default(), timing);
-        leases.follow_role(true);
+        leases.follow_role(Some(1));
         Harness {
             store: MvccStore::open(MemBackend::default()).unwrap(),
             leases,
@@ -230,7 +230,7 @@ impl Harness {
             Step::Restart => {
                 let table = load_table(&self.store, now, WALL_BASE_MS + self.now_ms).unwrap();
                 self.leases = Leases::new(table, self.leases.timing());
-                self.leases.follow_role(true);
+                self.leases.follow_role(Some(1));
                 for lease in self.model.values_mut() {
                     lease.deadline = lease.checkpointed_deadline.max(self.now_ms) + self.grace_ms;
                     lease.checkpointed_deadline = lease.deadline - self.grace_ms;
@@ -281,10 +281,50 @@ fn leases_are_listed_soonest_expiry_first_as_etcd_lists_them() {
     }
     let mut leases = Leases::new(table, LeaseTiming::new(Duration::from_secs(1)));
     assert_eq!(leases.ids_by_expiry(now), vec![2002, -7, 2003, 2001]);
-    leases.follow_role(true);
+    leases.follow_role(Some(1));
     assert!(matches!(
         leases.renew(2002, now + Duration::from_secs(30)),
         Renewal::Renewed { ttl_seconds: 40 }
     ));
     assert_eq!(leases.ids_by_expiry(now), vec![-7, 2003, 2001, 2002]);
+}
+
+#[test]
+fn a_member_that_leads_again_in_a_new_term_starts_from_the_applied_figures() {
+    let t0 = Instant::now();
+    let timing = LeaseTiming::new(Duration::from_secs(1));
+    // This member led in term 2; another leader (term 3) renewed lease 1 at t0 + 8 s and
+    // checkpointed it; this member saw only the checkpoint.
+    let run = |second_term: u64| {
+        let mut table = LeaseTable::default();
+        table.grant(1, 10, 0, t0).unwrap();
+        let mut leases = Leases::new(table, timing);
+        leases.follow_role(Some(2));
+        leases
+            .table_mut()
+            .checkpoint(1, 10_000, 0, t0 + Duration::from_secs(8));
+        leases.follow_role(Some(second_term));
+        leases
+    };
+    let mut same_term = run(2);
+    assert_eq!(
+        same_term.take_expired(t0 + Duration::from_secs(13), 10),
+        vec![1],
+        "within one term the clock stands (it granted no renewal)"
+    );
+    let mut new_term = run(4);
+    assert!(
+        new_term
+            .take_expired(t0 + Duration::from_secs(13), 10)
+            .is_empty(),
+        "a new term re-reads the applied checkpoint"
+    );
+    let left = new_term
+        .time_to_live(1, false, t0 + Duration::from_secs(8))
+        .unwrap()
+        .remaining_seconds;
+    assert_eq!(
+        left,
+        (Duration::from_secs(10) + timing.promote_grace).as_secs() as i64
+    );
 }

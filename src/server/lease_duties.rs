@@ -44,7 +44,7 @@ pub async fn run<M: Member>(member: Arc<M>, mut stop: watch::Receiver<bool>) {
 fn revoke_expired<M: Member>(member: &Arc<M>) {
     let expired = {
         let mut leases = member.leases().state.lock();
-        leases.follow_role(member.is_leader());
+        leases.follow_role(crate::api::lease::leading_term(&**member));
         leases.take_expired(Instant::now(), MAX_REVOKES_PER_CHECK)
     };
     for id in expired {
@@ -70,7 +70,7 @@ async fn checkpoint_renewed<M: Member>(member: &Arc<M>) {
     for _ in 0..MAX_CHECKPOINT_ENTRIES_PER_ROUND {
         let due = {
             let mut leases = member.leases().state.lock();
-            leases.follow_role(member.is_leader());
+            leases.follow_role(crate::api::lease::leading_term(&**member));
             leases.take_checkpoints(Instant::now(), MAX_CHECKPOINTS_PER_ENTRY)
         };
         if due.is_empty() {

@@ -28,6 +28,13 @@ use crate::proto::cairn::entry::v1::{request::Op, MemberAttributes, Request};
 use crate::proto::etcdserverpb::{Member as MemberInfo, ResponseHeader, StatusResponse};
 use crate::storage::BtreeBackend;
 
+/// Entries kept in the log before a snapshot when there are peers (etcd's
+/// `SnapshotCatchUpEntries`), so a follower a little behind needs no snapshot.
+const SNAPSHOT_CATCH_UP_ENTRIES: u64 = 5_000;
+
+/// Commands (client requests, peer messages) queued for the loop before new ones are refused.
+const MAX_QUEUED_COMMANDS: usize = 65_536;
+
 /// Upper bound on commands taken per loop turn, so ticks are never starved.
 const MAX_COMMANDS_PER_TURN: usize = 4096;
 
@@ -76,7 +83,7 @@ struct Published {
 pub struct RaftMember {
     identity: MemberIdentity,
     store: Arc<MvccStore<BtreeBackend>>,
-    commands: mpsc::Sender<Command>,
+    commands: mpsc::SyncSender<Command>,
     published: Arc<Published>,
     next_request_id: AtomicU64,
     limits: Limits,
@@ -146,7 +153,9 @@ impl RaftMember {
             transport,
             attributes,
         } = outlets;
-        let (commands, receiver) = mpsc::channel();
+        // Bounded: a flood of peer messages or client requests is refused at the door (peers
+        // retry, clients hear "too many requests") instead of growing memory without limit.
+        let (commands, receiver) = mpsc::sync_channel(MAX_QUEUED_COMMANDS);
         let published = Arc::new(Published::default());
         let snapshot_index = cairn_raft::Storage::snapshot(node.storage()).map_or(0, |s| s.index);
         let raft_loop = RaftLoop {
@@ -216,9 +225,14 @@ impl RaftMember {
         if self.published.stopped.load(Ordering::Acquire) {
             return Err(Status::unavailable("etcdserver: server stopped"));
         }
-        self.commands
-            .send(command)
-            .map_err(|_| Status::unavailable("etcdserver: server stopped"))
+        self.commands.try_send(command).map_err(|err| match err {
+            mpsc::TrySendError::Full(_) => {
+                Status::resource_exhausted("etcdserver: too many requests")
+            }
+            mpsc::TrySendError::Disconnected(_) => {
+                Status::unavailable("etcdserver: server stopped")
+            }
+        })
     }
 
     async fn wait<T>(&self, reply: oneshot::Receiver<Result<T, Status>>) -> Result<T, Status> {
@@ -391,7 +405,11 @@ struct PendingProposal {
 impl super::peer_transport::RaftInbox for RaftMember {
     fn deliver(&self, message: cairn_raft::Message) -> bool {
         !self.published.stopped.load(Ordering::Acquire)
-            && self.commands.send(Command::Step(message)).is_ok()
+            // A full queue drops the message; Raft resends what matters.
+            && !matches!(
+                self.commands.try_send(Command::Step(message)),
+                Err(mpsc::TrySendError::Disconnected(_))
+            )
     }
 }
 
@@ -456,6 +474,8 @@ impl RaftLoop {
             }
             if Instant::now() >= next_tick {
                 next_tick += tick;
+                // Forwarded proposals whose clients gave up (lost on the way).
+                self.forwarded.retain(|_, waiting| !waiting.is_closed());
                 if let Err(err) = self.node.tick() {
                     tracing::error!(%err, "raft tick failed; stopping");
                     break;
@@ -490,7 +510,6 @@ impl RaftLoop {
                     }
                     Ok(Proposed::Forwarded { .. }) => {
                         // Answered when the entry applies here, or by the client's timeout.
-                        self.forwarded.retain(|_, waiting| !waiting.is_closed());
                         self.forwarded.insert(request.id, reply);
                     }
                     Err(err) => {
@@ -608,32 +627,42 @@ impl RaftLoop {
             return Ok(());
         }
         let status = self.node.status();
-        // The membership in force must be the one as of `applied`: wait while a change
+        // With peers, the log keeps the last entries before the snapshot so a follower that
+        // is a little behind catches up from the log (snapshots cannot be sent yet).
+        let members = status.conf_state.voters.len() + status.conf_state.learners.len();
+        let keep = if members > 1 {
+            SNAPSHOT_CATCH_UP_ENTRIES
+        } else {
+            0
+        };
+        let index = applied.saturating_sub(keep);
+        if index <= self.snapshot_index {
+            return Ok(());
+        }
+        // The membership in force must be the one as of `index`: wait while a change
         // appended after it is pending.
-        if status.conf_index > applied {
+        if status.conf_index > index {
             return Ok(());
         }
         let term =
-            cairn_raft::Storage::term(self.node.storage(), applied).map_err(|e| e.to_string())?;
+            cairn_raft::Storage::term(self.node.storage(), index).map_err(|e| e.to_string())?;
         // Membership first: a snapshot marker in the WAL must always find its own.
-        let key = snapshot_conf_key(applied);
+        let key = snapshot_conf_key(index);
         let conf = encode_conf_state(&status.conf_state);
         self.store
             .put_meta(&[(key.as_slice(), Some(conf.as_slice()))])
             .map_err(|e| format!("recording the snapshot's membership: {e}"))?;
+        // The key space is durable at `applied` ≥ `index`: a restart replays from `applied`.
         self.node
             .storage_mut()
             .compact(cairn_raft::SnapshotMeta {
-                index: applied,
+                index,
                 term,
                 conf_state: status.conf_state,
             })
-            .map_err(|e| format!("snapshot at {applied}: {e}"))?;
-        self.snapshot_index = applied;
-        tracing::info!(
-            index = applied,
-            "snapshot taken; WAL segments before it released"
-        );
+            .map_err(|e| format!("snapshot at {index}: {e}"))?;
+        self.snapshot_index = index;
+        tracing::info!(index, "snapshot taken; WAL segments before it released");
         Ok(())
     }
 

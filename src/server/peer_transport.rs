@@ -32,6 +32,11 @@ const STREAM_BUFFER_MESSAGES: usize = 256;
 const DIAL_TIMEOUT: Duration = Duration::from_secs(1);
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
+/// A stream that ends sooner than this after its handshake counts as a failed attempt
+/// (backoff keeps growing), so a peer that accepts and drops is not redialled in a tight loop.
+const STABLE_STREAM: Duration = Duration::from_secs(1);
 
 /// Who this member is to its peers.
 #[derive(Debug, Clone)]
@@ -96,7 +101,12 @@ async fn connect(local: &LocalPeer, peer: u64, url: &str) -> Result<PeerClient<C
     let endpoint = Endpoint::from_shared(url.to_string())
         .map_err(|e| format!("bad peer URL {url}: {e}"))?
         .connect_timeout(DIAL_TIMEOUT)
-        .tcp_nodelay(true);
+        .tcp_nodelay(true)
+        // A peer that vanished without a reset (power off, partition) is noticed in seconds,
+        // not when TCP gives up minutes later.
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(true);
     let channel = endpoint
         .connect()
         .await
@@ -159,7 +169,7 @@ async fn send_to_peer(
             tracing::info!(peer = format!("{peer:x}"), "peer reachable again");
             last_error.clear();
         }
-        backoff = FIRST_BACKOFF;
+        let connected_at = std::time::Instant::now();
         let (stream, outgoing) = mpsc::channel::<RaftMessage>(STREAM_BUFFER_MESSAGES);
         let mut call =
             tokio::spawn(async move { client.stream(ReceiverStream::new(outgoing)).await });
@@ -167,8 +177,15 @@ async fn send_to_peer(
             tokio::select! {
                 next = queue.recv() => {
                     let Some(message) = next else { return };
-                    if stream.send(to_wire(&message, local.cluster_id)).await.is_err() {
-                        break;
+                    // The call's buffer may be full (slow peer): keep watching for stop while
+                    // waiting; a dead connection ends the call, which fails this send.
+                    tokio::select! {
+                        sent = stream.send(to_wire(&message, local.cluster_id)) => {
+                            if sent.is_err() {
+                                break;
+                            }
+                        }
+                        _ = stop.changed() => return,
                     }
                 }
                 ended = &mut call => {
@@ -179,6 +196,15 @@ async fn send_to_peer(
                 }
                 _ = stop.changed() => return,
             }
+        }
+        if connected_at.elapsed() >= STABLE_STREAM {
+            backoff = FIRST_BACKOFF;
+        } else {
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = stop.changed() => return,
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 }

@@ -22,6 +22,8 @@ impl Member {
 
 pub struct Cluster {
     pub members: Vec<Member>,
+    /// Flags every member gets.
+    pub flags: Vec<String>,
     initial_cluster: String,
     _dir: tempfile::TempDir,
 }
@@ -66,6 +68,7 @@ impl Cluster {
             .join(",");
         Cluster {
             members,
+            flags: Vec::new(),
             initial_cluster,
             _dir: dir,
         }
@@ -98,6 +101,7 @@ impl Cluster {
             ])
             .args(["--initial-cluster", &self.initial_cluster])
             .args(["--log-level", "warn"])
+            .args(&self.flags)
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
