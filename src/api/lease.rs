@@ -173,6 +173,7 @@ impl<M: Member> Lease for LeaseService<M> {
         &self,
         request: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Response<KeepAliveStream>, Status> {
+        let forwarded = lease_forward::was_forwarded(&request);
         let mut inbound = request.into_inner();
         let (sender, receiver) = mpsc::channel(KEEPALIVE_SEND_BUFFER);
         let member = Arc::clone(&self.member);
@@ -184,6 +185,10 @@ impl<M: Member> Lease for LeaseService<M> {
                 let Ok(asked) = next else { break };
                 let ttl = match renew(&*member, asked.id, patience).await {
                     Ok(Renewed::Ttl(ttl)) => Ok(ttl),
+                    // Forwarded once already: this member is not the leader after all.
+                    Ok(Renewed::AtLeader { .. }) if forwarded => {
+                        Err(Status::unavailable("etcdserver: not leader"))
+                    }
                     Ok(Renewed::AtLeader { leader, url }) => {
                         forward_renewal(&mut proxy, leader, &url, asked.id, patience).await
                     }
@@ -207,6 +212,7 @@ impl<M: Member> Lease for LeaseService<M> {
         &self,
         request: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        let forwarded = lease_forward::was_forwarded(&request);
         let asked = request.into_inner();
         let (found, leading) = {
             let mut leases = self.member.leases().state.lock();
@@ -215,7 +221,9 @@ impl<M: Member> Lease for LeaseService<M> {
             (found, leases.is_leading())
         };
         // Only the leader knows the time left; a follower asks it.
-        if let (false, Some((_, url))) = (leading, self.member.leader_client_url()) {
+        if let (false, false, Some((_, url))) =
+            (leading, forwarded, self.member.leader_client_url())
+        {
             let mut response =
                 lease_forward::time_to_live(&url, asked, self.member.request_timeout()).await?;
             response.header = fill_header(&*self.member, None);

@@ -15,6 +15,24 @@ use crate::proto::etcdserverpb::{
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Request metadata marking a request one member forwarded to another: it is never forwarded
+/// again (two members that each think the other leads would bounce it back and forth).
+pub const FORWARDED_KEY: &str = "cairn-forwarded";
+
+/// Whether a request arrived forwarded by another member.
+pub fn was_forwarded<T>(request: &tonic::Request<T>) -> bool {
+    request.metadata().contains_key(FORWARDED_KEY)
+}
+
+fn marked<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        FORWARDED_KEY,
+        tonic::metadata::MetadataValue::from_static("1"),
+    );
+    request
+}
+
 /// A client connection to the leader's client URL.
 pub fn leader_channel(url: &str) -> Result<Channel, Status> {
     let endpoint = Endpoint::from_shared(url.to_string())
@@ -43,7 +61,7 @@ impl KeepaliveProxy {
     pub async fn open(leader: u64, url: &str, timeout: Duration) -> Result<Self, Status> {
         let (requests, receiver) = mpsc::channel(1);
         let mut client = LeaseClient::new(leader_channel(url)?);
-        let call = client.lease_keep_alive(ReceiverStream::new(receiver));
+        let call = client.lease_keep_alive(marked(ReceiverStream::new(receiver)));
         let responses = tokio::time::timeout(timeout, call)
             .await
             .map_err(|_| Status::unavailable("etcdserver: request timed out"))?
@@ -80,7 +98,7 @@ pub async fn time_to_live(
     timeout: Duration,
 ) -> Result<LeaseTimeToLiveResponse, Status> {
     let mut client = LeaseClient::new(leader_channel(url)?);
-    let call = client.lease_time_to_live(request);
+    let call = client.lease_time_to_live(marked(request));
     tokio::time::timeout(timeout, call)
         .await
         .map_err(|_| Status::unavailable("etcdserver: request timed out"))?
