@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::cluster::{etcdctl, eventually, leader_of, Cluster, Member};
+use common::cluster::{
+    etcdctl, eventually, leader_of, wait_for_value, wait_healthy, Cluster, Member,
+};
 use common::{cairn_bin, etcd35_dir, run};
 
 #[test]
@@ -17,15 +19,7 @@ fn three_members_replicate_and_survive_the_leaders_death() {
     let bin = etcd35_dir();
     let mut cluster = Cluster::start(3);
     let endpoints: Vec<String> = cluster.members.iter().map(Member::endpoint).collect();
-    for endpoint in &endpoints {
-        let health = eventually(
-            &bin,
-            endpoint,
-            &["endpoint", "health"],
-            Duration::from_secs(30),
-        );
-        assert_eq!(health.code, 0, "{endpoint}: {}", health.stderr);
-    }
+    wait_healthy(&bin, &endpoints);
     // Writes through each member; read-your-writes through every other.
     for (i, endpoint) in endpoints.iter().enumerate() {
         let put = etcdctl(&bin, endpoint, &["put", &format!("k{i}"), &format!("v{i}")]);
@@ -117,23 +111,7 @@ fn three_members_replicate_and_survive_the_leaders_death() {
     // The old leader comes back and catches up.
     cluster.spawn(leader_index);
     let back = &endpoints[leader_index];
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let got = etcdctl(
-            &bin,
-            back,
-            &["get", "after19", "--consistency", "s", "--print-value-only"],
-        );
-        if got.stdout == "x\n" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the old leader did not catch up: {}",
-            got.stderr
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_value(&bin, back, "after19", "x", Duration::from_secs(30));
 }
 
 #[test]
@@ -195,15 +173,7 @@ fn five_members_survive_two_simultaneous_kills() {
     let bin = etcd35_dir();
     let mut cluster = Cluster::start(5);
     let endpoints: Vec<String> = cluster.members.iter().map(Member::endpoint).collect();
-    for endpoint in &endpoints {
-        let health = eventually(
-            &bin,
-            endpoint,
-            &["endpoint", "health"],
-            Duration::from_secs(30),
-        );
-        assert_eq!(health.code, 0, "{endpoint}: {}", health.stderr);
-    }
+    wait_healthy(&bin, &endpoints);
     let put = etcdctl(&bin, &endpoints[0], &["put", "before", "1"]);
     assert_eq!(put.code, 0, "{}", put.stderr);
     // The leader and one follower die at once.
@@ -240,15 +210,7 @@ fn leases_work_through_followers() {
     let bin = etcd35_dir();
     let cluster = Cluster::start(3);
     let endpoints: Vec<String> = cluster.members.iter().map(Member::endpoint).collect();
-    for endpoint in &endpoints {
-        let health = eventually(
-            &bin,
-            endpoint,
-            &["endpoint", "health"],
-            Duration::from_secs(30),
-        );
-        assert_eq!(health.code, 0, "{endpoint}: {}", health.stderr);
-    }
+    wait_healthy(&bin, &endpoints);
     let (leader, _) = leader_of(&bin, &endpoints[0]).expect("status");
     let followers: Vec<&String> = endpoints
         .iter()
@@ -327,15 +289,7 @@ fn a_member_without_a_leader_refuses_rather_than_serves_stale_data() {
     let bin = etcd35_dir();
     let mut cluster = Cluster::start(3);
     let endpoints: Vec<String> = cluster.members.iter().map(Member::endpoint).collect();
-    for endpoint in &endpoints {
-        let health = eventually(
-            &bin,
-            endpoint,
-            &["endpoint", "health"],
-            Duration::from_secs(30),
-        );
-        assert_eq!(health.code, 0, "{endpoint}: {}", health.stderr);
-    }
+    wait_healthy(&bin, &endpoints);
     let put = etcdctl(&bin, &endpoints[2], &["put", "k", "old"]);
     assert_eq!(put.code, 0, "{}", put.stderr);
     cluster.kill(0);
@@ -406,15 +360,7 @@ fn leadership_moves_on_request_through_etcdctl_and_cairnctl() {
     let bin = etcd35_dir();
     let cluster = Cluster::start(3);
     let endpoints: Vec<String> = cluster.members.iter().map(Member::endpoint).collect();
-    for endpoint in &endpoints {
-        let health = eventually(
-            &bin,
-            endpoint,
-            &["endpoint", "health"],
-            Duration::from_secs(30),
-        );
-        assert_eq!(health.code, 0, "{endpoint}: {}", health.stderr);
-    }
+    wait_healthy(&bin, &endpoints);
     let all = endpoints.join(",");
     let cairnctl = PathBuf::from(env!("CARGO_BIN_EXE_cairnctl"));
     for tool in [bin.join("etcdctl"), cairnctl] {
@@ -474,15 +420,7 @@ fn a_follower_back_after_snapshots_catches_up_from_the_log() {
         cluster.spawn(i);
     }
     let endpoints: Vec<String> = cluster.members.iter().map(Member::endpoint).collect();
-    for endpoint in &endpoints {
-        let health = eventually(
-            &bin,
-            endpoint,
-            &["endpoint", "health"],
-            Duration::from_secs(30),
-        );
-        assert_eq!(health.code, 0, "{endpoint}: {}", health.stderr);
-    }
+    wait_healthy(&bin, &endpoints);
     let (leader, _) = leader_of(&bin, &endpoints[0]).expect("status");
     let follower = (0..3)
         .find(|&i| leader_of(&bin, &endpoints[i]).is_some_and(|(_, me)| me != leader))
@@ -501,23 +439,7 @@ fn a_follower_back_after_snapshots_catches_up_from_the_log() {
     // The others snapshotted several times meanwhile; the log still reaches back far enough.
     cluster.spawn(follower);
     let back = &endpoints[follower];
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let got = etcdctl(
-            &bin,
-            back,
-            &["get", "k199", "--consistency", "s", "--print-value-only"],
-        );
-        if got.stdout == "v\n" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the follower did not catch up: {}",
-            got.stderr
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_value(&bin, back, "k199", "v", Duration::from_secs(30));
     let count = etcdctl(
         &bin,
         back,

@@ -10,20 +10,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::cluster::{etcdctl, eventually, leader_of, Cluster, Member};
+use common::cluster::{
+    etcdctl, leader_of, status_field, wait_for_value, wait_healthy, Cluster, Member,
+};
 use common::etcd35_dir;
-
-/// The raft term a member reports.
-fn term_of(bin: &std::path::Path, endpoint: &str) -> Option<u64> {
-    let out = etcdctl(bin, endpoint, &["endpoint", "status", "-w", "json"]);
-    let start = out.stdout.find("\"raft_term\":")? + "\"raft_term\":".len();
-    out.stdout[start..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()
-        .ok()
-}
 
 #[test]
 fn a_follower_with_a_slow_disk_does_not_cause_elections() {
@@ -34,15 +24,7 @@ fn a_follower_with_a_slow_disk_does_not_cause_elections() {
     // member with the slow disk joins as a follower.
     cluster.spawn(0);
     cluster.spawn(1);
-    for endpoint in &endpoints[..2] {
-        let health = eventually(
-            &bin,
-            endpoint,
-            &["endpoint", "health"],
-            Duration::from_secs(30),
-        );
-        assert_eq!(health.code, 0, "{endpoint}: {}", health.stderr);
-    }
+    wait_healthy(&bin, &endpoints[..2]);
     cluster.spawn_with(2, &[("CAIRN_FAILPOINTS", "wal-fsync=delay(1500)")]);
     let (leader, _) = leader_of(&bin, &endpoints[0]).expect("status");
     let leader_endpoint = endpoints[..2]
@@ -50,7 +32,7 @@ fn a_follower_with_a_slow_disk_does_not_cause_elections() {
         .find(|e| leader_of(&bin, e).is_some_and(|(_, me)| me == leader))
         .expect("the leader is one of the first two")
         .clone();
-    let term = term_of(&bin, &leader_endpoint).expect("term");
+    let term = status_field(&bin, &leader_endpoint, "raft_term").expect("term");
     // Ten seconds of writes while the slow member catches up and falls behind again.
     let started = Instant::now();
     let mut writes = 0;
@@ -68,28 +50,12 @@ fn a_follower_with_a_slow_disk_does_not_cause_elections() {
     let (still, _) = leader_of(&bin, &leader_endpoint).expect("status");
     assert_eq!(still, leader, "the leader did not change");
     assert_eq!(
-        term_of(&bin, &leader_endpoint),
+        status_field(&bin, &leader_endpoint, "raft_term"),
         Some(term),
         "no election happened"
     );
     // The slow member is in the cluster all along: it has the writes, slowly.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let got = etcdctl(
-            &bin,
-            &endpoints[2],
-            &["get", "k0", "--consistency", "s", "--print-value-only"],
-        );
-        if got.stdout == "v\n" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the slow member never caught up: {}",
-            got.stderr
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_value(&bin, &endpoints[2], "k0", "v", Duration::from_secs(30));
     // And its disk really was slow (the failpoint is in force).
     let (_, metrics) = common::http_get(cluster.members[2].client_port, "/metrics");
     let fsync_seconds: f64 = metrics

@@ -144,17 +144,58 @@ pub fn eventually(bin: &Path, endpoint: &str, args: &[&str], within: Duration) -
     }
 }
 
+/// A number field of a member's `endpoint status -w json` (e.g. `leader`, `member_id`,
+/// `raft_term`).
+pub fn status_field(bin: &Path, endpoint: &str, field: &str) -> Option<u64> {
+    let out = etcdctl(bin, endpoint, &["endpoint", "status", "-w", "json"]);
+    let start = out.stdout.find(&format!("\"{field}\":"))? + field.len() + 3;
+    out.stdout[start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .ok()
+}
+
 /// The member id a server reports as leader, and its own id (from `endpoint status`).
 pub fn leader_of(bin: &Path, endpoint: &str) -> Option<(u64, u64)> {
-    let out = etcdctl(bin, endpoint, &["endpoint", "status", "-w", "json"]);
-    let number = |field: &str| -> Option<u64> {
-        let start = out.stdout.find(&format!("\"{field}\":"))? + field.len() + 3;
-        out.stdout[start..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect::<String>()
-            .parse()
-            .ok()
-    };
-    Some((number("leader")?, number("member_id")?))
+    Some((
+        status_field(bin, endpoint, "leader")?,
+        status_field(bin, endpoint, "member_id")?,
+    ))
+}
+
+/// Waits (up to 30 s each) until every endpoint answers a health check.
+pub fn wait_healthy(bin: &Path, endpoints: &[String]) {
+    for endpoint in endpoints {
+        let health = eventually(
+            bin,
+            endpoint,
+            &["endpoint", "health"],
+            Duration::from_secs(30),
+        );
+        assert_eq!(health.code, 0, "{endpoint}: {}", health.stderr);
+    }
+}
+
+/// Waits (up to `within`) until a serializable read of `key` on `endpoint` gives `value`: the
+/// member has caught up at least that far.
+pub fn wait_for_value(bin: &Path, endpoint: &str, key: &str, value: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let got = etcdctl(
+            bin,
+            endpoint,
+            &["get", key, "--consistency", "s", "--print-value-only"],
+        );
+        if got.stdout == format!("{value}\n") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{endpoint} did not catch up to {key}={value}: {}",
+            got.stderr
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
