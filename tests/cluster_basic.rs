@@ -456,3 +456,40 @@ fn a_follower_back_after_snapshots_catches_up_from_the_log() {
     );
     assert!(count.stdout.contains("\"Count\" : 200"), "{}", count.stdout);
 }
+
+#[test]
+fn a_paused_old_leader_serves_no_stale_linearizable_read() {
+    let bin = etcd35_dir();
+    let cluster = Cluster::start(3);
+    let endpoints: Vec<String> = cluster.members.iter().map(Member::endpoint).collect();
+    wait_healthy(&bin, &endpoints);
+    let put = etcdctl(&bin, &endpoints[0], &["put", "x", "old"]);
+    assert_eq!(put.code, 0, "{}", put.stderr);
+    let (leader, _) = leader_of(&bin, &endpoints[0]).expect("status");
+    let old = (0..3)
+        .find(|&i| leader_of(&bin, &endpoints[i]).is_some_and(|(_, me)| me == leader))
+        .expect("the leader is a member");
+    // The old leader freezes (as in a long GC pause or a partition); the others elect a new
+    // leader and move on.
+    cluster.signal(old, "STOP");
+    let survivor = &endpoints[(old + 1) % 3];
+    let put = eventually(
+        &bin,
+        survivor,
+        &["put", "x", "new"],
+        Duration::from_secs(15),
+    );
+    assert_eq!(put.code, 0, "{}", put.stderr);
+    // It wakes up still believing it leads: a linearizable read on it must not answer "old".
+    cluster.signal(old, "CONT");
+    let read = etcdctl(&bin, &endpoints[old], &["get", "x", "--print-value-only"]);
+    assert_ne!(read.stdout, "old\n", "a stale read from the deposed leader");
+    // And once it has heard of the new term it serves the new value.
+    let read = eventually(
+        &bin,
+        &endpoints[old],
+        &["get", "x", "--print-value-only"],
+        Duration::from_secs(10),
+    );
+    assert_eq!(read.stdout, "new\n", "{}", read.stderr);
+}

@@ -110,6 +110,17 @@ impl Cluster {
         self.members[i].child = Some(child);
     }
 
+    /// Sends a signal (e.g. "STOP", "CONT") to member `i`.
+    pub fn signal(&self, i: usize, signal: &str) {
+        if let Some(child) = &self.members[i].child {
+            let status = Command::new("kill")
+                .args([&format!("-{signal}"), &child.id().to_string()])
+                .status()
+                .expect("kill runs");
+            assert!(status.success(), "kill -{signal} member {i}");
+        }
+    }
+
     pub fn kill(&mut self, i: usize) {
         if let Some(mut child) = self.members[i].child.take() {
             let _ = child.kill();
