@@ -352,6 +352,28 @@ fn a_member_without_a_leader_refuses_rather_than_serves_stale_data() {
             .insert("hasleader", "true".parse().expect("metadata"));
         let refused = kv.range(strict).await.expect_err("hasleader honoured");
         assert_eq!(refused.message(), "etcdserver: no leader");
+        // Member lists: the local one is served, a linearizable one needs a leader.
+        let channel = tonic::transport::Channel::from_shared(format!("http://{}", endpoints[2]))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+        let mut cluster_api =
+            cairn::proto::etcdserverpb::cluster_client::ClusterClient::new(channel);
+        let local = cluster_api
+            .member_list(cairn::proto::etcdserverpb::MemberListRequest {
+                linearizable: false,
+            })
+            .await
+            .expect("local member list");
+        assert_eq!(local.into_inner().members.len(), 3);
+        let strict = cluster_api
+            .member_list(cairn::proto::etcdserverpb::MemberListRequest { linearizable: true })
+            .await;
+        assert!(
+            strict.is_err(),
+            "a linearizable member list without a leader: {strict:?}"
+        );
     });
 }
 

@@ -1,4 +1,5 @@
-//! The Cluster service: MemberList today; membership changes arrive with the cluster.
+//! The Cluster service: MemberList (serializable or linearizable); membership changes are
+//! not served yet.
 
 use std::sync::Arc;
 
@@ -21,8 +22,12 @@ impl<M> ClusterService<M> {
 impl<M: Member> Cluster for ClusterService<M> {
     async fn member_list(
         &self,
-        _: Request<MemberListRequest>,
+        request: Request<MemberListRequest>,
     ) -> Result<Response<MemberListResponse>, Status> {
+        // etcd 3.5's `linearizable`: the list as of every change committed before the call.
+        if request.into_inner().linearizable {
+            self.member.read_barrier().await?;
+        }
         // etcd leaves the revision out of membership responses.
         let header = self.member.header();
         Ok(Response::new(MemberListResponse {
