@@ -91,7 +91,7 @@ impl<M: Member> Watch for WatchService<M> {
             loop {
                 let (responses, more) = {
                     let mut hub = shared.hub.lock();
-                    let more = hub.poll(member.store()).unwrap_or(false);
+                    let more = hub.poll_stream(member.store(), stream_id).unwrap_or(false);
                     (hub.drain(stream_id).unwrap_or_default(), more)
                 };
                 let header = member.header();
@@ -115,9 +115,9 @@ impl<M: Member> Watch for WatchService<M> {
                     }
                 }
                 if more {
-                    // Some watcher (maybe on another stream) is still catching up. Let other
-                    // tasks run; a stream that got nothing this round waits a little rather
-                    // than spin while another stream's client is slow.
+                    // A watcher of this stream is still catching up (its client is slow). Let
+                    // other tasks run; if nothing went out this round, wait a little rather
+                    // than spin until the client reads.
                     if sent_any {
                         tokio::task::yield_now().await;
                     } else {

@@ -422,80 +422,100 @@ impl WatchHub {
     /// The catch-up path: unsynced watchers read from storage while their stream has room.
     /// Returns whether any watcher is still unsynced (call again after draining).
     pub fn poll<B: Backend>(&mut self, store: &MvccStore<B>) -> Result<bool, WatchError> {
-        let current = self.current;
-        let limits = self.limits;
         let mut behind = false;
         let stream_ids: Vec<StreamId> = self.streams.keys().copied().collect();
         for stream_id in stream_ids {
-            let Some(stream) = self.streams.get_mut(&stream_id) else {
-                continue;
-            };
-            let ids: Vec<i64> = stream
-                .watchers
-                .iter()
-                .filter(|(_, w)| !w.synced)
-                .map(|(&id, _)| id)
-                .collect();
-            for id in ids {
-                loop {
-                    let room = limits
-                        .max_stream_buffer_events
-                        .saturating_sub(stream.buffered_events);
-                    let Some(watcher) = stream.watchers.get_mut(&id) else {
-                        break;
-                    };
-                    if watcher.synced {
-                        break;
-                    }
-                    if room == 0 {
-                        behind = true;
-                        break;
-                    }
-                    let chunk = room.min(limits.catch_up_chunk_events).max(1);
-                    self.stats.catch_up_reads_total += 1;
-                    let read = store.events(&watcher.range, watcher.next_rev, current, chunk);
-                    let mut events = match read {
-                        Ok(events) => events,
-                        Err(MvccError::Compacted { compacted, .. }) => {
-                            stream.watchers.remove(&id);
-                            self.stats.compaction_cancels_total += 1;
-                            let canceled = WatchResponse {
-                                header: header(current),
-                                watch_id: id,
-                                canceled: true,
-                                compact_revision: compacted,
-                                ..Default::default()
-                            };
-                            stream.push(canceled, &mut self.stats);
-                            break;
-                        }
-                        Err(err) => return Err(err.into()),
-                    };
-                    let covered = if events.len() < chunk {
-                        current
-                    } else {
-                        events.last().map_or(current, revision_of)
-                    };
-                    events.retain(|e| watcher.wants(e));
-                    if watcher.prev_kv {
-                        fill_prev_kv(store, &mut events)?;
-                    }
-                    watcher.next_rev = covered + 1;
-                    watcher.synced = covered >= current;
-                    if !events.is_empty() {
-                        watcher.sent_since_tick = true;
-                        let response = WatchResponse {
+            behind |= self.catch_up_stream(store, stream_id)?;
+        }
+        Ok(behind)
+    }
+
+    /// [`WatchHub::poll`] for one stream's watchers only: what each stream's send loop calls,
+    /// so that a hub of many streams is not walked whole by every one of them.
+    pub fn poll_stream<B: Backend>(
+        &mut self,
+        store: &MvccStore<B>,
+        stream_id: StreamId,
+    ) -> Result<bool, WatchError> {
+        self.catch_up_stream(store, stream_id)
+    }
+
+    fn catch_up_stream<B: Backend>(
+        &mut self,
+        store: &MvccStore<B>,
+        stream_id: StreamId,
+    ) -> Result<bool, WatchError> {
+        let current = self.current;
+        let limits = self.limits;
+        let mut behind = false;
+        let Some(stream) = self.streams.get_mut(&stream_id) else {
+            return Ok(false);
+        };
+        let ids: Vec<i64> = stream
+            .watchers
+            .iter()
+            .filter(|(_, w)| !w.synced)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in ids {
+            loop {
+                let room = limits
+                    .max_stream_buffer_events
+                    .saturating_sub(stream.buffered_events);
+                let Some(watcher) = stream.watchers.get_mut(&id) else {
+                    break;
+                };
+                if watcher.synced {
+                    break;
+                }
+                if room == 0 {
+                    behind = true;
+                    break;
+                }
+                let chunk = room.min(limits.catch_up_chunk_events).max(1);
+                self.stats.catch_up_reads_total += 1;
+                let read = store.events(&watcher.range, watcher.next_rev, current, chunk);
+                let mut events = match read {
+                    Ok(events) => events,
+                    Err(MvccError::Compacted { compacted, .. }) => {
+                        stream.watchers.remove(&id);
+                        self.stats.compaction_cancels_total += 1;
+                        let canceled = WatchResponse {
                             header: header(current),
                             watch_id: id,
-                            events,
+                            canceled: true,
+                            compact_revision: compacted,
                             ..Default::default()
                         };
-                        stream.push(response, &mut self.stats);
+                        stream.push(canceled, &mut self.stats);
+                        break;
                     }
+                    Err(err) => return Err(err.into()),
+                };
+                let covered = if events.len() < chunk {
+                    current
+                } else {
+                    events.last().map_or(current, revision_of)
+                };
+                events.retain(|e| watcher.wants(e));
+                if watcher.prev_kv {
+                    fill_prev_kv(store, &mut events)?;
+                }
+                watcher.next_rev = covered + 1;
+                watcher.synced = covered >= current;
+                if !events.is_empty() {
+                    watcher.sent_since_tick = true;
+                    let response = WatchResponse {
+                        header: header(current),
+                        watch_id: id,
+                        events,
+                        ..Default::default()
+                    };
+                    stream.push(response, &mut self.stats);
                 }
             }
-            self.answer_progress(stream_id);
         }
+        self.answer_progress(stream_id);
         Ok(behind)
     }
 

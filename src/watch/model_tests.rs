@@ -118,6 +118,8 @@ enum Step {
     },
     Drain(u8),
     Poll,
+    /// One stream's catch-up only (what each stream's send loop does).
+    PollStream(u8),
     Progress(u8),
     Tick,
     /// Writes the hub does not see, then `restore` (a Raft snapshot install).
@@ -134,6 +136,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0u8..3, any::<u8>()).prop_map(|(stream, nth)| Step::Cancel { stream, nth }),
         2 => (0u8..3).prop_map(Step::Drain),
         2 => Just(Step::Poll),
+        2 => (0u8..3).prop_map(Step::PollStream),
         1 => (0u8..3).prop_map(Step::Progress),
         1 => Just(Step::Tick),
         1 => prop::collection::vec(prop::collection::vec(op, 1..3), 1..3).prop_map(Step::Restore),
@@ -412,6 +415,11 @@ fn run_model(steps: Vec<Step>, limits: WatchLimits) -> Result<(), TestCaseError>
             }
             Step::Poll => {
                 run.hub.poll(&run.store).expect("poll");
+            }
+            Step::PollStream(s) => {
+                run.hub
+                    .poll_stream(&run.store, run.streams[usize::from(s)])
+                    .expect("poll stream");
             }
             Step::Progress(s) => run
                 .hub
