@@ -219,30 +219,35 @@ async fn keep_alive(
     })
 }
 
-fn printed(text: String) -> Printed {
-    Printed {
-        stdout: text,
+/// A lease command's output in `format`: etcdctl has a simple line and a JSON object for
+/// each, and no table.
+fn shaped(
+    format: OutputFormat,
+    simple: impl FnOnce() -> String,
+    json: impl FnOnce() -> JsonObject,
+) -> Result<Printed, UnsupportedFormat> {
+    let stdout = match format {
+        OutputFormat::Simple => simple(),
+        OutputFormat::Json => json().finish() + "\n",
+        OutputFormat::Table => return Err(UnsupportedFormat("table")),
+    };
+    Ok(Printed {
+        stdout,
         stderr: String::new(),
-    }
+    })
 }
 
 fn grant(r: &LeaseGrantResponse, format: OutputFormat) -> Result<Printed, UnsupportedFormat> {
-    match format {
-        OutputFormat::Simple => Ok(printed(format!(
-            "lease {} granted with TTL({}s)\n",
-            lease_hex(r.id),
-            r.ttl
-        ))),
-        OutputFormat::Json => Ok(printed(
+    shaped(
+        format,
+        || format!("lease {} granted with TTL({}s)\n", lease_hex(r.id), r.ttl),
+        || {
             flat_header(r.header.as_ref())
                 .count("ID", r.id)
                 .count("TTL", r.ttl)
                 .str_always("Error", &r.error)
-                .finish()
-                + "\n",
-        )),
-        OutputFormat::Table => Err(UnsupportedFormat("table")),
-    }
+        },
+    )
 }
 
 fn revoke(
@@ -250,16 +255,11 @@ fn revoke(
     r: &LeaseRevokeResponse,
     format: OutputFormat,
 ) -> Result<Printed, UnsupportedFormat> {
-    match format {
-        OutputFormat::Simple => Ok(printed(format!("lease {} revoked\n", lease_hex(id)))),
-        OutputFormat::Json => Ok(printed(
-            JsonObject::new()
-                .object("header", header_json(&r.header))
-                .finish()
-                + "\n",
-        )),
-        OutputFormat::Table => Err(UnsupportedFormat("table")),
-    }
+    shaped(
+        format,
+        || format!("lease {} revoked\n", lease_hex(id)),
+        || JsonObject::new().object("header", header_json(&r.header)),
+    )
 }
 
 fn time_to_live(
@@ -267,88 +267,67 @@ fn time_to_live(
     with_keys: bool,
     format: OutputFormat,
 ) -> Result<Printed, UnsupportedFormat> {
-    match format {
-        OutputFormat::Simple => {
-            if r.granted_ttl == 0 && r.ttl == -1 {
-                return Ok(printed(format!(
-                    "lease {} already expired\n",
-                    lease_hex(r.id)
-                )));
-            }
-            let mut text = format!(
-                "lease {} granted with TTL({}s), remaining({}s)",
-                lease_hex(r.id),
-                r.granted_ttl,
-                r.ttl
-            );
-            if with_keys {
-                let keys: Vec<String> = r
-                    .keys
-                    .iter()
-                    .map(|k| String::from_utf8_lossy(k).into_owned())
-                    .collect();
-                text.push_str(&format!(", attached keys([{}])", keys.join(" ")));
-            }
-            Ok(printed(text + "\n"))
+    let simple = || {
+        if r.granted_ttl == 0 && r.ttl == -1 {
+            return format!("lease {} already expired\n", lease_hex(r.id));
         }
-        OutputFormat::Json => Ok(printed(
-            flat_header(r.header.as_ref())
-                .count("id", r.id)
-                .count("ttl", r.ttl)
-                .count("granted-ttl", r.granted_ttl)
-                .byte_list("keys", &r.keys)
-                .finish()
-                + "\n",
-        )),
-        OutputFormat::Table => Err(UnsupportedFormat("table")),
-    }
+        let mut text = format!(
+            "lease {} granted with TTL({}s), remaining({}s)",
+            lease_hex(r.id),
+            r.granted_ttl,
+            r.ttl
+        );
+        if with_keys {
+            let keys: Vec<String> = r
+                .keys
+                .iter()
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+                .collect();
+            text.push_str(&format!(", attached keys([{}])", keys.join(" ")));
+        }
+        text + "\n"
+    };
+    shaped(format, simple, || {
+        flat_header(r.header.as_ref())
+            .count("id", r.id)
+            .count("ttl", r.ttl)
+            .count("granted-ttl", r.granted_ttl)
+            .byte_list("keys", &r.keys)
+    })
 }
 
 fn leases(r: &LeaseLeasesResponse, format: OutputFormat) -> Result<Printed, UnsupportedFormat> {
-    match format {
-        OutputFormat::Simple => {
-            let mut text = format!("found {} leases\n", r.leases.len());
-            for lease in &r.leases {
-                text.push_str(&lease_hex(lease.id));
-                text.push('\n');
-            }
-            Ok(printed(text))
+    let simple = || {
+        let mut text = format!("found {} leases\n", r.leases.len());
+        for lease in &r.leases {
+            text.push_str(&lease_hex(lease.id));
+            text.push('\n');
         }
-        OutputFormat::Json => Ok(printed(
-            flat_header(r.header.as_ref())
-                .objects_always(
-                    "leases",
-                    r.leases
-                        .iter()
-                        .map(|l| JsonObject::new().count("id", l.id))
-                        .collect(),
-                )
-                .finish()
-                + "\n",
-        )),
-        OutputFormat::Table => Err(UnsupportedFormat("table")),
-    }
+        text
+    };
+    shaped(format, simple, || {
+        let listed = r
+            .leases
+            .iter()
+            .map(|l| JsonObject::new().count("id", l.id))
+            .collect();
+        flat_header(r.header.as_ref()).objects_always("leases", listed)
+    })
 }
 
 fn keep_alive_response(
     r: &LeaseKeepAliveResponse,
     format: OutputFormat,
 ) -> Result<Printed, UnsupportedFormat> {
-    match format {
-        OutputFormat::Simple => Ok(printed(format!(
-            "lease {} keepalived with TTL({})\n",
-            lease_hex(r.id),
-            r.ttl
-        ))),
-        OutputFormat::Json => Ok(printed(
+    shaped(
+        format,
+        || format!("lease {} keepalived with TTL({})\n", lease_hex(r.id), r.ttl),
+        || {
             flat_header(r.header.as_ref())
                 .count("ID", r.id)
                 .count("TTL", r.ttl)
-                .finish()
-                + "\n",
-        )),
-        OutputFormat::Table => Err(UnsupportedFormat("table")),
-    }
+        },
+    )
 }
 
 /// etcdctl prints the client library's lease responses, which embed the header: its fields
