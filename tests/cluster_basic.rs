@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::cluster::{
-    etcdctl, eventually, leader_of, wait_for_value, wait_healthy, Cluster, Member,
+    etcdctl, eventually, leader_index, leader_of, wait_for_value, wait_healthy, Cluster, Member,
 };
 use common::{cairn_bin, etcd35_dir, run};
 
@@ -68,10 +68,7 @@ fn three_members_replicate_and_survive_the_leaders_death() {
     );
 
     // Kill the leader; a new one is elected and every acknowledged write is still there.
-    let (leader, _) = leader_of(&bin, &endpoints[0]).expect("status");
-    let leader_index = (0..3)
-        .find(|&i| leader_of(&bin, &endpoints[i]).is_some_and(|(_, me)| me == leader))
-        .expect("the leader is a member");
+    let leader_index = leader_index(&bin, &endpoints);
     let killed_at = Instant::now();
     cluster.kill(leader_index);
     let survivor = &endpoints[(leader_index + 1) % 3];
@@ -177,10 +174,7 @@ fn five_members_survive_two_simultaneous_kills() {
     let put = etcdctl(&bin, &endpoints[0], &["put", "before", "1"]);
     assert_eq!(put.code, 0, "{}", put.stderr);
     // The leader and one follower die at once.
-    let (leader, _) = leader_of(&bin, &endpoints[0]).expect("status");
-    let leader_index = (0..5)
-        .find(|&i| leader_of(&bin, &endpoints[i]).is_some_and(|(_, me)| me == leader))
-        .expect("the leader is a member");
+    let leader_index = leader_index(&bin, &endpoints);
     let follower_index = (leader_index + 1) % 5;
     cluster.kill(leader_index);
     cluster.kill(follower_index);
@@ -443,10 +437,7 @@ fn a_follower_back_after_snapshots_catches_up_from_the_log() {
     }
     let endpoints: Vec<String> = cluster.members.iter().map(Member::endpoint).collect();
     wait_healthy(&bin, &endpoints);
-    let (leader, _) = leader_of(&bin, &endpoints[0]).expect("status");
-    let follower = (0..3)
-        .find(|&i| leader_of(&bin, &endpoints[i]).is_some_and(|(_, me)| me != leader))
-        .expect("a follower");
+    let follower = (leader_index(&bin, &endpoints) + 1) % 3;
     cluster.kill(follower);
     let writer = &endpoints[(follower + 1) % 3];
     for n in 0..200 {
@@ -487,10 +478,7 @@ fn a_paused_old_leader_serves_no_stale_linearizable_read() {
     wait_healthy(&bin, &endpoints);
     let put = etcdctl(&bin, &endpoints[0], &["put", "x", "old"]);
     assert_eq!(put.code, 0, "{}", put.stderr);
-    let (leader, _) = leader_of(&bin, &endpoints[0]).expect("status");
-    let old = (0..3)
-        .find(|&i| leader_of(&bin, &endpoints[i]).is_some_and(|(_, me)| me == leader))
-        .expect("the leader is a member");
+    let old = leader_index(&bin, &endpoints);
     // The old leader freezes (as in a long GC pause or a partition); the others elect a new
     // leader and move on.
     cluster.signal(old, "STOP");

@@ -282,3 +282,67 @@ impl<I: RaftInbox> Peer for PeerService<I> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Refuses;
+
+    impl RaftInbox for Refuses {
+        fn deliver(&self, _: Message) -> bool {
+            false
+        }
+    }
+
+    fn service() -> PeerService<Refuses> {
+        PeerService {
+            local: LocalPeer {
+                member_id: 7,
+                cluster_id: 99,
+                name: "m7".into(),
+            },
+            inbox: Arc::new(Refuses),
+        }
+    }
+
+    fn hello(protocol_version: u32, cluster_id: u64) -> Request<PeerHello> {
+        Request::new(PeerHello {
+            protocol_version,
+            cluster_id,
+            member_id: 8,
+            name: "m8".into(),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_peer_of_another_cluster_or_protocol_is_refused_with_the_reason() {
+        let ok = service()
+            .handshake(hello(1, 99))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(ok.ok && ok.member_id == 7, "{ok:?}");
+        let other = service()
+            .handshake(hello(1, 98))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!other.ok);
+        assert!(
+            other.reason.contains("cluster id mismatch"),
+            "{}",
+            other.reason
+        );
+        let newer = service()
+            .handshake(hello(2, 99))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!newer.ok);
+        assert_eq!(
+            newer.reason,
+            "peer protocol version 2 not supported (local version 1)"
+        );
+    }
+}

@@ -176,6 +176,14 @@ pub fn leader_of(bin: &Path, endpoint: &str) -> Option<(u64, u64)> {
     ))
 }
 
+/// The position in `endpoints` of the member that leads (as the first endpoint reports it).
+pub fn leader_index(bin: &Path, endpoints: &[String]) -> usize {
+    let (leader, _) = leader_of(bin, &endpoints[0]).expect("status");
+    (0..endpoints.len())
+        .find(|&i| leader_of(bin, &endpoints[i]).is_some_and(|(_, me)| me == leader))
+        .expect("the leader is a member")
+}
+
 /// Waits (up to 30 s each) until every endpoint answers a health check.
 pub fn wait_healthy(bin: &Path, endpoints: &[String]) {
     for endpoint in endpoints {
