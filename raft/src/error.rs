@@ -30,13 +30,13 @@ pub enum StorageError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfChangeDecodeError {
     /// Wrong length.
-    #[error("conf change is {len} bytes, expected 10")]
+    #[error("conf change is {len} bytes, expected 10 (version 1) or at least 10 (version 2)")]
     Length {
         /// Actual length.
         len: usize,
     },
     /// Unknown format version.
-    #[error("conf change format version {version} not supported (expected 1)")]
+    #[error("conf change format version {version} not supported (expected 1 or 2)")]
     Version {
         /// Version byte found.
         version: u8,

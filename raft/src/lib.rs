@@ -54,12 +54,15 @@
 //!
 //! | offset | size | field                                                  |
 //! |--------|------|--------------------------------------------------------|
-//! | 0      | 1    | format version, currently 1                            |
+//! | 0      | 1    | format version: 1 bare, 2 with context                 |
 //! | 1      | 1    | operation: 1 add voter, 2 add learner, 3 remove node   |
 //! | 2      | 8    | node id, little endian, non-zero                       |
+//! | 10     | rest | version 2 only: the caller's context, opaque to raft   |
+//!
+//! Version 1 is exactly 10 bytes; version 2 is at least 10. Both are read.
 //!
 //! It carries no checksum of its own: the WAL frames and checksums every entry. Decoding
-//! rejects any other length, version, operation or node id 0 with a typed error; an entry
+//! rejects a version 1 entry of any other length, a shorter one, any other version, operation or node id 0 with a typed error; an entry
 //! that does not decode changes nothing, on every node alike.
 //!
 //! ## Messages

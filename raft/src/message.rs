@@ -147,9 +147,11 @@ pub enum ConfChange {
     RemoveNode(NodeId),
 }
 
-/// Format version of an encoded [`ConfChange`] (first byte).
+/// Format version of an encoded [`ConfChange`] without a context (first byte).
 pub const CONF_CHANGE_FORMAT_VERSION: u8 = 1;
-/// Encoded length: version, operation, node id (little endian).
+/// Format version of an encoded [`ConfChange`] followed by the caller's context.
+pub const CONF_CHANGE_WITH_CONTEXT_FORMAT_VERSION: u8 = 2;
+/// Encoded length without context: version, operation, node id (little endian).
 const CONF_CHANGE_LEN: usize = 10;
 
 impl ConfChange {
@@ -165,38 +167,60 @@ impl ConfChange {
     /// Encodes as `[version=1][op: 1 add voter, 2 add learner, 3 remove][node id u64 LE]`.
     /// Entries are checksummed by the WAL that stores them, so no checksum here.
     pub fn encode(&self) -> Vec<u8> {
+        self.encode_as(CONF_CHANGE_FORMAT_VERSION, &[])
+    }
+
+    /// Encodes as version 2: the version 1 layout, then `context` (the caller's bytes about
+    /// the change, e.g. the new member's addresses; raft carries them and never reads them).
+    pub fn encode_with_context(&self, context: &[u8]) -> Vec<u8> {
+        self.encode_as(CONF_CHANGE_WITH_CONTEXT_FORMAT_VERSION, context)
+    }
+
+    fn encode_as(&self, version: u8, context: &[u8]) -> Vec<u8> {
         let (op, id) = match *self {
             ConfChange::AddVoter(id) => (1u8, id),
             ConfChange::AddLearner(id) => (2u8, id),
             ConfChange::RemoveNode(id) => (3u8, id),
         };
-        let mut out = Vec::with_capacity(CONF_CHANGE_LEN);
-        out.push(CONF_CHANGE_FORMAT_VERSION);
+        let mut out = Vec::with_capacity(CONF_CHANGE_LEN + context.len());
+        out.push(version);
         out.push(op);
         out.extend_from_slice(&id.to_le_bytes());
+        out.extend_from_slice(context);
         out
     }
 
-    /// Decodes [`ConfChange::encode`]'s format.
+    /// Decodes either format, dropping any context.
     pub fn decode(bytes: &[u8]) -> Result<ConfChange, ConfChangeDecodeError> {
-        if bytes.len() != CONF_CHANGE_LEN {
+        Self::decode_with_context(bytes).map(|(change, _)| change)
+    }
+
+    /// Decodes either format; the context is empty for version 1.
+    pub fn decode_with_context(bytes: &[u8]) -> Result<(ConfChange, &[u8]), ConfChangeDecodeError> {
+        let Some(&version) = bytes.first() else {
+            return Err(ConfChangeDecodeError::Length { len: 0 });
+        };
+        let length_ok = match version {
+            CONF_CHANGE_FORMAT_VERSION => bytes.len() == CONF_CHANGE_LEN,
+            CONF_CHANGE_WITH_CONTEXT_FORMAT_VERSION => bytes.len() >= CONF_CHANGE_LEN,
+            version => return Err(ConfChangeDecodeError::Version { version }),
+        };
+        if !length_ok {
             return Err(ConfChangeDecodeError::Length { len: bytes.len() });
         }
-        if bytes[0] != CONF_CHANGE_FORMAT_VERSION {
-            return Err(ConfChangeDecodeError::Version { version: bytes[0] });
-        }
         let mut id_bytes = [0u8; 8];
-        id_bytes.copy_from_slice(&bytes[2..]);
+        id_bytes.copy_from_slice(&bytes[2..CONF_CHANGE_LEN]);
         let id = u64::from_le_bytes(id_bytes);
         if id == NO_NODE {
             return Err(ConfChangeDecodeError::ZeroNodeId);
         }
-        match bytes[1] {
-            1 => Ok(ConfChange::AddVoter(id)),
-            2 => Ok(ConfChange::AddLearner(id)),
-            3 => Ok(ConfChange::RemoveNode(id)),
-            op => Err(ConfChangeDecodeError::Operation { op }),
-        }
+        let change = match bytes[1] {
+            1 => ConfChange::AddVoter(id),
+            2 => ConfChange::AddLearner(id),
+            3 => ConfChange::RemoveNode(id),
+            op => return Err(ConfChangeDecodeError::Operation { op }),
+        };
+        Ok((change, &bytes[CONF_CHANGE_LEN..]))
     }
 }
 
@@ -332,6 +356,23 @@ mod tests {
         bad[1] = 77;
         assert!(ConfChange::decode(&bad).is_err());
         assert!(ConfChange::decode(&ConfChange::AddVoter(0).encode()).is_err());
+    }
+
+    #[test]
+    fn conf_change_context_travels_and_version_1_stays_exact() {
+        let cc = ConfChange::AddLearner(42);
+        let bytes = cc.encode_with_context(b"peer urls");
+        assert_eq!(bytes[0], CONF_CHANGE_WITH_CONTEXT_FORMAT_VERSION);
+        assert_eq!(
+            ConfChange::decode_with_context(&bytes),
+            Ok((cc, &b"peer urls"[..]))
+        );
+        assert_eq!(ConfChange::decode(&cc.encode_with_context(&[])), Ok(cc));
+        // Version 1 has no room for a context: extra bytes mean a damaged entry.
+        let mut long = cc.encode();
+        long.push(0);
+        assert!(ConfChange::decode(&long).is_err());
+        assert!(ConfChange::decode(&bytes[..9]).is_err());
     }
 
     #[test]

@@ -18,6 +18,16 @@ use crate::storage::Storage;
 impl<S: Storage> RaftNode<S> {
     /// Proposes one membership change. Only the leader takes them (the caller redirects).
     pub fn propose_conf_change(&mut self, change: ConfChange) -> Result<Proposed, Error> {
+        self.propose_conf_change_with_context(change, &[])
+    }
+
+    /// Proposes one membership change carrying the caller's `context` in its entry (see the
+    /// crate docs' format table); an empty context writes the shorter version 1 format.
+    pub fn propose_conf_change_with_context(
+        &mut self,
+        change: ConfChange,
+        context: &[u8],
+    ) -> Result<Proposed, Error> {
         if self.role != Role::Leader {
             return Err(match self.leader {
                 NO_NODE => DropReason::NoLeader,
@@ -33,7 +43,12 @@ impl<S: Storage> RaftNode<S> {
             return Err(DropReason::LeaderNotReady.into());
         }
         self.validate_change(&change)?;
-        let (index, term) = self.append_as_leader(EntryKind::ConfChange, change.encode().into())?;
+        let data = if context.is_empty() {
+            change.encode()
+        } else {
+            change.encode_with_context(context)
+        };
+        let (index, term) = self.append_as_leader(EntryKind::ConfChange, data.into())?;
         Ok(Proposed::Appended { index, term })
     }
 

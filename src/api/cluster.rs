@@ -1,12 +1,22 @@
-//! The Cluster service: MemberList (serializable or linearizable); membership changes are
-//! not served yet.
+//! The Cluster service: MemberList (serializable or linearizable), and the membership changes
+//! MemberAdd, MemberRemove, MemberUpdate and MemberPromote. Changes are made by the leader
+//! (it alone can check them against the cluster's health); a follower forwards them to the
+//! leader's client URL, then waits until it has applied them itself, so the client's next
+//! request to this member already sees the change.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
+use super::lease_forward::{leader_channel, marked, was_forwarded};
 use super::Member;
-use crate::proto::etcdserverpb::{cluster_server::Cluster, MemberListRequest, MemberListResponse};
+use crate::proto::etcdserverpb::{
+    cluster_client::ClusterClient, cluster_server::Cluster, Member as MemberInfo, MemberAddRequest,
+    MemberAddResponse, MemberListRequest, MemberListResponse, MemberPromoteRequest,
+    MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse, MemberUpdateRequest,
+    MemberUpdateResponse, ResponseHeader,
+};
 
 pub struct ClusterService<M> {
     member: Arc<M>,
@@ -18,8 +28,136 @@ impl<M> ClusterService<M> {
     }
 }
 
+/// Where a membership change is carried out.
+enum Route {
+    Here,
+    Leader(ClusterClient<tonic::transport::Channel>),
+}
+
+impl<M: Member> ClusterService<M> {
+    /// Membership changes go to the leader; a request that was forwarded here already is
+    /// served here or refused, never forwarded again.
+    fn route<T>(&self, request: &Request<T>) -> Result<Route, Status> {
+        if self.member.is_leader() || was_forwarded(request) {
+            return Ok(Route::Here);
+        }
+        match self.member.leader_client_url() {
+            Some((_, url)) => Ok(Route::Leader(ClusterClient::new(leader_channel(&url)?))),
+            None => Err(Status::unavailable("etcdserver: no leader")),
+        }
+    }
+
+    /// The leader's answer, once this member has applied what the leader did.
+    async fn from_leader<T>(
+        &self,
+        call: impl Future<Output = Result<Response<T>, Status>>,
+    ) -> Result<T, Status> {
+        let answer = tokio::time::timeout(self.member.request_timeout(), call)
+            .await
+            .map_err(|_| Status::unavailable("etcdserver: request timed out"))??
+            .into_inner();
+        self.member.read_barrier().await?;
+        Ok(answer)
+    }
+
+    fn header(&self) -> Option<ResponseHeader> {
+        // etcd leaves the revision out of membership responses.
+        Some(self.member.header())
+    }
+}
+
 #[tonic::async_trait]
 impl<M: Member> Cluster for ClusterService<M> {
+    async fn member_add(
+        &self,
+        request: Request<MemberAddRequest>,
+    ) -> Result<Response<MemberAddResponse>, Status> {
+        let route = self.route(&request)?;
+        let add = request.into_inner();
+        let (member, members): (Option<MemberInfo>, Vec<MemberInfo>) = match route {
+            Route::Here => {
+                let (member, members) = self
+                    .member
+                    .add_member(add.peer_ur_ls, add.is_learner)
+                    .await?;
+                (Some(member), members)
+            }
+            Route::Leader(mut leader) => {
+                let answer = self.from_leader(leader.member_add(marked(add))).await?;
+                (answer.member, self.member.members())
+            }
+        };
+        Ok(Response::new(MemberAddResponse {
+            header: self.header(),
+            member,
+            members,
+        }))
+    }
+
+    async fn member_remove(
+        &self,
+        request: Request<MemberRemoveRequest>,
+    ) -> Result<Response<MemberRemoveResponse>, Status> {
+        let route = self.route(&request)?;
+        let remove = request.into_inner();
+        let members = match route {
+            Route::Here => self.member.remove_member(remove.id).await?,
+            Route::Leader(mut leader) => {
+                self.from_leader(leader.member_remove(marked(remove)))
+                    .await?;
+                self.member.members()
+            }
+        };
+        Ok(Response::new(MemberRemoveResponse {
+            header: self.header(),
+            members,
+        }))
+    }
+
+    async fn member_update(
+        &self,
+        request: Request<MemberUpdateRequest>,
+    ) -> Result<Response<MemberUpdateResponse>, Status> {
+        let route = self.route(&request)?;
+        let update = request.into_inner();
+        let members = match route {
+            Route::Here => {
+                self.member
+                    .update_member(update.id, update.peer_ur_ls)
+                    .await?
+            }
+            Route::Leader(mut leader) => {
+                self.from_leader(leader.member_update(marked(update)))
+                    .await?;
+                self.member.members()
+            }
+        };
+        Ok(Response::new(MemberUpdateResponse {
+            header: self.header(),
+            members,
+        }))
+    }
+
+    async fn member_promote(
+        &self,
+        request: Request<MemberPromoteRequest>,
+    ) -> Result<Response<MemberPromoteResponse>, Status> {
+        let route = self.route(&request)?;
+        let promote = request.into_inner();
+        let members = match route {
+            Route::Here => self.member.promote_member(promote.id).await?,
+            Route::Leader(mut leader) => {
+                self.from_leader(leader.member_promote(marked(promote)))
+                    .await?;
+                self.member.members()
+            }
+        };
+        Ok(Response::new(MemberPromoteResponse {
+            header: self.header(),
+            members,
+        }))
+    }
+
     async fn member_list(
         &self,
         request: Request<MemberListRequest>,
@@ -28,10 +166,8 @@ impl<M: Member> Cluster for ClusterService<M> {
         if request.into_inner().linearizable {
             self.member.read_barrier().await?;
         }
-        // etcd leaves the revision out of membership responses.
-        let header = self.member.header();
         Ok(Response::new(MemberListResponse {
-            header: Some(header),
+            header: self.header(),
             members: self.member.members(),
         }))
     }

@@ -101,6 +101,9 @@ impl<M: Member> Kv for KvService<M> {
         let r = request.into_inner();
         validate::check_range(&r)?;
         if !r.serializable {
+            if self.member.is_learner() {
+                return Err(crate::server::learner_gate::not_supported_for_learner());
+            }
             self.member.read_barrier().await?;
         }
         let mut response = with_fresh_pin(self.member.store(), |view| execute_range(view, &r))?;

@@ -24,7 +24,7 @@ pub fn was_forwarded<T>(request: &tonic::Request<T>) -> bool {
     request.metadata().contains_key(FORWARDED_KEY)
 }
 
-fn marked<T>(message: T) -> tonic::Request<T> {
+pub fn marked<T>(message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request.metadata_mut().insert(
         FORWARDED_KEY,

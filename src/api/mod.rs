@@ -91,6 +91,43 @@ pub trait Member: Send + Sync + 'static {
 
     /// Every member of the cluster.
     fn members(&self) -> Vec<MemberInfo>;
+
+    /// Whether this member is a learner (it serves only serializable reads and status).
+    fn is_learner(&self) -> bool {
+        false
+    }
+
+    /// MemberAdd, asked of the leader: the new member and the members after the change.
+    async fn add_member(
+        &self,
+        _peer_urls: Vec<String>,
+        _is_learner: bool,
+    ) -> Result<(MemberInfo, Vec<MemberInfo>), tonic::Status> {
+        Err(membership_unsupported())
+    }
+
+    /// MemberRemove, asked of the leader: the members after the change.
+    async fn remove_member(&self, _id: u64) -> Result<Vec<MemberInfo>, tonic::Status> {
+        Err(membership_unsupported())
+    }
+
+    /// MemberPromote, asked of the leader: the members after the change.
+    async fn promote_member(&self, _id: u64) -> Result<Vec<MemberInfo>, tonic::Status> {
+        Err(membership_unsupported())
+    }
+
+    /// MemberUpdate (new peer URLs): the members after the change.
+    async fn update_member(
+        &self,
+        _id: u64,
+        _peer_urls: Vec<String>,
+    ) -> Result<Vec<MemberInfo>, tonic::Status> {
+        Err(membership_unsupported())
+    }
+}
+
+fn membership_unsupported() -> tonic::Status {
+    tonic::Status::unimplemented("etcdserver: membership changes are not supported here")
 }
 
 /// Completes a response header: cluster, member and term from the member; the revision the

@@ -107,11 +107,26 @@ fn main() -> ExitCode {
                 return ExitCode::from(1);
             }
         };
-        wait_for_stop_signal().await;
+        let member = std::sync::Arc::clone(&server.member);
+        let stopped_itself = tokio::select! {
+            () = wait_for_stop_signal() => None,
+            reason = member.stopped() => Some(reason),
+        };
         tracing::info!("stopping: finishing in-flight requests");
         server.stop().await;
         tracing::info!("stopped");
-        ExitCode::SUCCESS
+        match stopped_itself {
+            None => ExitCode::SUCCESS,
+            // As etcd: a removed member exits cleanly (it did what the cluster asked).
+            Some(reason) if reason == cairn::server::raft_loop::REMOVED_MESSAGE => {
+                eprintln!("cairn: {reason}; the data dir used by this member must be removed");
+                ExitCode::SUCCESS
+            }
+            Some(reason) => {
+                eprintln!("cairn: error: the member stopped: {reason}");
+                ExitCode::from(1)
+            }
+        }
     })
 }
 

@@ -1,11 +1,10 @@
-//! `endpoint status|health`, `member list` and `move-leader`.
+//! `endpoint status|health` and `move-leader`.
 
 use std::time::Instant;
 
 use clap::{Args, Subcommand};
-use tonic::transport::Channel;
 
-use super::display::{self, EndpointHealth, EndpointStatus, OutputFormat, Printed};
+use super::display::{self, EndpointHealth, EndpointStatus, Printed};
 use super::{connect, CtlError, GlobalFlags};
 use crate::proto::etcdserverpb::{
     cluster_client::ClusterClient, kv_client::KvClient, maintenance_client::MaintenanceClient,
@@ -25,28 +24,6 @@ pub struct EndpointArgs {
     /// Use all endpoints from the cluster member list.
     #[arg(long)]
     pub cluster: bool,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum MemberCommand {
-    /// Lists all members in the cluster.
-    List,
-}
-
-pub async fn run_member(
-    command: &MemberCommand,
-    format: OutputFormat,
-    channel: Channel,
-) -> Result<Printed, CtlError> {
-    match command {
-        MemberCommand::List => {
-            let response = ClusterClient::new(channel)
-                .member_list(MemberListRequest::default())
-                .await?
-                .into_inner();
-            Ok(display::member_list(&response, format))
-        }
-    }
 }
 
 /// `move-leader <target member id, hex>`: finds the leader among the endpoints and asks it to

@@ -28,7 +28,7 @@ pub struct Printed {
 }
 
 impl Printed {
-    fn out(text: String) -> Self {
+    pub fn out(text: String) -> Self {
         Printed {
             stdout: text,
             stderr: String::new(),

@@ -12,6 +12,7 @@ pub mod histogram;
 pub mod json;
 pub mod kv;
 pub mod lease;
+mod member;
 pub mod table;
 pub mod txn_input;
 pub mod watch;
@@ -80,7 +81,7 @@ pub enum Command {
     Endpoint(cluster::EndpointCommand),
     /// Membership related commands.
     #[command(subcommand)]
-    Member(cluster::MemberCommand),
+    Member(member::MemberCommand),
     /// Transfers leadership to another member (its id in hexadecimal).
     #[command(name = "move-leader")]
     MoveLeader {
@@ -252,7 +253,7 @@ pub async fn run(cli: Cli) -> Result<Printed, CtlError> {
         Command::MoveLeader { target } => {
             cluster::run_move_leader(target.as_deref(), global, &endpoints).await
         }
-        Command::Member(command) => cluster::run_member(command, format, channel().await?).await,
+        Command::Member(command) => member::run(command, format, channel().await?).await,
         Command::Bench(args) => {
             let report = bench::run(args, global, &endpoints).await?;
             let stdout = match format {

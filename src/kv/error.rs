@@ -32,6 +32,9 @@ pub enum KvError {
     /// etcd 3.5 crashes on an unknown sort target; Cairn refuses the request instead.
     #[error("etcdserver: invalid sort target {0}")]
     InvalidSortTarget(i32),
+    /// A membership request named a member that is not (or no longer) in the cluster.
+    #[error("etcdserver: member not found")]
+    MemberNotFound,
     /// The storage layer failed; the server stops serving writes rather than guess.
     #[error("etcdserver: {0}")]
     Storage(MvccError),
@@ -72,7 +75,7 @@ impl KvError {
             | KvError::RequestTooLarge
             | KvError::InvalidSortTarget(_) => Code::InvalidArgument,
             KvError::Compacted | KvError::FutureRevision => Code::OutOfRange,
-            KvError::LeaseNotFound => Code::NotFound,
+            KvError::LeaseNotFound | KvError::MemberNotFound => Code::NotFound,
             KvError::LeaseExists => Code::FailedPrecondition,
             KvError::LeaseTtlTooLarge => Code::OutOfRange,
             KvError::Storage(_) => Code::Internal,

@@ -101,7 +101,14 @@ impl Harness {
         let entries = [(self.next_index, EntryPayload::Request(request))];
         self.next_index += 1;
         let now = self.now();
-        let run = apply_run(&self.store, &entries, &mut self.leases, now).unwrap();
+        let run = apply_run(
+            &self.store,
+            &entries,
+            &mut self.leases,
+            &mut crate::server::registry::MemberRegistry::default(),
+            now,
+        )
+        .unwrap();
         self.leases.table().check_attachments().unwrap();
         run
     }

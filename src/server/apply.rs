@@ -7,11 +7,12 @@ use std::time::Instant;
 
 use prost::Message;
 
+use super::registry::MemberRegistry;
 use crate::kv::{execute_delete, execute_put, execute_txn, KvError};
 use crate::lease::apply::{apply_checkpoints, apply_grant, apply_revoke};
 use crate::lease::Leases;
 use crate::mvcc::{Backend, Committed, MvccError, MvccStore, WriteBatch};
-use crate::proto::cairn::entry::v1::{request::Op, MemberAttributes, Request};
+use crate::proto::cairn::entry::v1::{request::Op, MemberAttributes, MemberChange, Request};
 use crate::proto::etcdserverpb::{
     CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse,
     ResponseHeader, TxnResponse,
@@ -19,8 +20,8 @@ use crate::proto::etcdserverpb::{
 use crate::proto::mvccpb::Event;
 
 /// The entry payload format this build writes (and the newest it reads): 2 added leases, 3
-/// member attributes.
-pub const ENTRY_FORMAT_VERSION: u32 = 3;
+/// member attributes, 4 member peer-URL updates.
+pub const ENTRY_FORMAT_VERSION: u32 = 4;
 
 /// Where a member's published attributes are kept in bucket `meta`: this prefix and the member
 /// id (8 bytes, big-endian).
@@ -44,6 +45,10 @@ pub enum Applied {
     LeaseCheckpoint,
     /// A member published its attributes.
     MemberAttributes(MemberAttributes),
+    /// A membership change applied (the registry has it).
+    Membership(cairn_raft::ConfChange),
+    /// A member's peer URLs changed.
+    MemberPeerUrls,
 }
 
 /// The outcome of one request, for the member waiting on it.
@@ -61,7 +66,13 @@ pub struct AppliedRequest {
 pub enum EntryPayload {
     /// A client request.
     Request(Request),
-    /// Nothing for the key space (a leader's empty entry, a membership change).
+    /// A committed membership change and what its entry said about it.
+    Membership {
+        change: cairn_raft::ConfChange,
+        context: Option<MemberChange>,
+    },
+    /// Nothing for the key space (a leader's empty entry, an undecodable membership change
+    /// that raft ignored too).
     Nothing,
 }
 
@@ -80,6 +91,33 @@ pub enum ApplyError {
     Undecodable { index: u64, reason: String },
     #[error("entry {index} failed after changing the key space: {reason}")]
     Partial { index: u64, reason: String },
+}
+
+/// Format of the `MemberChange` context this build writes (and the newest it reads).
+pub const MEMBER_CHANGE_FORMAT_VERSION: u32 = 1;
+
+/// Decodes a membership-change entry's data. A change raft cannot decode is ignored by raft
+/// on every member alike, so it is nothing here too.
+pub fn decode_membership(index: u64, data: &[u8]) -> Result<EntryPayload, ApplyError> {
+    let Ok((change, context)) = cairn_raft::ConfChange::decode_with_context(data) else {
+        return Ok(EntryPayload::Nothing);
+    };
+    let context = if context.is_empty() {
+        None
+    } else {
+        let decoded = MemberChange::decode(context).map_err(|err| ApplyError::Undecodable {
+            index,
+            reason: err.to_string(),
+        })?;
+        if decoded.format_version > MEMBER_CHANGE_FORMAT_VERSION {
+            return Err(ApplyError::NewerFormat {
+                index,
+                version: decoded.format_version,
+            });
+        }
+        Some(decoded)
+    };
+    Ok(EntryPayload::Membership { change, context })
 }
 
 /// Decodes a normal entry's data; empty data is a leader's no-op entry.
@@ -110,14 +148,18 @@ pub struct AppliedRun {
     pub revision: i64,
     /// How long each storage commit of the run took.
     pub commit_durations: Vec<std::time::Duration>,
+    /// Whether the members or their peer URLs changed.
+    pub membership_changed: bool,
 }
 
-/// Applies `entries` (index, payload) in order; lease entries change `leases`, and every key
-/// change is shown to the lease table (attachments). `now` is when this member applies.
+/// Applies `entries` (index, payload) in order; lease entries change `leases`, membership
+/// entries `registry`, and every key change is shown to the lease table (attachments). `now`
+/// is when this member applies.
 pub fn apply_run<B: Backend>(
     store: &MvccStore<B>,
     entries: &[(u64, EntryPayload)],
     leases: &mut Leases,
+    registry: &mut MemberRegistry,
     now: Instant,
 ) -> Result<AppliedRun, ApplyError> {
     let mut run = AppliedRun::default();
@@ -129,9 +171,29 @@ pub fn apply_run<B: Backend>(
     let mut batch = store.write().map_err(storage(entries[0].0))?;
     let mut batch_last_index = 0;
     for (index, payload) in entries {
-        let EntryPayload::Request(request) = payload else {
-            batch_last_index = *index;
-            continue;
+        let request = match payload {
+            EntryPayload::Request(request) => request,
+            EntryPayload::Membership { change, context } => {
+                let record = context.as_ref().and_then(|c| c.member.as_ref());
+                registry
+                    .apply_change(&mut batch, *change, record)
+                    .map_err(storage(*index))?;
+                run.membership_changed = true;
+                batch_last_index = *index;
+                if let Some(context) = context.as_ref().filter(|c| c.id != 0) {
+                    run.requests.push(AppliedRequest {
+                        index: *index,
+                        id: context.id,
+                        proposer: context.proposer,
+                        result: Ok(Applied::Membership(*change)),
+                    });
+                }
+                continue;
+            }
+            EntryPayload::Nothing => {
+                batch_last_index = *index;
+                continue;
+            }
         };
         let result = match &request.op {
             Some(Op::Compaction(compaction)) => {
@@ -162,7 +224,10 @@ pub fn apply_run<B: Backend>(
                     proposed_at_unix_ms: request.proposed_at_unix_ms,
                     now,
                 };
-                let result = apply_write(&mut batch, &write, leases)?;
+                if matches!(op, Some(Op::MemberPeerUrls(_))) {
+                    run.membership_changed = true;
+                }
+                let result = apply_write(&mut batch, &write, leases, registry)?;
                 leases
                     .table_mut()
                     .observe(batch.changes_since(changes_before));
@@ -219,6 +284,7 @@ fn apply_write<B: Backend>(
     batch: &mut WriteBatch<'_, B>,
     write: &Write<'_>,
     leases: &mut Leases,
+    registry: &mut MemberRegistry,
 ) -> Result<Result<Applied, KvError>, ApplyError> {
     let index = write.index;
     let before = batch.read_revision();
@@ -255,6 +321,14 @@ fn apply_write<B: Backend>(
             )
             .map(|()| Applied::MemberAttributes(attributes.clone()))
             .map_err(KvError::from),
+        Some(Op::MemberPeerUrls(update)) => registry
+            .apply_peer_urls(batch, update.member_id, &update.peer_urls)
+            .map_err(KvError::from)
+            .and_then(|known| {
+                known
+                    .then_some(Applied::MemberPeerUrls)
+                    .ok_or(KvError::MemberNotFound)
+            }),
         // An entry without an operation changes nothing (a newer member's no-op kind).
         None | Some(Op::Compaction(_)) => Ok(Applied::Txn(TxnResponse::default())),
     };
@@ -308,7 +382,14 @@ mod tests {
             (2, put(10, "a")),
             (3, put(11, "b")),
         ];
-        let run = apply_run(&store, &entries, &mut no_leases(), Instant::now()).unwrap();
+        let run = apply_run(
+            &store,
+            &entries,
+            &mut no_leases(),
+            &mut MemberRegistry::default(),
+            Instant::now(),
+        )
+        .unwrap();
         assert_eq!(run.revision, 3);
         assert_eq!(run.events.len(), 2);
         let revisions: Vec<i64> = run
@@ -341,6 +422,7 @@ mod tests {
             &store,
             &[(1, missing), (2, put(6, "k"))],
             &mut no_leases(),
+            &mut MemberRegistry::default(),
             Instant::now(),
         )
         .unwrap();
@@ -370,7 +452,14 @@ mod tests {
             (4, put(3, "b")),
             (5, compact(2)),
         ];
-        let run = apply_run(&store, &entries, &mut no_leases(), Instant::now()).unwrap();
+        let run = apply_run(
+            &store,
+            &entries,
+            &mut no_leases(),
+            &mut MemberRegistry::default(),
+            Instant::now(),
+        )
+        .unwrap();
         assert!(run.requests[2].result.is_ok());
         assert!(matches!(run.requests[4].result, Err(KvError::Compacted)));
         assert_eq!(store.compacted_revision(), 3);
@@ -393,6 +482,7 @@ mod tests {
             &store,
             &[(1, put(1, "a"))],
             &mut no_leases(),
+            &mut MemberRegistry::default(),
             Instant::now(),
         )
         .unwrap();
@@ -404,6 +494,7 @@ mod tests {
             &store,
             &[(2, put(2, "b")), (3, put(3, "c"))],
             &mut no_leases(),
+            &mut MemberRegistry::default(),
             Instant::now(),
         );
         assert!(
@@ -425,10 +516,23 @@ mod tests {
         .encode_to_vec();
         assert!(matches!(
             decode_payload(4, &newer),
-            Err(ApplyError::NewerFormat {
-                index: 4,
-                version: 4
-            })
+            Err(ApplyError::NewerFormat { index: 4, version }) if version == ENTRY_FORMAT_VERSION + 1
+        ));
+        let newer_change = cairn_raft::ConfChange::AddLearner(5).encode_with_context(
+            &MemberChange {
+                format_version: MEMBER_CHANGE_FORMAT_VERSION + 1,
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        );
+        assert!(matches!(
+            decode_membership(6, &newer_change),
+            Err(ApplyError::NewerFormat { index: 6, .. })
+        ));
+        // A change raft itself cannot read is ignored on every member alike.
+        assert!(matches!(
+            decode_membership(6, &[9, 9]),
+            Ok(EntryPayload::Nothing)
         ));
         assert!(matches!(
             decode_payload(4, &[0xff, 0xff]),

@@ -15,12 +15,14 @@ use cairn_raft::{ConfChange, Config as RaftConfig, RaftNode};
 use cairn_wal::{Metadata, Record, Wal, WalConfig};
 use tokio::net::TcpListener;
 
-use super::apply::META_MEMBER_ATTRIBUTES;
+use super::apply::{MEMBER_CHANGE_FORMAT_VERSION, META_MEMBER_ATTRIBUTES};
 use super::identity;
+use super::learner_gate::LearnerGateLayer;
 use super::member::{snapshot_conf_key, MemberIdentity, Outlets, RaftMember, Timing};
 use super::observability::{GrpcMetricsLayer, MemberHealth, Observability, SERVED_GRPC_PATHS};
 use super::peer_transport::{LocalPeer, PeerService, PeerTransport};
 use super::raft_log::{decode_conf_state, encode_entry, RaftLog};
+use super::registry::MemberRegistry;
 use super::require_leader::RequireLeaderLayer;
 use crate::api::watch::{SharedWatchHub, WatchService};
 use crate::api::{self, Limits};
@@ -28,7 +30,7 @@ use crate::config::ServerConfig;
 use crate::lease::load::load_table;
 use crate::lease::{unix_ms_now, LeaseTiming, Leases, SharedLeases};
 use crate::mvcc::MvccStore;
-use crate::proto::cairn::entry::v1::MemberAttributes;
+use crate::proto::cairn::entry::v1::{MemberAttributes, MemberChange, MemberRecord};
 use crate::proto::cairn::peer::v1::peer_server::PeerServer;
 use crate::proto::etcdserverpb::lease_server::LeaseServer;
 use crate::proto::etcdserverpb::watch_server::WatchServer;
@@ -182,17 +184,47 @@ async fn open_wal(
         }
         return Ok((wal, meta.cluster_id, meta.member_id));
     }
-    // A founding member's log starts with one committed entry per founding voter.
+    if config.initial_cluster_state == crate::config::ClusterState::Existing {
+        // A member added to a running cluster: its id and the cluster's come from the
+        // members; its log from the leader.
+        let joined = join_cluster(config).await?;
+        wal.append(vec![Record::Metadata(Metadata {
+            cluster_id: joined.cluster_id,
+            member_id: joined.member_id,
+        })])
+        .await?;
+        tracing::info!(
+            member_id = format!("{:x}", joined.member_id),
+            cluster_id = format!("{:x}", joined.cluster_id),
+            "joining an existing cluster"
+        );
+        return Ok((wal, joined.cluster_id, joined.member_id));
+    }
+    // A founding member's log starts with one committed entry per founding voter, carrying
+    // its name and peer URLs (identical on every founder: they come from the same flags).
     let mut records = vec![Record::Metadata(Metadata {
         cluster_id,
         member_id,
     })];
-    for (index, id) in (1u64..).zip(&founders) {
+    for ((index, id), founder) in (1u64..).zip(&founders).zip(&config.initial_cluster) {
+        let context = MemberChange {
+            format_version: MEMBER_CHANGE_FORMAT_VERSION,
+            id: 0,
+            proposer: 0,
+            member: Some(MemberRecord {
+                id: *id,
+                name: founder.name.clone(),
+                peer_urls: founder.peer_urls.iter().map(ToString::to_string).collect(),
+                is_learner: false,
+            }),
+        };
         let entry = cairn_raft::Entry {
             index,
             term: 1,
             kind: cairn_raft::EntryKind::ConfChange,
-            data: ConfChange::AddVoter(*id).encode().into(),
+            data: ConfChange::AddVoter(*id)
+                .encode_with_context(&prost::Message::encode_to_vec(&context))
+                .into(),
         };
         records.push(Record::Entry(encode_entry(&entry)));
     }
@@ -208,6 +240,24 @@ async fn open_wal(
         "bootstrapped a new cluster"
     );
     Ok((wal, cluster_id, member_id))
+}
+
+/// Asks the members named in `--initial-cluster` for the cluster this member joins.
+async fn join_cluster(config: &ServerConfig) -> Result<super::join::Joined, StartError> {
+    let own: Vec<String> = config
+        .initial_advertise_peer_urls
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let others: Vec<String> = config
+        .initial_cluster
+        .iter()
+        .flat_map(|m| m.peer_urls.iter().map(ToString::to_string))
+        .filter(|url| !own.contains(url))
+        .collect();
+    super::join::join(&others, &own)
+        .await
+        .map_err(|err| StartError::Unsupported(err.to_string()))
 }
 
 /// Members' attributes as the key-space file holds them.
@@ -331,10 +381,26 @@ pub async fn start(config: &ServerConfig, tuning: Tuning) -> Result<RunningServe
         cluster_id,
         name: config.name.clone(),
     };
-    let transport = (!others.is_empty()).then(|| {
-        let peers: Vec<(u64, String)> = others.iter().map(|(m, url)| (m.id, url.clone())).collect();
-        PeerTransport::start(&local_peer, &peers, shutdown_rx.clone())
-    });
+    let registry = MemberRegistry::load(&store).map_err(|err| {
+        StartError::Unsupported(format!("members in {}: {err}", db_path.display()))
+    })?;
+    // Once members are applied, they (not the flags, which may be stale) say whom to dial.
+    let dial = |members: &mut dyn Iterator<Item = &MemberRecord>| -> Vec<(u64, String)> {
+        members
+            .filter(|m| m.id != member_id)
+            .filter_map(|m| Some((m.id, m.peer_urls.first()?.clone())))
+            .collect()
+    };
+    let peers: Vec<(u64, String)> = if !registry.is_empty() {
+        dial(&mut registry.members())
+    } else if config.initial_cluster_state == crate::config::ClusterState::Existing {
+        // Added members' ids are not derived from the flags: ask the cluster.
+        dial(&mut join_cluster(config).await?.members.iter())
+    } else {
+        others.iter().map(|(m, url)| (m.id, url.clone())).collect()
+    };
+    let transport = PeerTransport::start(&local_peer, &peers, shutdown_rx.clone());
+    let registry = Arc::new(parking_lot::RwLock::new(registry));
     let identity = MemberIdentity {
         name: config.name.clone(),
         member_id,
@@ -384,6 +450,7 @@ pub async fn start(config: &ServerConfig, tuning: Tuning) -> Result<RunningServe
             leases: Arc::clone(&leases),
             transport,
             attributes: Arc::new(parking_lot::RwLock::new(published)),
+            registry: Arc::clone(&registry),
         },
     )
     .map_err(StartError::Thread)?;
@@ -437,6 +504,7 @@ pub async fn start(config: &ServerConfig, tuning: Tuning) -> Result<RunningServe
         let peer_service = PeerService {
             local: local_peer.clone(),
             inbox: Arc::clone(&member),
+            registry: Arc::clone(&registry),
         };
         listeners.push(tokio::spawn(async move {
             let incoming = tokio_stream_from(listener);
@@ -464,9 +532,14 @@ pub async fn start(config: &ServerConfig, tuning: Tuning) -> Result<RunningServe
         let routes = client_routes(&member, &observability, &watch_hub, tuning.limits);
         let mut stop = shutdown_rx.clone();
         let layer = tower_layer::Stack::new(
-            RequireLeaderLayer {
-                leader: member.leader_cell(),
-            },
+            tower_layer::Stack::new(
+                LearnerGateLayer {
+                    learner: member.learner_flag(),
+                },
+                RequireLeaderLayer {
+                    leader: member.leader_cell(),
+                },
+            ),
             GrpcMetricsLayer {
                 observability: Arc::clone(&observability),
             },

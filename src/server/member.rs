@@ -8,38 +8,30 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use cairn_raft::{DropReason, Error as RaftError, Proposed, RaftNode, Role};
-use prost::Message;
+use cairn_raft::RaftNode;
 use tokio::sync::oneshot;
 use tonic::Status;
 
-use super::apply::{apply_run, decode_payload, Applied, EntryPayload, ENTRY_FORMAT_VERSION};
-use super::raft_log::{encode_conf_state, RaftLog};
+use super::apply::{Applied, ENTRY_FORMAT_VERSION};
+use super::raft_log::RaftLog;
+use super::registry::MemberRegistry;
 use crate::api::{self, Limits};
-use crate::kv::KvError;
 use crate::lease::{unix_ms_now, GrantRules, LeaseIds, SharedLeases};
 use crate::mvcc::MvccStore;
-use crate::proto::cairn::entry::v1::{request::Op, MemberAttributes, Request};
+use crate::proto::cairn::entry::v1::{request::Op, MemberAttributes, MemberChange, Request};
 use crate::proto::etcdserverpb::{Member as MemberInfo, ResponseHeader, StatusResponse};
 use crate::storage::BtreeBackend;
-
-/// Entries kept in the log before a snapshot when there are peers (etcd's
-/// `SnapshotCatchUpEntries`), so a follower a little behind needs no snapshot.
-const SNAPSHOT_CATCH_UP_ENTRIES: u64 = 5_000;
 
 /// Commands (client requests, peer messages) queued for the loop before new ones are refused.
 const MAX_QUEUED_COMMANDS: usize = 65_536;
 
-/// Upper bound on commands taken per loop turn, so ticks are never starved.
-const MAX_COMMANDS_PER_TURN: usize = 4096;
-
 /// What clients ask of the loop.
-enum Command {
+pub(super) enum Command {
     Propose {
         request: Request,
         reply: oneshot::Sender<Result<Applied, Status>>,
@@ -54,6 +46,12 @@ enum Command {
         target: u64,
         reply: oneshot::Sender<Result<(), Status>>,
     },
+    /// A membership change, checked and proposed by the leader.
+    ChangeMembership {
+        change: cairn_raft::ConfChange,
+        context: MemberChange,
+        reply: oneshot::Sender<Result<Applied, Status>>,
+    },
     Stop,
 }
 
@@ -65,18 +63,40 @@ pub struct MemberIdentity {
     pub cluster_id: u64,
     pub peer_urls: Vec<String>,
     pub client_urls: Vec<String>,
-    /// The other members this one was started with (their client URLs are not known here).
+    /// The other members this one was started with, listed until the registry has members.
     pub others: Vec<MemberInfo>,
 }
 
 /// The loop's state, published for the services (relaxed: each value stands alone).
-#[derive(Default)]
-struct Published {
-    term: AtomicU64,
-    leader: Arc<AtomicU64>,
-    commit: AtomicU64,
-    applied: AtomicU64,
-    stopped: AtomicBool,
+pub(super) struct Published {
+    pub(super) term: AtomicU64,
+    pub(super) leader: Arc<AtomicU64>,
+    pub(super) commit: AtomicU64,
+    pub(super) applied: AtomicU64,
+    pub(super) stopped: AtomicBool,
+    /// Whether this member is a learner (the client services refuse most requests then).
+    pub(super) learner: Arc<AtomicBool>,
+    /// Why the loop stopped (empty: asked to), once it has.
+    stop_reason: tokio::sync::watch::Sender<Option<String>>,
+}
+
+impl Published {
+    fn new() -> Published {
+        Published {
+            term: AtomicU64::new(0),
+            leader: Arc::default(),
+            commit: AtomicU64::new(0),
+            applied: AtomicU64::new(0),
+            stopped: AtomicBool::new(false),
+            learner: Arc::default(),
+            stop_reason: tokio::sync::watch::Sender::new(None),
+        }
+    }
+
+    pub(super) fn stop(&self, reason: &str) {
+        self.stopped.store(true, Ordering::Release);
+        self.stop_reason.send_replace(Some(reason.to_string()));
+    }
 }
 
 /// The handle the services use.
@@ -96,6 +116,8 @@ pub struct RaftMember {
     leader_cell: Arc<AtomicU64>,
     /// Members' published attributes (client URLs), by member id.
     attributes: Arc<MemberAttributesTable>,
+    /// The members as applied.
+    pub(super) registry: Arc<parking_lot::RwLock<MemberRegistry>>,
 }
 
 /// Members' published attributes, as applied.
@@ -107,10 +129,12 @@ pub struct Outlets {
     pub watch_hub: Arc<crate::api::watch::SharedWatchHub>,
     /// Lease entries change these; every key change is shown to them.
     pub leases: Arc<SharedLeases>,
-    /// Where Raft messages to other members go (none for a single member).
-    pub transport: Option<super::peer_transport::PeerTransport>,
+    /// Where Raft messages to other members go.
+    pub transport: super::peer_transport::PeerTransport,
     /// Members' attributes as stored (updated as publications apply).
     pub attributes: Arc<MemberAttributesTable>,
+    /// The members as stored (updated as membership changes apply).
+    pub registry: Arc<parking_lot::RwLock<MemberRegistry>>,
 }
 
 /// How the loop keeps time and bounds waiting.
@@ -152,13 +176,14 @@ impl RaftMember {
             leases,
             transport,
             attributes,
+            registry,
         } = outlets;
         // Bounded: a flood of peer messages or client requests is refused at the door (peers
         // retry, clients hear "too many requests") instead of growing memory without limit.
         let (commands, receiver) = mpsc::sync_channel(MAX_QUEUED_COMMANDS);
-        let published = Arc::new(Published::default());
+        let published = Arc::new(Published::new());
         let snapshot_index = cairn_raft::Storage::snapshot(node.storage()).map_or(0, |s| s.index);
-        let raft_loop = RaftLoop {
+        let raft_loop = super::raft_loop::RaftLoop {
             observability,
             watch_hub,
             leases: Arc::clone(&leases),
@@ -172,11 +197,13 @@ impl RaftMember {
             forwarded: HashMap::new(),
             transport,
             attributes: Arc::clone(&attributes),
+            registry: Arc::clone(&registry),
             reads_waiting_confirmation: HashMap::new(),
             reads_waiting_apply: Vec::new(),
             next_read: 0,
         };
         raft_loop.publish();
+        raft_loop.publish_learner();
         let thread = std::thread::Builder::new()
             .name("cairn-raft".into())
             .spawn(move || raft_loop.run(receiver, timing.tick))?;
@@ -199,6 +226,7 @@ impl RaftMember {
             lease_ids: LeaseIds::new(identity.member_id, unix_ms_now()),
             grant_rules: GrantRules::new(timing.tick, timing.election_ticks),
             attributes,
+            registry,
             leader_cell,
             identity,
         }))
@@ -216,12 +244,35 @@ impl RaftMember {
         &self.identity
     }
 
+    pub(super) fn attributes_table(&self) -> &MemberAttributesTable {
+        &self.attributes
+    }
+
+    pub(super) fn next_request_id(&self) -> u64 {
+        self.next_request_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Resolves once the loop has stopped, with why (empty: it was asked to).
+    pub async fn stopped(&self) -> String {
+        let mut reason = self.published.stop_reason.subscribe();
+        let stopped = reason
+            .wait_for(Option::is_some)
+            .await
+            .map(|reason| reason.clone().unwrap_or_default());
+        stopped.unwrap_or_default()
+    }
+
     /// The leader id as the Raft loop last published it (0: no leader), shared.
     pub fn leader_cell(&self) -> Arc<AtomicU64> {
         Arc::clone(&self.leader_cell)
     }
 
-    fn send(&self, command: Command) -> Result<(), Status> {
+    /// Whether this member is a learner, as the loop last published it, shared.
+    pub fn learner_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.published.learner)
+    }
+
+    pub(super) fn send(&self, command: Command) -> Result<(), Status> {
         if self.published.stopped.load(Ordering::Acquire) {
             return Err(Status::unavailable("etcdserver: server stopped"));
         }
@@ -235,7 +286,10 @@ impl RaftMember {
         })
     }
 
-    async fn wait<T>(&self, reply: oneshot::Receiver<Result<T, Status>>) -> Result<T, Status> {
+    pub(super) async fn wait<T>(
+        &self,
+        reply: oneshot::Receiver<Result<T, Status>>,
+    ) -> Result<T, Status> {
         match tokio::time::timeout(self.request_timeout, reply).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(Status::unavailable("etcdserver: server stopped")),
@@ -251,7 +305,7 @@ impl api::Member for RaftMember {
     async fn propose(&self, op: Op) -> Result<Applied, Status> {
         let request = Request {
             format_version: ENTRY_FORMAT_VERSION,
-            id: self.next_request_id.fetch_add(1, Ordering::Relaxed),
+            id: self.next_request_id(),
             proposer: self.identity.member_id,
             proposed_at_unix_ms: unix_ms_now(),
             op: Some(op),
@@ -298,7 +352,7 @@ impl api::Member for RaftMember {
             raft_applied_index: self.published.applied.load(Ordering::Relaxed),
             errors: Vec::new(),
             db_size_in_use: i64::try_from(db_size).unwrap_or(i64::MAX),
-            is_learner: false,
+            is_learner: self.is_learner(),
         }
     }
 
@@ -336,7 +390,12 @@ impl api::Member for RaftMember {
         if target == self.identity.member_id {
             return Ok(());
         }
-        if !self.identity.others.iter().any(|m| m.id == target) {
+        let is_voter = self
+            .registry
+            .read()
+            .get(target)
+            .is_some_and(|m| !m.is_learner);
+        if !is_voter {
             return Err(Status::failed_precondition(
                 "etcdserver: bad leader transferee",
             ));
@@ -376,30 +435,36 @@ impl api::Member for RaftMember {
     }
 
     fn members(&self) -> Vec<MemberInfo> {
-        let mut members = vec![MemberInfo {
-            id: self.identity.member_id,
-            name: self.identity.name.clone(),
-            peer_ur_ls: self.identity.peer_urls.clone(),
-            client_ur_ls: self.identity.client_urls.clone(),
-            is_learner: false,
-        }];
-        let published = self.attributes.read();
-        members.extend(self.identity.others.iter().map(|other| {
-            let mut other = other.clone();
-            if let Some(attributes) = published.get(&other.id) {
-                other.client_ur_ls = attributes.client_urls.clone();
-            }
-            other
-        }));
-        members.sort_by_key(|m| m.id);
-        members
+        self.member_list()
     }
-}
 
-/// A proposal appended to the log, waiting to be applied.
-struct PendingProposal {
-    id: u64,
-    reply: oneshot::Sender<Result<Applied, Status>>,
+    fn is_learner(&self) -> bool {
+        self.published.learner.load(Ordering::Relaxed)
+    }
+
+    async fn add_member(
+        &self,
+        peer_urls: Vec<String>,
+        is_learner: bool,
+    ) -> Result<(MemberInfo, Vec<MemberInfo>), Status> {
+        RaftMember::add_member(self, peer_urls, is_learner).await
+    }
+
+    async fn remove_member(&self, id: u64) -> Result<Vec<MemberInfo>, Status> {
+        RaftMember::remove_member(self, id).await
+    }
+
+    async fn promote_member(&self, id: u64) -> Result<Vec<MemberInfo>, Status> {
+        RaftMember::promote_member(self, id).await
+    }
+
+    async fn update_member(
+        &self,
+        id: u64,
+        peer_urls: Vec<String>,
+    ) -> Result<Vec<MemberInfo>, Status> {
+        RaftMember::update_member(self, id, peer_urls).await
+    }
 }
 
 impl super::peer_transport::RaftInbox for RaftMember {
@@ -410,382 +475,5 @@ impl super::peer_transport::RaftInbox for RaftMember {
                 self.commands.try_send(Command::Step(message)),
                 Err(mpsc::TrySendError::Disconnected(_))
             )
-    }
-}
-
-struct RaftLoop {
-    observability: Arc<super::observability::Observability>,
-    /// Watchers hear of every applied batch, in commit order.
-    watch_hub: Arc<crate::api::watch::SharedWatchHub>,
-    leases: Arc<SharedLeases>,
-    snapshot_count: u64,
-    /// Index of the last snapshot (the log starts after it).
-    snapshot_index: u64,
-    node: RaftNode<RaftLog>,
-    store: Arc<MvccStore<BtreeBackend>>,
-    member_id: u64,
-    published: Arc<Published>,
-    /// Appended proposals by log index.
-    proposals: BTreeMap<u64, PendingProposal>,
-    /// Proposals forwarded to the leader, by request id (their index is not known here).
-    forwarded: HashMap<u64, oneshot::Sender<Result<Applied, Status>>>,
-    transport: Option<super::peer_transport::PeerTransport>,
-    attributes: Arc<MemberAttributesTable>,
-    /// Reads waiting for the leader to confirm it still leads, by context.
-    reads_waiting_confirmation: HashMap<u64, oneshot::Sender<Result<(), Status>>>,
-    /// Confirmed reads waiting for the applied index to reach theirs.
-    reads_waiting_apply: Vec<(u64, oneshot::Sender<Result<(), Status>>)>,
-    next_read: u64,
-}
-
-fn dropped(err: &RaftError) -> Status {
-    match err {
-        RaftError::Dropped(DropReason::NoLeader) => Status::unavailable("etcdserver: no leader"),
-        RaftError::Dropped(DropReason::TransferInProgress { .. }) => {
-            Status::unavailable("etcdserver: leader changed")
-        }
-        RaftError::Dropped(DropReason::NotLeader { .. }) => {
-            Status::failed_precondition("etcdserver: not leader")
-        }
-        RaftError::Dropped(_) => Status::unavailable("etcdserver: too many requests"),
-        other => Status::internal(format!("etcdserver: {other}")),
-    }
-}
-
-impl RaftLoop {
-    fn run(mut self, commands: mpsc::Receiver<Command>, tick: Duration) {
-        let mut next_tick = Instant::now() + tick;
-        loop {
-            let timeout = next_tick.saturating_duration_since(Instant::now());
-            match commands.recv_timeout(timeout) {
-                Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => break,
-                Ok(command) => {
-                    if !self.handle(command) {
-                        break;
-                    }
-                    for command in commands.try_iter().take(MAX_COMMANDS_PER_TURN) {
-                        if !self.handle(command) {
-                            self.stop_with(Status::unavailable("etcdserver: server stopped"));
-                            return;
-                        }
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-            }
-            if Instant::now() >= next_tick {
-                next_tick += tick;
-                // Forwarded proposals whose clients gave up (lost on the way).
-                self.forwarded.retain(|_, waiting| !waiting.is_closed());
-                if let Err(err) = self.node.tick() {
-                    tracing::error!(%err, "raft tick failed; stopping");
-                    break;
-                }
-            }
-            if let Err(err) = self.process_ready() {
-                tracing::error!(%err, "stopping the member");
-                break;
-            }
-            self.publish();
-        }
-        self.stop_with(Status::unavailable("etcdserver: server stopped"));
-    }
-
-    /// Returns false when the loop must stop.
-    fn handle(&mut self, command: Command) -> bool {
-        match command {
-            Command::Stop => false,
-            Command::Propose { request, reply } => {
-                let data = request.encode_to_vec();
-                match self.node.propose(data) {
-                    Ok(Proposed::Appended { index, .. }) => {
-                        let pending = PendingProposal {
-                            id: request.id,
-                            reply,
-                        };
-                        if let Some(older) = self.proposals.insert(index, pending) {
-                            // Its entry was overwritten by another leader's before it applied.
-                            let status = Status::unavailable("etcdserver: leader changed");
-                            let _ = older.reply.send(Err(status));
-                        }
-                    }
-                    Ok(Proposed::Forwarded { .. }) => {
-                        // Answered when the entry applies here, or by the client's timeout.
-                        self.forwarded.insert(request.id, reply);
-                    }
-                    Err(err) => {
-                        let _ = reply.send(Err(dropped(&err)));
-                    }
-                }
-                true
-            }
-            Command::TransferLeader { target, reply } => {
-                let outcome = self.node.transfer_leader(target).map_err(|err| match err {
-                    RaftError::Dropped(DropReason::InvalidTransferTarget { .. }) => {
-                        Status::failed_precondition("etcdserver: bad leader transferee")
-                    }
-                    other => dropped(&other),
-                });
-                let _ = reply.send(outcome);
-                true
-            }
-            Command::Step(message) => {
-                if let Err(err) = self.node.step(message) {
-                    tracing::debug!(%err, "peer message refused by raft");
-                }
-                true
-            }
-            Command::Read { reply } => {
-                self.next_read += 1;
-                let context = self.next_read.to_le_bytes().to_vec();
-                match self.node.read_index(context) {
-                    Ok(()) => {
-                        self.reads_waiting_confirmation
-                            .insert(self.next_read, reply);
-                    }
-                    Err(err) => {
-                        let _ = reply.send(Err(dropped(&err)));
-                    }
-                }
-                true
-            }
-        }
-    }
-
-    fn process_ready(&mut self) -> Result<(), String> {
-        while self.node.has_ready() {
-            let ready = self.node.ready().map_err(|e| e.to_string())?;
-            if let Some(snapshot) = &ready.snapshot {
-                // Stopping beats running on a log that does not match the key space.
-                return Err(format!(
-                    "the leader sent a snapshot at index {}; installing snapshots is not supported by this build yet",
-                    snapshot.index
-                ));
-            }
-            // Sent before the local append: followers persist in parallel with the leader.
-            self.send_messages(ready.messages);
-            for pending in self
-                .node
-                .storage_mut()
-                .persist(&ready.entries, ready.hard_state)
-            {
-                // The loop is the WAL's only appender: an append's wait is its write+fdatasync.
-                let started = Instant::now();
-                #[cfg(feature = "failpoints")]
-                crate::failpoints::reach("wal-fsync");
-                let outcome = pending.wait();
-                self.observability
-                    .metrics
-                    .wal_fsync_duration
-                    .observe(started.elapsed().as_secs_f64());
-                outcome.map_err(|e| format!("WAL append failed: {e}"))?;
-            }
-            self.send_messages(ready.persisted_messages);
-            self.apply(&ready.committed_entries)?;
-            for read in ready.read_states {
-                let Ok(context) = <[u8; 8]>::try_from(read.context.as_slice()) else {
-                    continue;
-                };
-                if let Some(reply) = self
-                    .reads_waiting_confirmation
-                    .remove(&u64::from_le_bytes(context))
-                {
-                    self.reads_waiting_apply.push((read.index, reply));
-                }
-            }
-            for context in ready.dropped_reads {
-                if let Ok(context) = <[u8; 8]>::try_from(context.as_slice()) {
-                    if let Some(reply) = self
-                        .reads_waiting_confirmation
-                        .remove(&u64::from_le_bytes(context))
-                    {
-                        let _ = reply.send(Err(Status::unavailable("etcdserver: leader changed")));
-                    }
-                }
-            }
-            self.node.advance().map_err(|e| e.to_string())?;
-            self.serve_reads();
-            self.maybe_snapshot()?;
-        }
-        Ok(())
-    }
-
-    fn send_messages(&self, messages: Vec<cairn_raft::Message>) {
-        let Some(transport) = &self.transport else {
-            debug_assert!(messages.is_empty(), "a single member has no one to message");
-            return;
-        };
-        for message in messages {
-            transport.send(message);
-        }
-    }
-
-    /// Every `snapshot_count` applied entries, the key space (already durable at the applied
-    /// index) becomes the log's snapshot and the WAL releases the segments it covers.
-    fn maybe_snapshot(&mut self) -> Result<(), String> {
-        let applied = self.published.applied.load(Ordering::Relaxed);
-        if applied < self.snapshot_index.saturating_add(self.snapshot_count) {
-            return Ok(());
-        }
-        let status = self.node.status();
-        // With peers, the log keeps the last entries before the snapshot so a follower that
-        // is a little behind catches up from the log (snapshots cannot be sent yet).
-        let members = status.conf_state.voters.len() + status.conf_state.learners.len();
-        let keep = if members > 1 {
-            SNAPSHOT_CATCH_UP_ENTRIES
-        } else {
-            0
-        };
-        let index = applied.saturating_sub(keep);
-        if index <= self.snapshot_index {
-            return Ok(());
-        }
-        // The membership in force must be the one as of `index`: wait while a change
-        // appended after it is pending.
-        if status.conf_index > index {
-            return Ok(());
-        }
-        let term =
-            cairn_raft::Storage::term(self.node.storage(), index).map_err(|e| e.to_string())?;
-        // Membership first: a snapshot marker in the WAL must always find its own.
-        let key = snapshot_conf_key(index);
-        let conf = encode_conf_state(&status.conf_state);
-        self.store
-            .put_meta(&[(key.as_slice(), Some(conf.as_slice()))])
-            .map_err(|e| format!("recording the snapshot's membership: {e}"))?;
-        // The key space is durable at `applied` ≥ `index`: a restart replays from `applied`.
-        self.node
-            .storage_mut()
-            .compact(cairn_raft::SnapshotMeta {
-                index,
-                term,
-                conf_state: status.conf_state,
-            })
-            .map_err(|e| format!("snapshot at {index}: {e}"))?;
-        self.snapshot_index = index;
-        tracing::info!(index, "snapshot taken; WAL segments before it released");
-        Ok(())
-    }
-
-    fn apply(&mut self, committed: &[cairn_raft::Entry]) -> Result<(), String> {
-        let Some(last) = committed.last() else {
-            return Ok(());
-        };
-        #[cfg(feature = "failpoints")]
-        crate::failpoints::reach("apply");
-        let mut payloads = Vec::with_capacity(committed.len());
-        for entry in committed {
-            let payload = match entry.kind {
-                cairn_raft::EntryKind::Normal => {
-                    decode_payload(entry.index, &entry.data).map_err(|e| e.to_string())?
-                }
-                cairn_raft::EntryKind::ConfChange => EntryPayload::Nothing,
-            };
-            payloads.push((entry.index, payload));
-        }
-        let (run, revoked) = {
-            // Held through the storage commit: nobody sees a lease change before its commit.
-            let mut leases = self.leases.state.lock();
-            let revoked_before = leases.counts.revoked;
-            let run = apply_run(&self.store, &payloads, &mut leases, Instant::now())
-                .map_err(|e| e.to_string())?;
-            debug_assert!(leases.table().check_attachments().is_ok());
-            (run, leases.counts.revoked != revoked_before)
-        };
-        if revoked {
-            self.leases.revoked.notify_waiters();
-        }
-        {
-            let mut hub = self.watch_hub.hub.lock();
-            if let Err(err) = hub.publish(&self.store, run.revision, &run.events) {
-                return Err(format!("publishing applied changes to watchers: {err}"));
-            }
-        }
-        self.watch_hub.wake();
-        for took in &run.commit_durations {
-            self.observability
-                .metrics
-                .btree_commit_duration
-                .observe(took.as_secs_f64());
-        }
-        // Outcomes by log index: a proposal is answered by the entry at the index it was
-        // appended at, and only if that entry is still its own (same proposer and id).
-        for request in &run.requests {
-            if let Ok(Applied::MemberAttributes(published)) = &request.result {
-                self.attributes
-                    .write()
-                    .insert(published.member_id, published.clone());
-            }
-        }
-        let mut outcomes: HashMap<u64, (u64, Result<Applied, KvError>)> = HashMap::new();
-        for request in run
-            .requests
-            .into_iter()
-            .filter(|r| r.proposer == self.member_id)
-        {
-            if let Some(reply) = self.forwarded.remove(&request.id) {
-                let _ = reply.send(request.result.map_err(Status::from));
-                continue;
-            }
-            outcomes.insert(request.index, (request.id, request.result));
-        }
-        // Every proposal at or below the last applied index is settled now: applied, or
-        // replaced by another leader's entry.
-        let settled: Vec<u64> = self
-            .proposals
-            .range(..=last.index)
-            .map(|(i, _)| *i)
-            .collect();
-        for index in settled {
-            if let Some(pending) = self.proposals.remove(&index) {
-                let result = match outcomes.remove(&index) {
-                    Some((id, result)) if id == pending.id => result.map_err(Status::from),
-                    _ => Err(Status::unavailable("etcdserver: leader changed")),
-                };
-                let _ = pending.reply.send(result);
-            }
-        }
-        self.published.applied.store(last.index, Ordering::Relaxed);
-        Ok(())
-    }
-
-    fn serve_reads(&mut self) {
-        let applied = self.published.applied.load(Ordering::Relaxed);
-        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reads_waiting_apply)
-            .into_iter()
-            .partition(|(index, _)| *index <= applied);
-        self.reads_waiting_apply = waiting;
-        for (_, reply) in ready {
-            let _ = reply.send(Ok(()));
-        }
-    }
-
-    fn publish(&self) {
-        let status = self.node.status();
-        self.published.term.store(status.term, Ordering::Relaxed);
-        let leader = if status.role == Role::Leader {
-            status.id
-        } else {
-            status.leader
-        };
-        self.published.leader.store(leader, Ordering::Relaxed);
-        self.published
-            .commit
-            .store(status.commit, Ordering::Relaxed);
-    }
-
-    fn stop_with(&mut self, status: Status) {
-        self.published.stopped.store(true, Ordering::Release);
-        for (_, pending) in std::mem::take(&mut self.proposals) {
-            let _ = pending.reply.send(Err(status.clone()));
-        }
-        for (_, reply) in self.forwarded.drain() {
-            let _ = reply.send(Err(status.clone()));
-        }
-        for (_, reply) in self.reads_waiting_confirmation.drain() {
-            let _ = reply.send(Err(status.clone()));
-        }
-        for (_, reply) in self.reads_waiting_apply.drain(..) {
-            let _ = reply.send(Err(status.clone()));
-        }
     }
 }

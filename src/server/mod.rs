@@ -4,10 +4,16 @@
 pub mod apply;
 pub mod boot;
 pub mod identity;
+pub mod join;
+pub mod learner_gate;
 pub mod lease_duties;
 pub mod member;
+pub mod member_changes;
 pub mod observability;
 pub mod peer_codec;
 pub mod peer_transport;
 pub mod raft_log;
+pub mod raft_loop;
+pub mod reconfig_check;
+pub mod registry;
 pub mod require_leader;

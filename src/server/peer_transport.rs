@@ -10,8 +10,9 @@
 //! cluster, addressee) and hands it to the Raft loop.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cairn_raft::Message;
 use tokio::sync::{mpsc, watch};
@@ -20,9 +21,10 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::peer_codec::{from_wire, to_wire, PEER_PROTOCOL_VERSION};
+use super::registry::MemberRegistry;
 use crate::proto::cairn::peer::v1::{
-    peer_client::PeerClient, peer_server::Peer, PeerAck, PeerHello, RaftMessage, SendAck,
-    SnapshotAck, SnapshotChunk,
+    peer_client::PeerClient, peer_server::Peer, MembersRequest, MembersResponse, PeerAck,
+    PeerHello, RaftMessage, SendAck, SnapshotAck, SnapshotChunk,
 };
 
 /// Messages waiting for one peer before new ones are dropped.
@@ -46,36 +48,97 @@ pub struct LocalPeer {
     pub name: String,
 }
 
+/// One remote member's sender: its queue, the task's own stop switch, and since when its
+/// stream has been up.
+struct PeerLink {
+    url: String,
+    queue: mpsc::Sender<Message>,
+    stop: watch::Sender<bool>,
+    connected_since: Arc<parking_lot::Mutex<Option<Instant>>>,
+}
+
 /// Queues to every other member.
 pub struct PeerTransport {
-    queues: HashMap<u64, mpsc::Sender<Message>>,
+    local: LocalPeer,
+    links: HashMap<u64, PeerLink>,
     dropped: Arc<std::sync::atomic::AtomicU64>,
+    /// Set when a peer said this member was removed from the cluster.
+    removed: Arc<AtomicBool>,
+    /// The member's stop switch (every link stops with it).
+    stop: watch::Receiver<bool>,
+    /// Where link tasks run (the transport is driven from the Raft thread).
+    runtime: tokio::runtime::Handle,
 }
 
 impl PeerTransport {
     /// Starts a sender task per peer (`member id`, peer URL) on the current runtime.
     pub fn start(local: &LocalPeer, peers: &[(u64, String)], stop: watch::Receiver<bool>) -> Self {
-        let mut queues = HashMap::new();
-        for (id, url) in peers {
-            let (sender, receiver) = mpsc::channel(PEER_QUEUE_MESSAGES);
-            queues.insert(*id, sender);
-            tokio::spawn(send_to_peer(
-                local.clone(),
-                *id,
-                url.clone(),
-                receiver,
-                stop.clone(),
-            ));
-        }
-        PeerTransport {
-            queues,
+        let mut transport = PeerTransport {
+            local: local.clone(),
+            links: HashMap::new(),
             dropped: Arc::default(),
+            removed: Arc::default(),
+            stop,
+            runtime: tokio::runtime::Handle::current(),
+        };
+        transport.sync(peers);
+        transport
+    }
+
+    /// Follows the membership: links to new peers start, links to removed ones stop, and a
+    /// peer whose URL changed is redialled at the new one.
+    pub fn sync(&mut self, peers: &[(u64, String)]) {
+        self.links.retain(|id, link| {
+            let keep = peers.iter().any(|(p, url)| p == id && *url == link.url);
+            if !keep {
+                let _ = link.stop.send(true);
+            }
+            keep
+        });
+        for (id, url) in peers {
+            if *id == self.local.member_id || self.links.contains_key(id) {
+                continue;
+            }
+            let (queue, receiver) = mpsc::channel(PEER_QUEUE_MESSAGES);
+            let (stop, link_stop) = watch::channel(false);
+            let connected_since = Arc::new(parking_lot::Mutex::new(None));
+            let task = PeerSender {
+                local: self.local.clone(),
+                peer: *id,
+                url: url.clone(),
+                removed: Arc::clone(&self.removed),
+                connected_since: Arc::clone(&connected_since),
+            };
+            self.runtime
+                .spawn(task.run(receiver, self.stop.clone(), link_stop));
+            self.links.insert(
+                *id,
+                PeerLink {
+                    url: url.clone(),
+                    queue,
+                    stop,
+                    connected_since,
+                },
+            );
         }
+    }
+
+    /// How long the stream to `peer` has been up (zero when it is down).
+    pub fn connected_for(&self, peer: u64) -> Duration {
+        self.links
+            .get(&peer)
+            .and_then(|link| *link.connected_since.lock())
+            .map_or(Duration::ZERO, |since| since.elapsed())
+    }
+
+    /// Whether a peer told this member it was removed from the cluster.
+    pub fn was_removed(&self) -> bool {
+        self.removed.load(Ordering::Relaxed)
     }
 
     /// Enqueues a message for its addressee; never waits. Returns false if it was dropped.
     pub fn send(&self, message: Message) -> bool {
-        let Some(queue) = self.queues.get(&message.to) else {
+        let Some(queue) = self.links.get(&message.to).map(|link| &link.queue) else {
             tracing::debug!(
                 to = format!("{:x}", message.to),
                 "message for an unknown member dropped"
@@ -96,10 +159,23 @@ impl PeerTransport {
     }
 }
 
-/// Dials `url`, handshakes, and returns a client for the stream; Err with a reason to log.
-async fn connect(local: &LocalPeer, peer: u64, url: &str) -> Result<PeerClient<Channel>, String> {
+/// Why a connection attempt failed.
+enum ConnectError {
+    /// Worth retrying; the reason is logged.
+    Failed(String),
+    /// The peer says this member was removed from the cluster.
+    Removed,
+}
+
+/// Dials `url`, handshakes, and returns a client for the stream.
+async fn connect(
+    local: &LocalPeer,
+    peer: u64,
+    url: &str,
+) -> Result<PeerClient<Channel>, ConnectError> {
+    let failed = ConnectError::Failed;
     let endpoint = Endpoint::from_shared(url.to_string())
-        .map_err(|e| format!("bad peer URL {url}: {e}"))?
+        .map_err(|e| failed(format!("bad peer URL {url}: {e}")))?
         .connect_timeout(DIAL_TIMEOUT)
         .tcp_nodelay(true)
         // A peer that vanished without a reset (power off, partition) is noticed in seconds,
@@ -110,7 +186,7 @@ async fn connect(local: &LocalPeer, peer: u64, url: &str) -> Result<PeerClient<C
     let channel = endpoint
         .connect()
         .await
-        .map_err(|e| format!("dial {url}: {e}"))?;
+        .map_err(|e| failed(format!("dial {url}: {e}")))?;
     let mut client = PeerClient::new(channel);
     let ack = client
         .handshake(PeerHello {
@@ -120,36 +196,70 @@ async fn connect(local: &LocalPeer, peer: u64, url: &str) -> Result<PeerClient<C
             name: local.name.clone(),
         })
         .await
-        .map_err(|status| format!("handshake with {url}: {}", status.message()))?
+        .map_err(|status| failed(format!("handshake with {url}: {}", status.message())))?
         .into_inner();
+    if ack.removed {
+        return Err(ConnectError::Removed);
+    }
     if !ack.ok {
-        return Err(format!("peer {url} refused us: {}", ack.reason));
+        return Err(failed(format!("peer {url} refused us: {}", ack.reason)));
     }
     if ack.member_id != peer {
-        return Err(format!(
+        return Err(failed(format!(
             "peer at {url} is member {:x}, expected {peer:x}",
             ack.member_id
-        ));
+        )));
     }
     Ok(client)
 }
 
-async fn send_to_peer(
+/// The task that carries one peer's queue to it.
+struct PeerSender {
     local: LocalPeer,
     peer: u64,
     url: String,
+    removed: Arc<AtomicBool>,
+    connected_since: Arc<parking_lot::Mutex<Option<Instant>>>,
+}
+
+impl PeerSender {
+    /// Sends until the member stops or the link is dropped (the peer left the cluster).
+    async fn run(
+        self,
+        queue: mpsc::Receiver<Message>,
+        member_stop: watch::Receiver<bool>,
+        mut link_stop: watch::Receiver<bool>,
+    ) {
+        tokio::select! {
+            _ = send_to_peer(&self, queue, member_stop) => {}
+            _ = link_stop.wait_for(|stopped| *stopped) => {}
+        }
+        *self.connected_since.lock() = None;
+    }
+}
+
+async fn send_to_peer(
+    sender: &PeerSender,
     mut queue: mpsc::Receiver<Message>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let PeerSender {
+        local, peer, url, ..
+    } = sender;
+    let (local, peer) = (local, *peer);
     let mut backoff = FIRST_BACKOFF;
     let mut last_error = String::new();
     loop {
         if *stop.borrow() {
             return;
         }
-        let mut client = match connect(&local, peer, &url).await {
+        let mut client = match connect(local, peer, url).await {
             Ok(client) => client,
-            Err(reason) => {
+            Err(ConnectError::Removed) => {
+                sender.removed.store(true, Ordering::Relaxed);
+                return;
+            }
+            Err(ConnectError::Failed(reason)) => {
                 // Log a failure once, not at every retry.
                 if reason != last_error {
                     tracing::warn!(peer = format!("{peer:x}"), %reason, "peer unreachable");
@@ -169,7 +279,8 @@ async fn send_to_peer(
             tracing::info!(peer = format!("{peer:x}"), "peer reachable again");
             last_error.clear();
         }
-        let connected_at = std::time::Instant::now();
+        let connected_at = Instant::now();
+        *sender.connected_since.lock() = Some(connected_at);
         let (stream, outgoing) = mpsc::channel::<RaftMessage>(STREAM_BUFFER_MESSAGES);
         let mut call =
             tokio::spawn(async move { client.stream(ReceiverStream::new(outgoing)).await });
@@ -197,6 +308,7 @@ async fn send_to_peer(
                 _ = stop.changed() => return,
             }
         }
+        *sender.connected_since.lock() = None;
         if connected_at.elapsed() >= STABLE_STREAM {
             backoff = FIRST_BACKOFF;
         } else {
@@ -219,6 +331,14 @@ pub trait RaftInbox: Send + Sync + 'static {
 pub struct PeerService<I> {
     pub local: LocalPeer,
     pub inbox: Arc<I>,
+    /// The members as applied: who was removed, and what a joining member asks for.
+    pub registry: Arc<parking_lot::RwLock<MemberRegistry>>,
+}
+
+fn removed_refusal(member: u64) -> Status {
+    Status::permission_denied(format!(
+        "member {member:x} was removed from the cluster and may not rejoin"
+    ))
 }
 
 #[tonic::async_trait]
@@ -235,9 +355,12 @@ impl<I: RaftInbox> Peer for PeerService<I> {
                 "cluster id mismatch: {:016x} is not this member's cluster {:016x}",
                 hello.cluster_id, self.local.cluster_id
             ))
+        } else if self.registry.read().is_removed(hello.member_id) {
+            Some(removed_refusal(hello.member_id).message().to_string())
         } else {
             None
         };
+        let removed = self.registry.read().is_removed(hello.member_id);
         if let Some(reason) = &refusal {
             tracing::error!(peer = hello.name, %reason, "refused a peer");
         }
@@ -247,6 +370,26 @@ impl<I: RaftInbox> Peer for PeerService<I> {
             member_id: self.local.member_id,
             ok: refusal.is_none(),
             reason: refusal.unwrap_or_default(),
+            removed,
+        }))
+    }
+
+    async fn members(
+        &self,
+        request: Request<MembersRequest>,
+    ) -> Result<Response<MembersResponse>, Status> {
+        let version = request.into_inner().protocol_version;
+        if version != PEER_PROTOCOL_VERSION {
+            return Err(Status::failed_precondition(format!(
+                "peer protocol version {version} not supported (local version {PEER_PROTOCOL_VERSION})"
+            )));
+        }
+        let registry = self.registry.read();
+        Ok(Response::new(MembersResponse {
+            protocol_version: PEER_PROTOCOL_VERSION,
+            cluster_id: self.local.cluster_id,
+            members: registry.members().cloned().collect(),
+            removed: registry.removed().collect(),
         }))
     }
 
@@ -260,6 +403,9 @@ impl<I: RaftInbox> Peer for PeerService<I> {
                 tracing::error!(%err, "refused a peer message");
                 Status::invalid_argument(err.to_string())
             })?;
+            if self.registry.read().is_removed(message.from) {
+                return Err(removed_refusal(message.from));
+            }
             if message.to != self.local.member_id {
                 return Err(Status::invalid_argument(format!(
                     "message for member {:x} sent to member {:x}",
@@ -303,6 +449,7 @@ mod tests {
                 name: "m7".into(),
             },
             inbox: Arc::new(Refuses),
+            registry: Arc::default(),
         }
     }
 

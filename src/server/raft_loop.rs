@@ -1,0 +1,577 @@
+//! The Raft loop: the one thread that ticks Raft, feeds it proposals, reads and peer
+//! messages, makes what it asks durable in the WAL, sends its messages, applies committed
+//! entries to the key space and answers the clients waiting on them.
+//!
+//! It is a plain thread, not an async task: every step of it is ordered I/O (WAL sync,
+//! apply, storage commit) that must not interleave, and a thread keeps that obvious.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cairn_raft::{ConfChange, DropReason, Error as RaftError, Proposed, RaftNode, Role};
+use prost::Message;
+use tokio::sync::oneshot;
+use tonic::Status;
+
+use super::apply::{apply_run, decode_membership, decode_payload, Applied};
+use super::member::{snapshot_conf_key, Command, MemberAttributesTable, Published};
+use super::peer_transport::PeerTransport;
+use super::raft_log::{encode_conf_state, RaftLog};
+use super::reconfig_check::ClusterView;
+use super::registry::MemberRegistry;
+use crate::kv::KvError;
+use crate::lease::SharedLeases;
+use crate::mvcc::MvccStore;
+use crate::proto::cairn::entry::v1::MemberChange;
+use crate::storage::BtreeBackend;
+
+/// Entries kept in the log before a snapshot when there are peers (etcd's
+/// `SnapshotCatchUpEntries`), so a follower a little behind needs no snapshot.
+const SNAPSHOT_CATCH_UP_ENTRIES: u64 = 5_000;
+
+/// Upper bound on commands taken per loop turn, so ticks are never starved.
+const MAX_COMMANDS_PER_TURN: usize = 4096;
+
+/// etcd's `HealthInterval`: a peer counts as active once connected this long.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// A learner within this fraction of the leader's log may be promoted (etcd's 90%).
+const PROMOTABLE_MATCH_PERCENT: u64 = 90;
+
+/// Why a removed member stops (etcd's words).
+pub const REMOVED_MESSAGE: &str = "the member has been permanently removed from the cluster";
+
+/// A proposal appended to the log, waiting to be applied.
+pub(super) struct PendingProposal {
+    id: u64,
+    reply: oneshot::Sender<Result<Applied, Status>>,
+}
+
+pub(super) struct RaftLoop {
+    pub(super) observability: Arc<super::observability::Observability>,
+    /// Watchers hear of every applied batch, in commit order.
+    pub(super) watch_hub: Arc<crate::api::watch::SharedWatchHub>,
+    pub(super) leases: Arc<SharedLeases>,
+    pub(super) snapshot_count: u64,
+    /// Index of the last snapshot (the log starts after it).
+    pub(super) snapshot_index: u64,
+    pub(super) node: RaftNode<RaftLog>,
+    pub(super) store: Arc<MvccStore<BtreeBackend>>,
+    pub(super) member_id: u64,
+    pub(super) published: Arc<Published>,
+    /// Appended proposals by log index.
+    pub(super) proposals: BTreeMap<u64, PendingProposal>,
+    /// Proposals forwarded to the leader, by request id (their index is not known here).
+    pub(super) forwarded: HashMap<u64, oneshot::Sender<Result<Applied, Status>>>,
+    pub(super) transport: PeerTransport,
+    pub(super) attributes: Arc<MemberAttributesTable>,
+    /// The members as applied (shared with the services, changed only here).
+    pub(super) registry: Arc<parking_lot::RwLock<MemberRegistry>>,
+    /// Reads waiting for the leader to confirm it still leads, by context.
+    pub(super) reads_waiting_confirmation: HashMap<u64, oneshot::Sender<Result<(), Status>>>,
+    /// Confirmed reads waiting for the applied index to reach theirs.
+    pub(super) reads_waiting_apply: Vec<(u64, oneshot::Sender<Result<(), Status>>)>,
+    pub(super) next_read: u64,
+}
+
+fn dropped(err: &RaftError) -> Status {
+    match err {
+        RaftError::Dropped(DropReason::NoLeader) => Status::unavailable("etcdserver: no leader"),
+        RaftError::Dropped(DropReason::TransferInProgress { .. }) => {
+            Status::unavailable("etcdserver: leader changed")
+        }
+        RaftError::Dropped(DropReason::NotLeader { .. }) => {
+            Status::failed_precondition("etcdserver: not leader")
+        }
+        RaftError::Dropped(_) => Status::unavailable("etcdserver: too many requests"),
+        other => Status::internal(format!("etcdserver: {other}")),
+    }
+}
+
+impl RaftLoop {
+    pub(super) fn run(mut self, commands: mpsc::Receiver<Command>, tick: Duration) {
+        let mut next_tick = Instant::now() + tick;
+        loop {
+            let timeout = next_tick.saturating_duration_since(Instant::now());
+            match commands.recv_timeout(timeout) {
+                Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+                Ok(command) => {
+                    if !self.handle(command) {
+                        break;
+                    }
+                    for command in commands.try_iter().take(MAX_COMMANDS_PER_TURN) {
+                        if !self.handle(command) {
+                            self.stop_with(Status::unavailable("etcdserver: server stopped"), "");
+                            return;
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            if Instant::now() >= next_tick {
+                next_tick += tick;
+                // Forwarded proposals whose clients gave up (lost on the way).
+                self.forwarded.retain(|_, waiting| !waiting.is_closed());
+                if self.transport.was_removed() {
+                    tracing::error!("{REMOVED_MESSAGE}; the data dir of this member must be removed before it can join again");
+                    self.stop_with(
+                        Status::unavailable(format!("etcdserver: {REMOVED_MESSAGE}")),
+                        REMOVED_MESSAGE,
+                    );
+                    return;
+                }
+                if let Err(err) = self.node.tick() {
+                    tracing::error!(%err, "raft tick failed; stopping");
+                    break;
+                }
+            }
+            if let Err(err) = self.process_ready() {
+                if err == REMOVED_MESSAGE {
+                    tracing::error!("{REMOVED_MESSAGE}; the data dir of this member must be removed before it can join again");
+                    self.stop_with(
+                        Status::unavailable(format!("etcdserver: {REMOVED_MESSAGE}")),
+                        REMOVED_MESSAGE,
+                    );
+                    return;
+                }
+                tracing::error!(%err, "stopping the member");
+                self.stop_with(Status::unavailable("etcdserver: server stopped"), &err);
+                return;
+            }
+            self.publish();
+        }
+        self.stop_with(Status::unavailable("etcdserver: server stopped"), "");
+    }
+
+    /// Returns false when the loop must stop.
+    fn handle(&mut self, command: Command) -> bool {
+        match command {
+            Command::Stop => false,
+            Command::Propose { request, reply } => {
+                let data = request.encode_to_vec();
+                match self.node.propose(data) {
+                    Ok(Proposed::Appended { index, .. }) => {
+                        let pending = PendingProposal {
+                            id: request.id,
+                            reply,
+                        };
+                        if let Some(older) = self.proposals.insert(index, pending) {
+                            // Its entry was overwritten by another leader's before it applied.
+                            let status = Status::unavailable("etcdserver: leader changed");
+                            let _ = older.reply.send(Err(status));
+                        }
+                    }
+                    Ok(Proposed::Forwarded { .. }) => {
+                        // Answered when the entry applies here, or by the client's timeout.
+                        self.forwarded.insert(request.id, reply);
+                    }
+                    Err(err) => {
+                        let _ = reply.send(Err(dropped(&err)));
+                    }
+                }
+                true
+            }
+            Command::ChangeMembership {
+                change,
+                context,
+                reply,
+            } => {
+                self.propose_membership(change, context, reply);
+                true
+            }
+            Command::TransferLeader { target, reply } => {
+                let outcome = self.node.transfer_leader(target).map_err(|err| match err {
+                    RaftError::Dropped(DropReason::InvalidTransferTarget { .. }) => {
+                        Status::failed_precondition("etcdserver: bad leader transferee")
+                    }
+                    other => dropped(&other),
+                });
+                let _ = reply.send(outcome);
+                true
+            }
+            Command::Step(message) => {
+                if let Err(err) = self.node.step(message) {
+                    tracing::debug!(%err, "peer message refused by raft");
+                }
+                true
+            }
+            Command::Read { reply } => {
+                self.next_read += 1;
+                let context = self.next_read.to_le_bytes().to_vec();
+                match self.node.read_index(context) {
+                    Ok(()) => {
+                        self.reads_waiting_confirmation
+                            .insert(self.next_read, reply);
+                    }
+                    Err(err) => {
+                        let _ = reply.send(Err(dropped(&err)));
+                    }
+                }
+                true
+            }
+        }
+    }
+
+    fn process_ready(&mut self) -> Result<(), String> {
+        while self.node.has_ready() {
+            let ready = self.node.ready().map_err(|e| e.to_string())?;
+            if let Some(snapshot) = &ready.snapshot {
+                // Stopping beats running on a log that does not match the key space.
+                return Err(format!(
+                    "the leader sent a snapshot at index {}; installing snapshots is not supported by this build yet",
+                    snapshot.index
+                ));
+            }
+            // Sent before the local append: followers persist in parallel with the leader.
+            self.send_messages(ready.messages);
+            for pending in self
+                .node
+                .storage_mut()
+                .persist(&ready.entries, ready.hard_state)
+            {
+                // The loop is the WAL's only appender: an append's wait is its write+fdatasync.
+                let started = Instant::now();
+                #[cfg(feature = "failpoints")]
+                crate::failpoints::reach("wal-fsync");
+                let outcome = pending.wait();
+                self.observability
+                    .metrics
+                    .wal_fsync_duration
+                    .observe(started.elapsed().as_secs_f64());
+                outcome.map_err(|e| format!("WAL append failed: {e}"))?;
+            }
+            self.send_messages(ready.persisted_messages);
+            self.apply(&ready.committed_entries)?;
+            for read in ready.read_states {
+                let Ok(context) = <[u8; 8]>::try_from(read.context.as_slice()) else {
+                    continue;
+                };
+                if let Some(reply) = self
+                    .reads_waiting_confirmation
+                    .remove(&u64::from_le_bytes(context))
+                {
+                    self.reads_waiting_apply.push((read.index, reply));
+                }
+            }
+            for context in ready.dropped_reads {
+                if let Ok(context) = <[u8; 8]>::try_from(context.as_slice()) {
+                    if let Some(reply) = self
+                        .reads_waiting_confirmation
+                        .remove(&u64::from_le_bytes(context))
+                    {
+                        let _ = reply.send(Err(Status::unavailable("etcdserver: leader changed")));
+                    }
+                }
+            }
+            self.node.advance().map_err(|e| e.to_string())?;
+            self.serve_reads();
+            self.maybe_snapshot()?;
+        }
+        Ok(())
+    }
+
+    fn send_messages(&self, messages: Vec<cairn_raft::Message>) {
+        for message in messages {
+            self.transport.send(message);
+        }
+    }
+
+    /// Checks a membership change as etcd's strict reconfiguration does, then proposes it;
+    /// the client is answered when it applies.
+    fn propose_membership(
+        &mut self,
+        change: ConfChange,
+        context: MemberChange,
+        reply: oneshot::Sender<Result<Applied, Status>>,
+    ) {
+        let status = self.node.status();
+        if status.role != Role::Leader {
+            let _ = reply.send(Err(Status::failed_precondition("etcdserver: not leader")));
+            return;
+        }
+        let leader_match = status.last_index;
+        let progress: HashMap<u64, (u64, bool)> = status
+            .progress
+            .iter()
+            .map(|p| (p.id, (p.match_index, p.recent_active)))
+            .collect();
+        let attributes = self.attributes.read();
+        let registry = self.registry.read();
+        let started = |id: u64| {
+            id == self.member_id
+                || attributes.contains_key(&id)
+                || registry.get(id).is_some_and(|m| !m.name.is_empty())
+        };
+        let active = |id: u64| self.transport.connected_for(id) >= HEALTH_INTERVAL;
+        let learner_in_sync = |id: u64| {
+            progress.get(&id).is_some_and(|&(matched, _)| {
+                matched.saturating_mul(100) >= leader_match.saturating_mul(PROMOTABLE_MATCH_PERCENT)
+            })
+        };
+        let view = ClusterView {
+            registry: &registry,
+            local_id: self.member_id,
+            started: &started,
+            active: &active,
+            learner_in_sync: &learner_in_sync,
+        };
+        let peer_urls = context
+            .member
+            .as_ref()
+            .map(|m| m.peer_urls.clone())
+            .unwrap_or_default();
+        let checked = view.check(change, &peer_urls);
+        drop(registry);
+        drop(attributes);
+        if let Err(status) = checked {
+            let _ = reply.send(Err(status));
+            return;
+        }
+        let id = context.id;
+        match self
+            .node
+            .propose_conf_change_with_context(change, &context.encode_to_vec())
+        {
+            Ok(Proposed::Appended { index, .. }) => {
+                self.proposals.insert(index, PendingProposal { id, reply });
+            }
+            Ok(Proposed::Forwarded { .. }) => {
+                let _ = reply.send(Err(Status::failed_precondition("etcdserver: not leader")));
+            }
+            Err(RaftError::Dropped(DropReason::ConfChangeInProgress { .. }))
+            | Err(RaftError::Dropped(DropReason::LeaderNotReady)) => {
+                // etcd applies one change at a time too; the client may retry.
+                let _ = reply.send(Err(Status::unavailable("etcdserver: unhealthy cluster")));
+            }
+            Err(RaftError::Dropped(DropReason::LearnerBehind { .. })) => {
+                let _ = reply.send(Err(Status::failed_precondition(
+                    "etcdserver: can only promote a learner member which is in sync with leader",
+                )));
+            }
+            Err(RaftError::Dropped(DropReason::InvalidConfChange(why))) => {
+                let _ = reply.send(Err(Status::failed_precondition(format!(
+                    "etcdserver: invalid membership change: {why}"
+                ))));
+            }
+            Err(err) => {
+                let _ = reply.send(Err(dropped(&err)));
+            }
+        }
+    }
+
+    /// After a membership change applied: the transport follows the registry, and a member
+    /// that was removed stops.
+    fn follow_membership(&mut self) -> Result<(), String> {
+        let registry = self.registry.read();
+        if registry.is_removed(self.member_id) {
+            return Err(REMOVED_MESSAGE.to_string());
+        }
+        let peers: Vec<(u64, String)> = registry
+            .members()
+            .filter(|m| m.id != self.member_id)
+            .filter_map(|m| Some((m.id, m.peer_urls.first()?.clone())))
+            .collect();
+        drop(registry);
+        self.transport.sync(&peers);
+        self.publish_learner();
+        Ok(())
+    }
+
+    pub(super) fn publish_learner(&self) {
+        let learner = self
+            .registry
+            .read()
+            .get(self.member_id)
+            .is_some_and(|m| m.is_learner);
+        self.published.learner.store(learner, Ordering::Relaxed);
+    }
+
+    /// Every `snapshot_count` applied entries, the key space (already durable at the applied
+    /// index) becomes the log's snapshot and the WAL releases the segments it covers.
+    fn maybe_snapshot(&mut self) -> Result<(), String> {
+        let applied = self.published.applied.load(Ordering::Relaxed);
+        if applied < self.snapshot_index.saturating_add(self.snapshot_count) {
+            return Ok(());
+        }
+        let status = self.node.status();
+        // With peers, the log keeps the last entries before the snapshot so a follower that
+        // is a little behind catches up from the log (snapshots cannot be sent yet).
+        let members = status.conf_state.voters.len() + status.conf_state.learners.len();
+        let keep = if members > 1 {
+            SNAPSHOT_CATCH_UP_ENTRIES
+        } else {
+            0
+        };
+        let index = applied.saturating_sub(keep);
+        if index <= self.snapshot_index {
+            return Ok(());
+        }
+        // The membership in force must be the one as of `index`: wait while a change
+        // appended after it is pending.
+        if status.conf_index > index {
+            return Ok(());
+        }
+        let term =
+            cairn_raft::Storage::term(self.node.storage(), index).map_err(|e| e.to_string())?;
+        // Membership first: a snapshot marker in the WAL must always find its own.
+        let key = snapshot_conf_key(index);
+        let conf = encode_conf_state(&status.conf_state);
+        self.store
+            .put_meta(&[(key.as_slice(), Some(conf.as_slice()))])
+            .map_err(|e| format!("recording the snapshot's membership: {e}"))?;
+        // The key space is durable at `applied` ≥ `index`: a restart replays from `applied`.
+        self.node
+            .storage_mut()
+            .compact(cairn_raft::SnapshotMeta {
+                index,
+                term,
+                conf_state: status.conf_state,
+            })
+            .map_err(|e| format!("snapshot at {index}: {e}"))?;
+        self.snapshot_index = index;
+        tracing::info!(index, "snapshot taken; WAL segments before it released");
+        Ok(())
+    }
+
+    fn apply(&mut self, committed: &[cairn_raft::Entry]) -> Result<(), String> {
+        let Some(last) = committed.last() else {
+            return Ok(());
+        };
+        #[cfg(feature = "failpoints")]
+        crate::failpoints::reach("apply");
+        let mut payloads = Vec::with_capacity(committed.len());
+        for entry in committed {
+            let payload = match entry.kind {
+                cairn_raft::EntryKind::Normal => decode_payload(entry.index, &entry.data),
+                cairn_raft::EntryKind::ConfChange => decode_membership(entry.index, &entry.data),
+            }
+            .map_err(|e| e.to_string())?;
+            payloads.push((entry.index, payload));
+        }
+        // Changed on a copy, published once committed (a few members: cheap to copy).
+        let mut registry = self.registry.read().clone();
+        let (run, revoked) = {
+            // Held through the storage commit: nobody sees a lease change before its commit.
+            let mut leases = self.leases.state.lock();
+            let revoked_before = leases.counts.revoked;
+            let run = apply_run(
+                &self.store,
+                &payloads,
+                &mut leases,
+                &mut registry,
+                Instant::now(),
+            )
+            .map_err(|e| e.to_string())?;
+            debug_assert!(leases.table().check_attachments().is_ok());
+            (run, leases.counts.revoked != revoked_before)
+        };
+        if revoked {
+            self.leases.revoked.notify_waiters();
+        }
+        let membership_changed = run.membership_changed;
+        if membership_changed {
+            *self.registry.write() = registry;
+        }
+        {
+            let mut hub = self.watch_hub.hub.lock();
+            if let Err(err) = hub.publish(&self.store, run.revision, &run.events) {
+                return Err(format!("publishing applied changes to watchers: {err}"));
+            }
+        }
+        self.watch_hub.wake();
+        for took in &run.commit_durations {
+            self.observability
+                .metrics
+                .btree_commit_duration
+                .observe(took.as_secs_f64());
+        }
+        // Outcomes by log index: a proposal is answered by the entry at the index it was
+        // appended at, and only if that entry is still its own (same proposer and id).
+        for request in &run.requests {
+            if let Ok(Applied::MemberAttributes(published)) = &request.result {
+                self.attributes
+                    .write()
+                    .insert(published.member_id, published.clone());
+            }
+        }
+        let mut outcomes: HashMap<u64, (u64, Result<Applied, KvError>)> = HashMap::new();
+        for request in run
+            .requests
+            .into_iter()
+            .filter(|r| r.proposer == self.member_id)
+        {
+            if let Some(reply) = self.forwarded.remove(&request.id) {
+                let _ = reply.send(request.result.map_err(Status::from));
+                continue;
+            }
+            outcomes.insert(request.index, (request.id, request.result));
+        }
+        // Every proposal at or below the last applied index is settled now: applied, or
+        // replaced by another leader's entry.
+        let settled: Vec<u64> = self
+            .proposals
+            .range(..=last.index)
+            .map(|(i, _)| *i)
+            .collect();
+        for index in settled {
+            if let Some(pending) = self.proposals.remove(&index) {
+                let result = match outcomes.remove(&index) {
+                    Some((id, result)) if id == pending.id => result.map_err(Status::from),
+                    _ => Err(Status::unavailable("etcdserver: leader changed")),
+                };
+                let _ = pending.reply.send(result);
+            }
+        }
+        self.published.applied.store(last.index, Ordering::Relaxed);
+        if membership_changed {
+            self.follow_membership()?;
+        }
+        Ok(())
+    }
+
+    fn serve_reads(&mut self) {
+        let applied = self.published.applied.load(Ordering::Relaxed);
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reads_waiting_apply)
+            .into_iter()
+            .partition(|(index, _)| *index <= applied);
+        self.reads_waiting_apply = waiting;
+        for (_, reply) in ready {
+            let _ = reply.send(Ok(()));
+        }
+    }
+
+    pub(super) fn publish(&self) {
+        let status = self.node.status();
+        self.published.term.store(status.term, Ordering::Relaxed);
+        let leader = if status.role == Role::Leader {
+            status.id
+        } else {
+            status.leader
+        };
+        self.published.leader.store(leader, Ordering::Relaxed);
+        self.published
+            .commit
+            .store(status.commit, Ordering::Relaxed);
+    }
+
+    /// Fails everything waiting with `status`; `reason` (empty: a requested stop) is what
+    /// the process hears.
+    fn stop_with(&mut self, status: Status, reason: &str) {
+        self.published.stop(reason);
+        for (_, pending) in std::mem::take(&mut self.proposals) {
+            let _ = pending.reply.send(Err(status.clone()));
+        }
+        for (_, reply) in self.forwarded.drain() {
+            let _ = reply.send(Err(status.clone()));
+        }
+        for (_, reply) in self.reads_waiting_confirmation.drain() {
+            let _ = reply.send(Err(status.clone()));
+        }
+        for (_, reply) in self.reads_waiting_apply.drain(..) {
+            let _ = reply.send(Err(status.clone()));
+        }
+    }
+}
