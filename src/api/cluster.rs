@@ -18,6 +18,9 @@ use crate::proto::etcdserverpb::{
     MemberUpdateResponse, ResponseHeader,
 };
 
+/// How often a follower looks again for a leader it can forward to.
+const LEADER_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
 pub struct ClusterService<M> {
     member: Arc<M>,
 }
@@ -37,27 +40,43 @@ enum Route {
 impl<M: Member> ClusterService<M> {
     /// Membership changes go to the leader; a request that was forwarded here already is
     /// served here or refused, never forwarded again.
-    fn route<T>(&self, request: &Request<T>) -> Result<Route, Status> {
-        if self.member.is_leader() || was_forwarded(request) {
-            return Ok(Route::Here);
-        }
-        match self.member.leader_client_url() {
-            Some((_, url)) => Ok(Route::Leader(ClusterClient::new(leader_channel(&url)?))),
-            None => Err(Status::unavailable("etcdserver: no leader")),
+    /// A leader just elected, or whose client URLs have not applied here yet, is waited
+    /// for (up to the request timeout), as a proposal would wait for it.
+    async fn route<T>(&self, request: &Request<T>) -> Result<Route, Status> {
+        let deadline = tokio::time::Instant::now() + self.member.request_timeout();
+        loop {
+            if self.member.is_leader() || was_forwarded(request) {
+                return Ok(Route::Here);
+            }
+            if let Some((_, url)) = self.member.leader_client_url() {
+                return Ok(Route::Leader(ClusterClient::new(leader_channel(&url)?)));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Status::unavailable("etcdserver: no leader"));
+            }
+            tokio::time::sleep(LEADER_POLL).await;
         }
     }
 
-    /// The leader's answer, once this member has applied what the leader did.
-    async fn from_leader<T>(
+    /// The leader's answer.
+    async fn ask_leader<T>(
         &self,
         call: impl Future<Output = Result<Response<T>, Status>>,
     ) -> Result<T, Status> {
-        let answer = tokio::time::timeout(self.member.request_timeout(), call)
+        Ok(tokio::time::timeout(self.member.request_timeout(), call)
             .await
             .map_err(|_| Status::unavailable("etcdserver: request timed out"))??
-            .into_inner();
-        self.member.read_barrier().await?;
-        Ok(answer)
+            .into_inner())
+    }
+
+    /// Waits until this member's list shows a change the leader made (`applied`). Bounded:
+    /// the change is committed already, and a leader that removed itself leaves no one to
+    /// ask for a read index for a while, so this polls what has applied here.
+    async fn until_applied_here(&self, applied: impl Fn(&[MemberInfo]) -> bool) {
+        let deadline = tokio::time::Instant::now() + self.member.request_timeout();
+        while !applied(&self.member.members()) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(LEADER_POLL).await;
+        }
     }
 
     fn header(&self) -> Option<ResponseHeader> {
@@ -72,7 +91,7 @@ impl<M: Member> Cluster for ClusterService<M> {
         &self,
         request: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
-        let route = self.route(&request)?;
+        let route = self.route(&request).await?;
         let add = request.into_inner();
         let (member, members): (Option<MemberInfo>, Vec<MemberInfo>) = match route {
             Route::Here => {
@@ -83,7 +102,10 @@ impl<M: Member> Cluster for ClusterService<M> {
                 (Some(member), members)
             }
             Route::Leader(mut leader) => {
-                let answer = self.from_leader(leader.member_add(marked(add))).await?;
+                let answer = self.ask_leader(leader.member_add(marked(add))).await?;
+                let id = answer.member.as_ref().map_or(0, |m| m.id);
+                self.until_applied_here(|members| members.iter().any(|m| m.id == id))
+                    .await;
                 (answer.member, self.member.members())
             }
         };
@@ -98,13 +120,16 @@ impl<M: Member> Cluster for ClusterService<M> {
         &self,
         request: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
-        let route = self.route(&request)?;
+        let route = self.route(&request).await?;
         let remove = request.into_inner();
         let members = match route {
             Route::Here => self.member.remove_member(remove.id).await?,
             Route::Leader(mut leader) => {
-                self.from_leader(leader.member_remove(marked(remove)))
+                let id = remove.id;
+                self.ask_leader(leader.member_remove(marked(remove)))
                     .await?;
+                self.until_applied_here(|members| members.iter().all(|m| m.id != id))
+                    .await;
                 self.member.members()
             }
         };
@@ -118,7 +143,7 @@ impl<M: Member> Cluster for ClusterService<M> {
         &self,
         request: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
-        let route = self.route(&request)?;
+        let route = self.route(&request).await?;
         let update = request.into_inner();
         let members = match route {
             Route::Here => {
@@ -127,8 +152,13 @@ impl<M: Member> Cluster for ClusterService<M> {
                     .await?
             }
             Route::Leader(mut leader) => {
-                self.from_leader(leader.member_update(marked(update)))
+                let (id, urls) = (update.id, update.peer_ur_ls.clone());
+                self.ask_leader(leader.member_update(marked(update)))
                     .await?;
+                self.until_applied_here(|members| {
+                    members.iter().any(|m| m.id == id && m.peer_ur_ls == urls)
+                })
+                .await;
                 self.member.members()
             }
         };
@@ -142,13 +172,18 @@ impl<M: Member> Cluster for ClusterService<M> {
         &self,
         request: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
-        let route = self.route(&request)?;
+        let route = self.route(&request).await?;
         let promote = request.into_inner();
         let members = match route {
             Route::Here => self.member.promote_member(promote.id).await?,
             Route::Leader(mut leader) => {
-                self.from_leader(leader.member_promote(marked(promote)))
+                let id = promote.id;
+                self.ask_leader(leader.member_promote(marked(promote)))
                     .await?;
+                self.until_applied_here(|members| {
+                    members.iter().any(|m| m.id == id && !m.is_learner)
+                })
+                .await;
                 self.member.members()
             }
         };

@@ -138,13 +138,9 @@ pub async fn run(
                     &response.members,
                 )));
             }
-            let as_learner = if added.is_learner {
-                " as learner "
-            } else {
-                " "
-            };
+            // etcdctl 3.5.1 says "added" for a learner too (observed).
             let mut out = format!(
-                "Member {:16x} added{as_learner}to cluster {:16x}\n",
+                "Member {:16x} added to cluster {:16x}\n",
                 added.id,
                 cluster_id(&response.header)
             );

@@ -40,6 +40,9 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
 /// (backoff keeps growing), so a peer that accepts and drops is not redialled in a tight loop.
 const STABLE_STREAM: Duration = Duration::from_secs(1);
 
+/// How often an idle incoming stream checks whether its sender was removed.
+const REMOVAL_CHECK: Duration = Duration::from_secs(1);
+
 /// Who this member is to its peers.
 #[derive(Debug, Clone)]
 pub struct LocalPeer {
@@ -398,7 +401,20 @@ impl<I: RaftInbox> Peer for PeerService<I> {
         request: Request<Streaming<RaftMessage>>,
     ) -> Result<Response<SendAck>, Status> {
         let mut incoming = request.into_inner();
-        while let Some(message) = incoming.message().await? {
+        let mut sender = None;
+        loop {
+            // An idle stream is checked now and then: a member removed while it had nothing
+            // to say learns it when its stream is cut and its redial is refused.
+            let next = match tokio::time::timeout(REMOVAL_CHECK, incoming.message()).await {
+                Ok(next) => next?,
+                Err(_) => {
+                    if let Some(from) = sender.filter(|&f| self.registry.read().is_removed(f)) {
+                        return Err(removed_refusal(from));
+                    }
+                    continue;
+                }
+            };
+            let Some(message) = next else { break };
             let message = from_wire(message, self.local.cluster_id).map_err(|err| {
                 tracing::error!(%err, "refused a peer message");
                 Status::invalid_argument(err.to_string())
@@ -406,6 +422,7 @@ impl<I: RaftInbox> Peer for PeerService<I> {
             if self.registry.read().is_removed(message.from) {
                 return Err(removed_refusal(message.from));
             }
+            sender = Some(message.from);
             if message.to != self.local.member_id {
                 return Err(Status::invalid_argument(format!(
                     "message for member {:x} sent to member {:x}",

@@ -170,3 +170,54 @@ impl MemberRegistry {
 fn id_of(bytes: &[u8]) -> Option<u64> {
     <[u8; 8]>::try_from(bytes).ok().map(u64::from_be_bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mvcc::MemBackend;
+
+    fn record(id: u64) -> MemberRecord {
+        MemberRecord {
+            id,
+            name: format!("m{id}"),
+            peer_urls: vec![format!("http://m{id}:2380")],
+            is_learner: false,
+        }
+    }
+
+    #[test]
+    fn applied_changes_are_what_a_restart_loads() {
+        let store = MvccStore::open(MemBackend::default()).unwrap();
+        let mut registry = MemberRegistry::default();
+        let mut batch = store.write().unwrap();
+        for id in [1, 2] {
+            registry
+                .apply_change(&mut batch, ConfChange::AddVoter(id), Some(&record(id)))
+                .unwrap();
+        }
+        registry
+            .apply_change(&mut batch, ConfChange::AddLearner(3), Some(&record(3)))
+            .unwrap();
+        assert!(registry.get(3).unwrap().is_learner);
+        // A promotion keeps the learner's record (its context may carry none).
+        registry
+            .apply_change(&mut batch, ConfChange::AddVoter(3), None)
+            .unwrap();
+        let urls = vec!["http://new:2380".to_string()];
+        assert!(registry.apply_peer_urls(&mut batch, 3, &urls).unwrap());
+        assert!(!registry.apply_peer_urls(&mut batch, 9, &urls).unwrap());
+        registry
+            .apply_change(&mut batch, ConfChange::RemoveNode(1), None)
+            .unwrap();
+        batch.commit().unwrap();
+
+        let promoted = registry.get(3).unwrap();
+        assert!(!promoted.is_learner);
+        assert_eq!(promoted.name, "m3");
+        assert_eq!(promoted.peer_urls, urls);
+        assert!(registry.is_removed(1) && registry.get(1).is_none());
+        assert_eq!(registry.peer_url_owner(&urls, 0), Some(3));
+        assert_eq!(registry.peer_url_owner(&urls, 3), None);
+        assert_eq!(MemberRegistry::load(&store).unwrap(), registry);
+    }
+}

@@ -81,6 +81,49 @@ impl Cluster {
 
     /// Starts member `i` with extra environment variables.
     pub fn spawn_with(&mut self, i: usize, env: &[(&str, &str)]) {
+        let initial_cluster = self.initial_cluster.clone();
+        self.spawn_as(i, &initial_cluster, &[], env);
+    }
+
+    /// A new member's ports and data dir (not started, not yet added to the cluster).
+    pub fn add_slot(&mut self) -> usize {
+        let i = self.members.len();
+        self.members.push(Member {
+            name: format!("m{i}"),
+            client_port: free_port(),
+            peer_port: free_port(),
+            data_dir: self._dir.path().join(format!("m{i}")),
+            child: None,
+        });
+        i
+    }
+
+    /// Starts member `i` joining a running cluster, with the `--initial-cluster` that
+    /// `member add` printed.
+    pub fn spawn_joining(&mut self, i: usize, initial_cluster: &str) {
+        self.spawn_as(
+            i,
+            initial_cluster,
+            &["--initial-cluster-state", "existing"],
+            &[],
+        );
+    }
+
+    /// Waits up to `within` for member `i`'s process to exit by itself; its exit code.
+    pub fn wait_exit(&mut self, i: usize, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        let child = self.members[i].child.as_mut()?;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.members[i].child = None;
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+
+    fn spawn_as(&mut self, i: usize, initial_cluster: &str, extra: &[&str], env: &[(&str, &str)]) {
         let m = &self.members[i];
         let client = format!("http://127.0.0.1:{}", m.client_port);
         let peer = format!("http://127.0.0.1:{}", m.peer_port);
@@ -99,9 +142,10 @@ impl Cluster {
                 "--initial-advertise-peer-urls",
                 &peer,
             ])
-            .args(["--initial-cluster", &self.initial_cluster])
+            .args(["--initial-cluster", initial_cluster])
             .args(["--log-level", "warn"])
             .args(&self.flags)
+            .args(extra)
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
