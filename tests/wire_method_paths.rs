@@ -113,6 +113,7 @@ const REFERENCE: &[(&str, &[(&str, Shape)])] = &[
         "cairn.peer.v1.Peer",
         &[
             ("Handshake", Unary),
+            ("Members", Unary),
             ("Stream", ClientStream),
             ("SendSnapshot", ClientStream),
         ],
@@ -615,6 +616,13 @@ async fn every_client_method_uses_the_reference_path() {
         handshake,
         peer::PeerHello::default(),
         "/cairn.peer.v1.Peer/Handshake"
+    );
+    expect_path!(
+        rec,
+        peer,
+        members,
+        peer::MembersRequest::default(),
+        "/cairn.peer.v1.Peer/Members"
     );
     expect_path!(
         rec,

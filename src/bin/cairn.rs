@@ -102,6 +102,10 @@ fn main() -> ExitCode {
     runtime.block_on(async move {
         let server = match cairn::server::boot::start(&config, Tuning::from_config(&config)).await {
             Ok(server) => server,
+            Err(err @ cairn::server::boot::StartError::Removed) => {
+                eprintln!("cairn: {err}");
+                return ExitCode::SUCCESS;
+            }
             Err(err) => {
                 eprintln!("cairn: error: {err}");
                 return ExitCode::from(1);

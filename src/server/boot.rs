@@ -69,6 +69,9 @@ pub enum StartError {
     Unsupported(String),
     #[error("cannot start the raft thread: {0}")]
     Thread(std::io::Error),
+    /// As etcd, a removed member does not come back: it exits cleanly at once.
+    #[error("the member has been permanently removed from the cluster; the data dir used by this member must be removed")]
+    Removed,
 }
 
 /// Settings beyond etcd's flags that tests and tuning need.
@@ -380,10 +383,18 @@ pub async fn start(config: &ServerConfig, tuning: Tuning) -> Result<RunningServe
         member_id,
         cluster_id,
         name: config.name.clone(),
+        peer_urls: config
+            .initial_advertise_peer_urls
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
     };
     let registry = MemberRegistry::load(&store).map_err(|err| {
         StartError::Unsupported(format!("members in {}: {err}", db_path.display()))
     })?;
+    if registry.is_removed(member_id) {
+        return Err(StartError::Removed);
+    }
     // Once members are applied, they (not the flags, which may be stale) say whom to dial.
     let dial = |members: &mut dyn Iterator<Item = &MemberRecord>| -> Vec<(u64, String)> {
         members

@@ -46,6 +46,11 @@ pub(super) enum Command {
         target: u64,
         reply: oneshot::Sender<Result<(), Status>>,
     },
+    /// A peer said where it listens (in its handshake).
+    PeerAt {
+        member_id: u64,
+        url: String,
+    },
     /// A membership change, checked and proposed by the leader.
     ChangeMembership {
         change: cairn_raft::ConfChange,
@@ -475,5 +480,12 @@ impl super::peer_transport::RaftInbox for RaftMember {
                 self.commands.try_send(Command::Step(message)),
                 Err(mpsc::TrySendError::Disconnected(_))
             )
+    }
+
+    fn peer_at(&self, member_id: u64, url: &str) {
+        let _ = self.commands.try_send(Command::PeerAt {
+            member_id,
+            url: url.to_string(),
+        });
     }
 }

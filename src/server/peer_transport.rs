@@ -49,6 +49,8 @@ pub struct LocalPeer {
     pub member_id: u64,
     pub cluster_id: u64,
     pub name: String,
+    /// Where this member listens for peers (told to peers in the handshake).
+    pub peer_urls: Vec<String>,
 }
 
 /// One remote member's sender: its queue, the task's own stop switch, and since when its
@@ -88,42 +90,57 @@ impl PeerTransport {
         transport
     }
 
-    /// Follows the membership: links to new peers start, links to removed ones stop, and a
-    /// peer whose URL changed is redialled at the new one.
+    /// Links to `peers` (member id, peer URL) that have none yet.
     pub fn sync(&mut self, peers: &[(u64, String)]) {
-        self.links.retain(|id, link| {
-            let keep = peers.iter().any(|(p, url)| p == id && *url == link.url);
-            if !keep {
-                let _ = link.stop.send(true);
-            }
-            keep
-        });
         for (id, url) in peers {
-            if *id == self.local.member_id || self.links.contains_key(id) {
-                continue;
+            if !self.links.contains_key(id) {
+                self.link(*id, url);
             }
-            let (queue, receiver) = mpsc::channel(PEER_QUEUE_MESSAGES);
-            let (stop, link_stop) = watch::channel(false);
-            let connected_since = Arc::new(parking_lot::Mutex::new(None));
-            let task = PeerSender {
-                local: self.local.clone(),
-                peer: *id,
-                url: url.clone(),
-                removed: Arc::clone(&self.removed),
-                connected_since: Arc::clone(&connected_since),
-            };
-            self.runtime
-                .spawn(task.run(receiver, self.stop.clone(), link_stop));
-            self.links.insert(
-                *id,
-                PeerLink {
-                    url: url.clone(),
-                    queue,
-                    stop,
-                    connected_since,
-                },
-            );
         }
+    }
+
+    /// A peer is at `url` now (its URLs were updated, or it said so in a handshake): its link
+    /// is redialled there.
+    pub fn relocate(&mut self, id: u64, url: &str) {
+        if self.links.get(&id).is_some_and(|link| link.url == url) {
+            return;
+        }
+        self.unlink(id);
+        self.link(id, url);
+    }
+
+    /// A member left the cluster: its link stops.
+    pub fn unlink(&mut self, id: u64) {
+        if let Some(link) = self.links.remove(&id) {
+            let _ = link.stop.send(true);
+        }
+    }
+
+    fn link(&mut self, id: u64, url: &str) {
+        if id == self.local.member_id {
+            return;
+        }
+        let (queue, receiver) = mpsc::channel(PEER_QUEUE_MESSAGES);
+        let (stop, link_stop) = watch::channel(false);
+        let connected_since = Arc::new(parking_lot::Mutex::new(None));
+        let task = PeerSender {
+            local: self.local.clone(),
+            peer: id,
+            url: url.to_string(),
+            removed: Arc::clone(&self.removed),
+            connected_since: Arc::clone(&connected_since),
+        };
+        self.runtime
+            .spawn(task.run(receiver, self.stop.clone(), link_stop));
+        self.links.insert(
+            id,
+            PeerLink {
+                url: url.to_string(),
+                queue,
+                stop,
+                connected_since,
+            },
+        );
     }
 
     /// How long the stream to `peer` has been up (zero when it is down).
@@ -197,6 +214,7 @@ async fn connect(
             cluster_id: local.cluster_id,
             member_id: local.member_id,
             name: local.name.clone(),
+            peer_urls: local.peer_urls.clone(),
         })
         .await
         .map_err(|status| failed(format!("handshake with {url}: {}", status.message())))?
@@ -328,6 +346,9 @@ async fn send_to_peer(
 pub trait RaftInbox: Send + Sync + 'static {
     /// Gives a checked message to Raft; false if the member is stopping.
     fn deliver(&self, message: Message) -> bool;
+
+    /// A member that handshook says it listens for peers at `url`.
+    fn peer_at(&self, member_id: u64, url: &str);
 }
 
 /// The `Peer` service of a member.
@@ -364,6 +385,11 @@ impl<I: RaftInbox> Peer for PeerService<I> {
             None
         };
         let removed = self.registry.read().is_removed(hello.member_id);
+        if refusal.is_none() {
+            if let Some(url) = hello.peer_urls.first() {
+                self.inbox.peer_at(hello.member_id, url);
+            }
+        }
         if let Some(reason) = &refusal {
             tracing::error!(peer = hello.name, %reason, "refused a peer");
         }
@@ -456,6 +482,8 @@ mod tests {
         fn deliver(&self, _: Message) -> bool {
             false
         }
+
+        fn peer_at(&self, _: u64, _: &str) {}
     }
 
     fn service() -> PeerService<Refuses> {
@@ -464,6 +492,7 @@ mod tests {
                 member_id: 7,
                 cluster_id: 99,
                 name: "m7".into(),
+                peer_urls: Vec::new(),
             },
             inbox: Arc::new(Refuses),
             registry: Arc::default(),
@@ -476,6 +505,7 @@ mod tests {
             cluster_id,
             member_id: 8,
             name: "m8".into(),
+            peer_urls: vec!["http://m8:2380".into()],
         })
     }
 

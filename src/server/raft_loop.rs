@@ -174,6 +174,13 @@ impl RaftLoop {
                 }
                 true
             }
+            Command::PeerAt { member_id, url } => {
+                // A removed member's handshake is refused before it gets here.
+                if !self.registry.read().is_removed(member_id) {
+                    self.transport.relocate(member_id, &url);
+                }
+                true
+            }
             Command::ChangeMembership {
                 change,
                 context,
@@ -292,6 +299,11 @@ impl RaftLoop {
             let _ = reply.send(Err(Status::failed_precondition("etcdserver: not leader")));
             return;
         }
+        // The checks read the applied registry: it must include every change in the log.
+        if status.conf_index > self.published.applied.load(Ordering::Relaxed) {
+            let _ = reply.send(Err(super::reconfig_check::unhealthy()));
+            return;
+        }
         let leader_match = status.last_index;
         let progress: HashMap<u64, (u64, bool)> = status
             .progress
@@ -306,6 +318,7 @@ impl RaftLoop {
                 || registry.get(id).is_some_and(|m| !m.name.is_empty())
         };
         let active = |id: u64| self.transport.connected_for(id) >= HEALTH_INTERVAL;
+        let connected = |id: u64| self.transport.connected_for(id) > Duration::ZERO;
         let learner_in_sync = |id: u64| {
             progress.get(&id).is_some_and(|&(matched, _)| {
                 matched.saturating_mul(100) >= leader_match.saturating_mul(PROMOTABLE_MATCH_PERCENT)
@@ -316,6 +329,7 @@ impl RaftLoop {
             local_id: self.member_id,
             started: &started,
             active: &active,
+            connected: &connected,
             learner_in_sync: &learner_in_sync,
         };
         let peer_urls = context
@@ -362,20 +376,29 @@ impl RaftLoop {
         }
     }
 
-    /// After a membership change applied: the transport follows the registry, and a member
-    /// that was removed stops.
-    fn follow_membership(&mut self) -> Result<(), String> {
-        let registry = self.registry.read();
+    /// After membership changes applied (`before` → the registry now): links follow what
+    /// changed, and a member that was removed stops. Links are never dropped for a member
+    /// merely absent from an applied registry that may lag (one catching up from old
+    /// entries): only removals and URL updates change them.
+    fn follow_membership(&mut self, before: &MemberRegistry) -> Result<(), String> {
+        let registry = self.registry.read().clone();
         if registry.is_removed(self.member_id) {
             return Err(REMOVED_MESSAGE.to_string());
         }
-        let peers: Vec<(u64, String)> = registry
-            .members()
-            .filter(|m| m.id != self.member_id)
-            .filter_map(|m| Some((m.id, m.peer_urls.first()?.clone())))
-            .collect();
-        drop(registry);
-        self.transport.sync(&peers);
+        for id in registry.removed().filter(|&id| !before.is_removed(id)) {
+            self.transport.unlink(id);
+        }
+        for member in registry.members() {
+            let Some(url) = member.peer_urls.first() else {
+                continue;
+            };
+            let old_url = before.get(member.id).and_then(|m| m.peer_urls.first());
+            if old_url.is_some_and(|old| old != url) {
+                self.transport.relocate(member.id, url);
+            } else {
+                self.transport.sync(&[(member.id, url.clone())]);
+            }
+        }
         self.publish_learner();
         Ok(())
     }
@@ -452,7 +475,8 @@ impl RaftLoop {
             payloads.push((entry.index, payload));
         }
         // Changed on a copy, published once committed (a few members: cheap to copy).
-        let mut registry = self.registry.read().clone();
+        let before = self.registry.read().clone();
+        let mut registry = before.clone();
         let (run, revoked) = {
             // Held through the storage commit: nobody sees a lease change before its commit.
             let mut leases = self.leases.state.lock();
@@ -527,7 +551,7 @@ impl RaftLoop {
         }
         self.published.applied.store(last.index, Ordering::Relaxed);
         if membership_changed {
-            self.follow_membership()?;
+            self.follow_membership(&before)?;
         }
         Ok(())
     }

@@ -21,6 +21,8 @@ pub struct ClusterView<'a> {
     pub started: &'a dyn Fn(u64) -> bool,
     /// Whether the leader has been connected to the member for the whole health interval.
     pub active: &'a dyn Fn(u64) -> bool,
+    /// Whether the leader is connected to the member at all right now.
+    pub connected: &'a dyn Fn(u64) -> bool,
     /// Whether a learner has caught up with the leader's log (etcd: 90% of its match index).
     pub learner_in_sync: &'a dyn Fn(u64) -> bool,
 }
@@ -75,8 +77,10 @@ impl ClusterView<'_> {
         let voters = self.voters();
         if !learner {
             let started = voters.iter().filter(|&&v| (self.started)(v)).count();
-            // The new member counts toward the quorum but has not started.
-            if !Self::quorum_started(started, voters.len() + 1) {
+            // The new member counts toward the quorum but has not started; etcd lets a lone
+            // member add a second (the cluster waits for it to start).
+            let lone = started == 1 && voters.len() == 1;
+            if !lone && !Self::quorum_started(started, voters.len() + 1) {
                 return Err(not_enough_started());
             }
         }
@@ -142,7 +146,7 @@ impl ClusterView<'_> {
             return Err(not_enough_started());
         }
         // A member that is down is not part of the working quorum: removing it is safe.
-        if id != self.local_id && !(self.active)(id) {
+        if id != self.local_id && !(self.connected)(id) {
             return Ok(());
         }
         // etcd's arithmetic: the active voters less the one removed must still be a quorum
@@ -201,6 +205,7 @@ mod tests {
             local_id: 1,
             started: &|_| true,
             active: &active,
+            connected: &active,
             learner_in_sync: &|id| id != 9,
         };
         let urls: Vec<String> = urls.iter().map(|u| u.to_string()).collect();
@@ -275,5 +280,10 @@ mod tests {
         );
         let one = registry(&[1], &[]);
         assert!(check(&one, &[], ConfChange::RemoveNode(1), &[]).is_err());
+        // etcd lets a lone member take a second voter.
+        assert_eq!(
+            check(&one, &[], ConfChange::AddVoter(2), &["http://m2:2380"]),
+            Ok(())
+        );
     }
 }
