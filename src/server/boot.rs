@@ -17,13 +17,14 @@ use tokio::net::TcpListener;
 
 use super::apply::{MEMBER_CHANGE_FORMAT_VERSION, META_MEMBER_ATTRIBUTES};
 use super::identity;
-use super::learner_gate::LearnerGateLayer;
+use super::learner_gate::LearnerGate;
 use super::member::{snapshot_conf_key, MemberIdentity, Outlets, RaftMember, Timing};
 use super::observability::{GrpcMetricsLayer, MemberHealth, Observability, SERVED_GRPC_PATHS};
 use super::peer_transport::{LocalPeer, PeerService, PeerTransport};
 use super::raft_log::{decode_conf_state, encode_entry, RaftLog};
 use super::registry::MemberRegistry;
-use super::require_leader::RequireLeaderLayer;
+use super::request_gate::GateLayer;
+use super::require_leader::RequireLeader;
 use crate::api::watch::{SharedWatchHub, WatchService};
 use crate::api::{self, Limits};
 use crate::config::ServerConfig;
@@ -544,12 +545,12 @@ pub async fn start(config: &ServerConfig, tuning: Tuning) -> Result<RunningServe
         let mut stop = shutdown_rx.clone();
         let layer = tower_layer::Stack::new(
             tower_layer::Stack::new(
-                LearnerGateLayer {
+                GateLayer(LearnerGate {
                     learner: member.learner_flag(),
-                },
-                RequireLeaderLayer {
+                }),
+                GateLayer(RequireLeader {
                     leader: member.leader_cell(),
-                },
+                }),
             ),
             GrpcMetricsLayer {
                 observability: Arc::clone(&observability),

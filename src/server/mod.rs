@@ -16,4 +16,5 @@ pub mod raft_log;
 pub mod raft_loop;
 pub mod reconfig_check;
 pub mod registry;
+pub mod request_gate;
 pub mod require_leader;
