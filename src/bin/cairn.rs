@@ -100,36 +100,46 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let server = match cairn::server::boot::start(&config, Tuning::from_config(&config)).await {
-            Ok(server) => server,
-            Err(err @ cairn::server::boot::StartError::Removed) => {
-                eprintln!("cairn: {err}");
-                return ExitCode::SUCCESS;
-            }
-            Err(err) => {
-                eprintln!("cairn: error: {err}");
-                return ExitCode::from(1);
-            }
-        };
-        let member = std::sync::Arc::clone(&server.member);
-        let stopped_itself = tokio::select! {
-            () = wait_for_stop_signal() => None,
-            reason = member.stopped() => Some(reason),
-        };
-        tracing::info!("stopping: finishing in-flight requests");
-        server.stop().await;
-        tracing::info!("stopped");
-        match stopped_itself {
-            None => ExitCode::SUCCESS,
-            // As etcd: a removed member exits cleanly (it did what the cluster asked).
-            Some(reason) if reason == cairn::server::raft_loop::REMOVED_MESSAGE => {
-                eprintln!("cairn: {reason}; the data dir used by this member must be removed");
-                ExitCode::SUCCESS
-            }
-            Some(reason) => {
-                eprintln!("cairn: error: the member stopped: {reason}");
-                ExitCode::from(1)
-            }
+        let stop_signal = wait_for_stop_signal();
+        tokio::pin!(stop_signal);
+        // A member that installed a snapshot from its leader starts again on it, in-process.
+        loop {
+            let server =
+                match cairn::server::boot::start(&config, Tuning::from_config(&config)).await {
+                    Ok(server) => server,
+                    Err(err @ cairn::server::boot::StartError::Removed) => {
+                        eprintln!("cairn: {err}");
+                        return ExitCode::SUCCESS;
+                    }
+                    Err(err) => {
+                        eprintln!("cairn: error: {err}");
+                        return ExitCode::from(1);
+                    }
+                };
+            let member = std::sync::Arc::clone(&server.member);
+            let stopped_itself = tokio::select! {
+                () = &mut stop_signal => None,
+                reason = member.stopped() => Some(reason),
+            };
+            tracing::info!("stopping: finishing in-flight requests");
+            server.stop().await;
+            tracing::info!("stopped");
+            return match stopped_itself {
+                None => ExitCode::SUCCESS,
+                Some(reason) if reason == cairn::server::raft_loop::SNAPSHOT_INSTALLED => {
+                    tracing::info!("starting again on the installed snapshot");
+                    continue;
+                }
+                // As etcd: a removed member exits cleanly (it did what the cluster asked).
+                Some(reason) if reason == cairn::server::raft_loop::REMOVED_MESSAGE => {
+                    eprintln!("cairn: {reason}; the data dir used by this member must be removed");
+                    ExitCode::SUCCESS
+                }
+                Some(reason) => {
+                    eprintln!("cairn: error: the member stopped: {reason}");
+                    ExitCode::from(1)
+                }
+            };
         }
     })
 }

@@ -112,6 +112,15 @@ pub struct ServerFlags {
     #[arg(long, env = "CAIRN_SNAPSHOT_COUNT", default_value_t = 100_000)]
     pub snapshot_count: u64,
 
+    /// Entries kept in the log behind each snapshot, so a follower a little behind catches
+    /// up from the log instead of receiving a snapshot (etcd's name and default).
+    #[arg(
+        long = "experimental-snapshot-catchup-entries",
+        env = "CAIRN_EXPERIMENTAL_SNAPSHOT_CATCHUP_ENTRIES",
+        default_value_t = 5_000
+    )]
+    pub snapshot_catchup_entries: u64,
+
     /// Size of each preallocated WAL segment file, in bytes (tests use small ones).
     #[arg(long, env = "CAIRN_WAL_SEGMENT_BYTES", default_value_t = 64 << 20, hide = true)]
     pub wal_segment_bytes: u64,
@@ -143,6 +152,7 @@ pub struct ServerConfig {
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
     pub snapshot_count: u64,
+    pub snapshot_catchup_entries: u64,
     pub wal_segment_bytes: u64,
 }
 
@@ -240,6 +250,7 @@ impl ServerFlags {
             max_request_bytes: self.max_request_bytes as usize,
             max_txn_ops: self.max_txn_ops as usize,
             snapshot_count: self.snapshot_count.max(1),
+            snapshot_catchup_entries: self.snapshot_catchup_entries,
             wal_segment_bytes: self.wal_segment_bytes,
         })
     }

@@ -17,5 +17,5 @@ pub(crate) mod model_tests;
 pub use backend::{Backend, BackendError, Bucket, MemBackend};
 pub use key_range::KeyRange;
 pub use revision::Revision;
-pub use store::{MvccError, MvccStore, RangeOptions, RangeResult};
+pub use store::{MvccError, MvccStore, RangeOptions, RangeResult, META_APPLIED_INDEX};
 pub use write_batch::{Committed, WriteBatch};

@@ -28,7 +28,7 @@ use crate::proto::mvccpb::KeyValue;
 pub const STORAGE_VERSION: &[u8] = b"cairn-mvcc-1";
 pub(super) const META_STORAGE_VERSION: &[u8] = b"storage_version";
 pub(super) const META_COMPACTED: &[u8] = b"finished_compact_revision";
-pub(super) const META_APPLIED_INDEX: &[u8] = b"applied_raft_index";
+pub const META_APPLIED_INDEX: &[u8] = b"applied_raft_index";
 
 /// Why an MVCC operation failed.
 #[derive(Debug, thiserror::Error)]

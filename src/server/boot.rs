@@ -85,6 +85,8 @@ pub struct Tuning {
     pub limits: Limits,
     /// Applied entries between snapshots (etcd's `--snapshot-count`).
     pub snapshot_count: u64,
+    /// Entries kept behind each snapshot for lagging followers.
+    pub snapshot_catchup_entries: u64,
     pub wal_segment_bytes: u64,
 }
 
@@ -95,6 +97,7 @@ impl Default for Tuning {
             election_ticks: 10,
             limits: Limits::default(),
             snapshot_count: 100_000,
+            snapshot_catchup_entries: 5_000,
             wal_segment_bytes: WalConfig::default().segment_bytes,
         }
     }
@@ -111,10 +114,14 @@ impl Tuning {
                 max_request_bytes: config.max_request_bytes,
             },
             snapshot_count: config.snapshot_count,
+            snapshot_catchup_entries: config.snapshot_catchup_entries,
             wal_segment_bytes: config.wal_segment_bytes,
         }
     }
 }
+
+/// How long a stop waits for in-flight requests and open streams to finish.
+const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// A running member and its client listeners.
 pub struct RunningServer {
@@ -129,8 +136,17 @@ impl RunningServer {
     /// Stops accepting clients, lets in-flight requests finish or fail, stops the member.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
-        for listener in self.listeners {
-            let _ = listener.await;
+        // Long-lived streams (peers, watches, keepalives) would hold a graceful stop open
+        // forever: after a grace period the listeners are dropped with what they still serve.
+        let deadline = tokio::time::Instant::now() + STOP_GRACE;
+        for mut listener in self.listeners {
+            if tokio::time::timeout_at(deadline, &mut listener)
+                .await
+                .is_err()
+            {
+                listener.abort();
+                let _ = listener.await;
+            }
         }
         let member = self.member;
         let _ = tokio::task::spawn_blocking(move || member.stop()).await;
@@ -327,6 +343,8 @@ pub async fn start(config: &ServerConfig, tuning: Tuning) -> Result<RunningServe
     let db_path = snap_dir.join("db");
 
     let (wal, cluster_id, member_id) = open_wal(&wal_dir, config, tuning.wal_segment_bytes).await?;
+    super::snapshot_file::finish_interrupted_install(&snap_dir, wal.snapshot().map(|s| s.index))
+        .map_err(|err| StartError::Unsupported(err.to_string()))?;
     let backend = BtreeBackend::open(&db_path, Durability::Durable)?;
     let store = Arc::new(MvccStore::open(backend)?);
     let snapshot_conf = match wal.snapshot() {
@@ -434,6 +452,7 @@ pub async fn start(config: &ServerConfig, tuning: Tuning) -> Result<RunningServe
         request_timeout: tuning.tick * tuning.election_ticks * 5,
         election_ticks: tuning.election_ticks,
         snapshot_count: tuning.snapshot_count,
+        snapshot_catchup_entries: tuning.snapshot_catchup_entries,
     };
     let published = load_member_attributes(&store)?;
     let lease_timing = LeaseTiming::new(tuning.tick * tuning.election_ticks);
@@ -502,6 +521,12 @@ pub async fn start(config: &ServerConfig, tuning: Tuning) -> Result<RunningServe
         Arc::clone(&member),
         shutdown_rx.clone(),
     )));
+    let snapshot_inbox = Arc::new(super::snapshot_receive::SnapshotInbox {
+        member_id,
+        cluster_id,
+        snap_dir: snap_dir.clone(),
+        receiving: Arc::default(),
+    });
     // The peer port serves Raft traffic from the other members (and is held, as etcd holds
     // it, by a single member too).
     for url in &config.listen_peer_urls {
@@ -517,6 +542,7 @@ pub async fn start(config: &ServerConfig, tuning: Tuning) -> Result<RunningServe
             local: local_peer.clone(),
             inbox: Arc::clone(&member),
             registry: Arc::clone(&registry),
+            snapshots: Some(Arc::clone(&snapshot_inbox)),
         };
         listeners.push(tokio::spawn(async move {
             let incoming = tokio_stream_from(listener);

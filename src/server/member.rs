@@ -46,6 +46,22 @@ pub(super) enum Command {
         target: u64,
         reply: oneshot::Sender<Result<(), Status>>,
     },
+    /// A snapshot from the leader, received and sealed as `db.incoming`: install it if the
+    /// member still needs it (answer: whether it was installed).
+    InstallSnapshot {
+        meta: cairn_raft::SnapshotMeta,
+        reply: oneshot::Sender<Result<bool, String>>,
+    },
+    /// A snapshot this leader sent to `to` arrived (or not).
+    ReportSnapshot {
+        to: u64,
+        delivered: bool,
+    },
+    /// The term of a log index (None: not in the log).
+    TermOf {
+        index: u64,
+        reply: oneshot::Sender<Option<u64>>,
+    },
     /// A peer said where it listens (in its handshake).
     PeerAt {
         member_id: u64,
@@ -98,9 +114,16 @@ impl Published {
         }
     }
 
+    /// Marks the loop stopped; the first reason given is the one kept.
     pub(super) fn stop(&self, reason: &str) {
         self.stopped.store(true, Ordering::Release);
-        self.stop_reason.send_replace(Some(reason.to_string()));
+        self.stop_reason.send_if_modified(|kept| {
+            if kept.is_some() {
+                return false;
+            }
+            *kept = Some(reason.to_string());
+            true
+        });
     }
 }
 
@@ -151,6 +174,8 @@ pub struct Timing {
     pub election_ticks: u32,
     /// Applied entries between snapshots (each lets the WAL release older segments).
     pub snapshot_count: u64,
+    /// Entries kept behind each snapshot when there are peers.
+    pub snapshot_catchup_entries: u64,
 }
 
 /// Where the membership of each snapshot is kept, beside the key space: this prefix and the
@@ -193,6 +218,7 @@ impl RaftMember {
             watch_hub,
             leases: Arc::clone(&leases),
             snapshot_count: timing.snapshot_count,
+            snapshot_catchup_entries: timing.snapshot_catchup_entries,
             snapshot_index,
             node,
             store: Arc::clone(&store),
@@ -206,6 +232,15 @@ impl RaftMember {
             reads_waiting_confirmation: HashMap::new(),
             reads_waiting_apply: Vec::new(),
             next_read: 0,
+            snapshots: super::raft_loop::SnapshotDuties {
+                snap_dir: db_path
+                    .parent()
+                    .map(std::path::Path::to_path_buf)
+                    .unwrap_or_default(),
+                cluster_id: identity.cluster_id,
+                in_flight: std::collections::HashSet::new(),
+                commands: commands.clone(),
+            },
         };
         raft_loop.publish();
         raft_loop.publish_learner();
@@ -480,6 +515,16 @@ impl super::peer_transport::RaftInbox for RaftMember {
                 self.commands.try_send(Command::Step(message)),
                 Err(mpsc::TrySendError::Disconnected(_))
             )
+    }
+
+    fn install_snapshot(
+        &self,
+        meta: cairn_raft::SnapshotMeta,
+    ) -> Option<oneshot::Receiver<Result<bool, String>>> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::InstallSnapshot { meta, reply })
+            .ok()
+            .map(|()| answer)
     }
 
     fn peer_at(&self, member_id: u64, url: &str) {

@@ -18,3 +18,6 @@ pub mod reconfig_check;
 pub mod registry;
 pub mod request_gate;
 pub mod require_leader;
+pub mod snapshot_file;
+pub mod snapshot_receive;
+pub mod snapshot_send;

@@ -110,11 +110,23 @@ pub fn to_wire(message: &Message, cluster_id: u64) -> wire::RaftMessage {
         reject: message.reject,
         reject_hint: message.reject_hint,
         context: message.context.clone(),
-        snapshot: message.snapshot.as_ref().map(|s| wire::SnapshotMeta {
-            index: s.index,
-            term: s.term,
-            conf_state: Some(conf_to_wire(&s.conf_state)),
-        }),
+        snapshot: message.snapshot.as_ref().map(meta_to_wire),
+    }
+}
+
+pub fn meta_to_wire(meta: &SnapshotMeta) -> wire::SnapshotMeta {
+    wire::SnapshotMeta {
+        index: meta.index,
+        term: meta.term,
+        conf_state: Some(conf_to_wire(&meta.conf_state)),
+    }
+}
+
+pub fn meta_from_wire(meta: wire::SnapshotMeta) -> SnapshotMeta {
+    SnapshotMeta {
+        index: meta.index,
+        term: meta.term,
+        conf_state: conf_from_wire(meta.conf_state),
     }
 }
 
@@ -155,11 +167,7 @@ pub fn from_wire(message: wire::RaftMessage, cluster_id: u64) -> Result<Message,
         reject: message.reject,
         reject_hint: message.reject_hint,
         context: message.context,
-        snapshot: message.snapshot.map(|s| SnapshotMeta {
-            index: s.index,
-            term: s.term,
-            conf_state: conf_from_wire(s.conf_state),
-        }),
+        snapshot: message.snapshot.map(meta_from_wire),
     })
 }
 

@@ -22,6 +22,8 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::peer_codec::{from_wire, to_wire, PEER_PROTOCOL_VERSION};
 use super::registry::MemberRegistry;
+use super::snapshot_receive::SnapshotInbox;
+use super::snapshot_send::CHUNKS_IN_FLIGHT;
 use crate::proto::cairn::peer::v1::{
     peer_client::PeerClient, peer_server::Peer, MembersRequest, MembersResponse, PeerAck,
     PeerHello, RaftMessage, SendAck, SnapshotAck, SnapshotChunk,
@@ -149,6 +151,53 @@ impl PeerTransport {
             .get(&peer)
             .and_then(|link| *link.connected_since.lock())
             .map_or(Duration::ZERO, |since| since.elapsed())
+    }
+
+    /// Streams a snapshot to `to` over a call of its own: `produce` fills the chunks (on a
+    /// blocking thread), `done` hears whether the follower took it. False if `to` is unknown.
+    pub fn send_snapshot(
+        &self,
+        to: u64,
+        produce: impl FnOnce(mpsc::Sender<SnapshotChunk>) -> Result<cairn_raft::SnapshotMeta, String>
+            + Send
+            + 'static,
+        done: impl FnOnce(bool) + Send + 'static,
+    ) -> bool {
+        let Some(link) = self.links.get(&to) else {
+            return false;
+        };
+        let url = link.url.clone();
+        let local = self.local.clone();
+        self.runtime.spawn(async move {
+            let outcome = async {
+                let mut client = match connect(&local, to, &url).await {
+                    Ok(client) => client,
+                    Err(ConnectError::Failed(reason)) => return Err(reason),
+                    Err(ConnectError::Removed) => return Err("we were removed".to_string()),
+                };
+                let (chunks, outgoing) = mpsc::channel(CHUNKS_IN_FLIGHT);
+                let producer = tokio::task::spawn_blocking(move || produce(chunks));
+                let ack = client.send_snapshot(ReceiverStream::new(outgoing)).await;
+                let meta = producer.await.map_err(|e| e.to_string())??;
+                let ack = ack
+                    .map_err(|status| status.message().to_string())?
+                    .into_inner();
+                tracing::info!(
+                    to = format!("{to:x}"),
+                    index = meta.index,
+                    bytes = ack.bytes_received,
+                    reason = ack.reason,
+                    "snapshot sent"
+                );
+                Ok(ack.accepted)
+            }
+            .await;
+            if let Err(reason) = &outcome {
+                tracing::warn!(to = format!("{to:x}"), %reason, "snapshot not delivered");
+            }
+            done(outcome.unwrap_or(false));
+        });
+        true
     }
 
     /// Whether a peer told this member it was removed from the cluster.
@@ -349,6 +398,13 @@ pub trait RaftInbox: Send + Sync + 'static {
 
     /// A member that handshook says it listens for peers at `url`.
     fn peer_at(&self, member_id: u64, url: &str);
+
+    /// Hands a received, sealed snapshot to Raft; the answer says whether it was installed.
+    /// None if the member is stopping.
+    fn install_snapshot(
+        &self,
+        meta: cairn_raft::SnapshotMeta,
+    ) -> Option<tokio::sync::oneshot::Receiver<Result<bool, String>>>;
 }
 
 /// The `Peer` service of a member.
@@ -357,6 +413,8 @@ pub struct PeerService<I> {
     pub inbox: Arc<I>,
     /// The members as applied: who was removed, and what a joining member asks for.
     pub registry: Arc<parking_lot::RwLock<MemberRegistry>>,
+    /// Where snapshots from the leader are received (None: refused).
+    pub snapshots: Option<Arc<SnapshotInbox>>,
 }
 
 fn removed_refusal(member: u64) -> Status {
@@ -464,11 +522,19 @@ impl<I: RaftInbox> Peer for PeerService<I> {
 
     async fn send_snapshot(
         &self,
-        _request: Request<Streaming<SnapshotChunk>>,
+        request: Request<Streaming<SnapshotChunk>>,
     ) -> Result<Response<SnapshotAck>, Status> {
-        Err(Status::unimplemented(
-            "snapshot transfer between members is not supported by this build yet",
-        ))
+        let Some(snapshots) = &self.snapshots else {
+            return Err(Status::unimplemented("this member takes no snapshots"));
+        };
+        let ack = snapshots
+            .receive(
+                request.into_inner(),
+                |id| self.registry.read().is_removed(id),
+                |meta| self.inbox.install_snapshot(meta),
+            )
+            .await?;
+        Ok(Response::new(ack))
     }
 }
 
@@ -484,6 +550,13 @@ mod tests {
         }
 
         fn peer_at(&self, _: u64, _: &str) {}
+
+        fn install_snapshot(
+            &self,
+            _: cairn_raft::SnapshotMeta,
+        ) -> Option<tokio::sync::oneshot::Receiver<Result<bool, String>>> {
+            None
+        }
     }
 
     fn service() -> PeerService<Refuses> {
@@ -496,6 +569,7 @@ mod tests {
             },
             inbox: Arc::new(Refuses),
             registry: Arc::default(),
+            snapshots: None,
         }
     }
 

@@ -204,6 +204,51 @@ impl RaftLog {
     }
 }
 
+impl RaftLog {
+    /// Makes a snapshot received from the leader (its key space already sealed beside the
+    /// current one) the log's new start: entries after it are cut, the marker and `hard_state`
+    /// recorded; the log then holds nothing before `snapshot.index + 1`. Returns when durable.
+    pub fn install_snapshot(
+        &mut self,
+        snapshot: SnapshotMeta,
+        hard_state: HardState,
+    ) -> Result<(), StorageError> {
+        debug_assert!(
+            snapshot.index > self.snapshot.index,
+            "an older snapshot installed"
+        );
+        if snapshot.index + 1 < self.next_index() {
+            self.wal
+                .truncate_from(snapshot.index + 1)
+                .wait()
+                .map_err(wal_error)?;
+        }
+        self.wal
+            .append(vec![
+                Record::Snapshot(cairn_wal::SnapshotMarker {
+                    index: snapshot.index,
+                    term: snapshot.term,
+                }),
+                Record::HardState(cairn_wal::HardState {
+                    term: hard_state.term,
+                    vote: hard_state.vote,
+                    commit: hard_state.commit,
+                }),
+            ])
+            .wait()
+            .map_err(wal_error)?;
+        self.terms.clear();
+        self.recent.clear();
+        self.first_index = snapshot.index + 1;
+        self.snapshot = snapshot;
+        self.hard_state = hard_state;
+        self.wal
+            .release_before(self.first_index)
+            .wait()
+            .map_err(wal_error)
+    }
+}
+
 /// The membership recorded with a snapshot, as stored beside the key space: a format byte
 /// (1), then voters and learners, each a little-endian u32 count and u64 ids.
 pub fn encode_conf_state(conf: &ConfState) -> Vec<u8> {

@@ -28,10 +28,6 @@ use crate::mvcc::MvccStore;
 use crate::proto::cairn::entry::v1::MemberChange;
 use crate::storage::BtreeBackend;
 
-/// Entries kept in the log before a snapshot when there are peers (etcd's
-/// `SnapshotCatchUpEntries`), so a follower a little behind needs no snapshot.
-const SNAPSHOT_CATCH_UP_ENTRIES: u64 = 5_000;
-
 /// Upper bound on commands taken per loop turn, so ticks are never starved.
 const MAX_COMMANDS_PER_TURN: usize = 4096;
 
@@ -40,6 +36,9 @@ const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A learner within this fraction of the leader's log may be promoted (etcd's 90%).
 const PROMOTABLE_MATCH_PERCENT: u64 = 90;
+
+/// Why the loop stops after installing a snapshot: the member restarts on the new key space.
+pub const SNAPSHOT_INSTALLED: &str = "installed a snapshot from the leader; restarting on it";
 
 /// Why a removed member stops (etcd's words).
 pub const REMOVED_MESSAGE: &str = "the member has been permanently removed from the cluster";
@@ -56,6 +55,9 @@ pub(super) struct RaftLoop {
     pub(super) watch_hub: Arc<crate::api::watch::SharedWatchHub>,
     pub(super) leases: Arc<SharedLeases>,
     pub(super) snapshot_count: u64,
+    /// Entries kept in the log behind a snapshot when there are peers (etcd's
+    /// `SnapshotCatchUpEntries`), so a follower a little behind needs no snapshot.
+    pub(super) snapshot_catchup_entries: u64,
     /// Index of the last snapshot (the log starts after it).
     pub(super) snapshot_index: u64,
     pub(super) node: RaftNode<RaftLog>,
@@ -75,6 +77,18 @@ pub(super) struct RaftLoop {
     /// Confirmed reads waiting for the applied index to reach theirs.
     pub(super) reads_waiting_apply: Vec<(u64, oneshot::Sender<Result<(), Status>>)>,
     pub(super) next_read: u64,
+    pub(super) snapshots: SnapshotDuties,
+}
+
+/// What the loop needs for snapshots between members.
+pub(super) struct SnapshotDuties {
+    /// `member/snap`: the key-space file and a received copy live here.
+    pub(super) snap_dir: std::path::PathBuf,
+    pub(super) cluster_id: u64,
+    /// Followers a snapshot is being sent to (one transfer each at a time).
+    pub(super) in_flight: std::collections::HashSet<u64>,
+    /// The loop's own queue, for transfers to report back.
+    pub(super) commands: mpsc::SyncSender<Command>,
 }
 
 fn dropped(err: &RaftError) -> Status {
@@ -174,6 +188,17 @@ impl RaftLoop {
                 }
                 true
             }
+            Command::InstallSnapshot { meta, reply } => self.install_snapshot(meta, reply),
+            Command::ReportSnapshot { to, delivered } => {
+                self.snapshots.in_flight.remove(&to);
+                self.node.report_snapshot(to, delivered);
+                true
+            }
+            Command::TermOf { index, reply } => {
+                let term = cairn_raft::Storage::term(self.node.storage(), index).ok();
+                let _ = reply.send(term);
+                true
+            }
             Command::PeerAt { member_id, url } => {
                 // A removed member's handshake is refused before it gets here.
                 if !self.registry.read().is_removed(member_id) {
@@ -226,9 +251,11 @@ impl RaftLoop {
         while self.node.has_ready() {
             let ready = self.node.ready().map_err(|e| e.to_string())?;
             if let Some(snapshot) = &ready.snapshot {
+                // Snapshots travel beside Raft (Peer.SendSnapshot, installed by a restart);
+                // one inside a Raft message comes from a member that does not do that.
                 // Stopping beats running on a log that does not match the key space.
                 return Err(format!(
-                    "the leader sent a snapshot at index {}; installing snapshots is not supported by this build yet",
+                    "a Raft message carried a snapshot at index {} instead of Peer.SendSnapshot; is a member of another build in the cluster?",
                     snapshot.index
                 ));
             }
@@ -280,9 +307,103 @@ impl RaftLoop {
         Ok(())
     }
 
-    fn send_messages(&self, messages: Vec<cairn_raft::Message>) {
+    fn send_messages(&mut self, messages: Vec<cairn_raft::Message>) {
         for message in messages {
+            if message.kind == cairn_raft::MessageKind::Snapshot {
+                self.send_snapshot(message.to);
+                continue;
+            }
             self.transport.send(message);
+        }
+    }
+
+    /// Raft asks for a snapshot to `to`: a copy of the key space as it stands now goes out
+    /// (its position is its own applied index, not Raft's last compaction point: a newer
+    /// state serves the follower as well, as etcd sends its current backend).
+    fn send_snapshot(&mut self, to: u64) {
+        if !self.snapshots.in_flight.insert(to) {
+            return;
+        }
+        let store = Arc::clone(&self.store);
+        let route = super::snapshot_send::Route {
+            cluster_id: self.snapshots.cluster_id,
+            from: self.member_id,
+            to,
+        };
+        let ask = self.snapshots.commands.clone();
+        let term_of: super::snapshot_send::TermLookup = Box::new(move |index| {
+            let (reply, answer) = oneshot::channel();
+            ask.try_send(Command::TermOf { index, reply }).ok()?;
+            Some(answer)
+        });
+        let report = self.snapshots.commands.clone();
+        let started = self.transport.send_snapshot(
+            to,
+            move |chunks| super::snapshot_send::produce(&store, route, &term_of, chunks),
+            move |delivered| {
+                // A full queue loses the report; raft presumes the snapshot lost and retries.
+                let _ = report.try_send(Command::ReportSnapshot { to, delivered });
+            },
+        );
+        if !started {
+            self.snapshots.in_flight.remove(&to);
+            self.node.report_snapshot(to, false);
+        } else {
+            tracing::info!(to = format!("{to:x}"), "sending a snapshot");
+        }
+    }
+
+    /// Installs a received snapshot if the log does not already reach it; returns false
+    /// (the loop stops, and the member restarts on the new key space) once it is installed.
+    fn install_snapshot(
+        &mut self,
+        meta: cairn_raft::SnapshotMeta,
+        reply: oneshot::Sender<Result<bool, String>>,
+    ) -> bool {
+        let status = self.node.status();
+        let applied = self.published.applied.load(Ordering::Relaxed);
+        let matching = cairn_raft::Storage::term(self.node.storage(), meta.index)
+            .is_ok_and(|term| term == meta.term);
+        // Raft's rule: a log that holds the snapshot's last entry, or has committed past it,
+        // catches up by appends (entries it holds may be committed; they must stay).
+        if meta.index <= status.commit || meta.index <= applied || matching {
+            let _ = reply.send(Ok(false));
+            return true;
+        }
+        let hard_state = cairn_raft::HardState {
+            term: status.term,
+            vote: status.vote,
+            commit: meta.index,
+        };
+        let index = meta.index;
+        let installed = self
+            .node
+            .storage_mut()
+            .install_snapshot(meta, hard_state)
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                super::snapshot_file::install_incoming(&self.snapshots.snap_dir)
+                    .map_err(|e| e.to_string())
+            });
+        match installed {
+            Ok(()) => {
+                tracing::info!(
+                    index,
+                    "installed a snapshot from the leader; restarting on it"
+                );
+                let _ = reply.send(Ok(true));
+                self.stop_with(
+                    Status::unavailable("etcdserver: server stopped"),
+                    SNAPSHOT_INSTALLED,
+                );
+                false
+            }
+            Err(reason) => {
+                tracing::error!(%reason, "installing a snapshot failed; stopping");
+                let _ = reply.send(Err(reason.clone()));
+                self.stop_with(Status::unavailable("etcdserver: server stopped"), &reason);
+                false
+            }
         }
     }
 
@@ -421,10 +542,10 @@ impl RaftLoop {
         }
         let status = self.node.status();
         // With peers, the log keeps the last entries before the snapshot so a follower that
-        // is a little behind catches up from the log (snapshots cannot be sent yet).
+        // is a little behind catches up from the log (a snapshot copies the whole key space).
         let members = status.conf_state.voters.len() + status.conf_state.learners.len();
         let keep = if members > 1 {
-            SNAPSHOT_CATCH_UP_ENTRIES
+            self.snapshot_catchup_entries
         } else {
             0
         };

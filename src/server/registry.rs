@@ -51,28 +51,38 @@ impl MemberRegistry {
         let mut registry = MemberRegistry::default();
         let mut failure = None;
         store.scan_records(Bucket::Meta, &mut |key, value| {
-            if let Some(id) = key.strip_prefix(META_MEMBER).and_then(id_of) {
-                match MemberRecord::decode(value) {
-                    Ok(record) if record.id == id => {
-                        registry.members.insert(id, record);
-                    }
-                    Ok(record) => {
-                        failure = Some((key.to_vec(), format!("holds member {:x}", record.id)))
-                    }
-                    Err(err) => failure = Some((key.to_vec(), err.to_string())),
-                }
-            } else if let Some(id) = key.strip_prefix(META_MEMBER_REMOVED).and_then(id_of) {
-                registry.removed.insert(id);
-            }
+            failure = registry.load_record(key, value).err();
             failure.is_none()
         })?;
-        if let Some((key, reason)) = failure {
-            return Err(RegistryError::Undecodable {
-                key: String::from_utf8_lossy(&key).into_owned(),
-                reason,
-            });
+        failure.map_or(Ok(registry), Err)
+    }
+
+    /// Takes one record of the meta bucket (others than the registry's are skipped).
+    pub fn load_record(&mut self, key: &[u8], value: &[u8]) -> Result<(), RegistryError> {
+        let undecodable = |reason: String| RegistryError::Undecodable {
+            key: String::from_utf8_lossy(key).into_owned(),
+            reason,
+        };
+        if let Some(id) = key.strip_prefix(META_MEMBER).and_then(id_of) {
+            let record = MemberRecord::decode(value).map_err(|e| undecodable(e.to_string()))?;
+            if record.id != id {
+                return Err(undecodable(format!("holds member {:x}", record.id)));
+            }
+            self.members.insert(id, record);
+        } else if let Some(id) = key.strip_prefix(META_MEMBER_REMOVED).and_then(id_of) {
+            self.removed.insert(id);
         }
-        Ok(registry)
+        Ok(())
+    }
+
+    /// The Raft membership the registry describes.
+    pub fn conf_state(&self) -> cairn_raft::ConfState {
+        let (learners, voters): (Vec<&MemberRecord>, Vec<&MemberRecord>) =
+            self.members.values().partition(|m| m.is_learner);
+        cairn_raft::ConfState {
+            voters: voters.iter().map(|m| m.id).collect(),
+            learners: learners.iter().map(|m| m.id).collect(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {

@@ -143,12 +143,19 @@ impl Cluster {
                 &peer,
             ])
             .args(["--initial-cluster", initial_cluster])
-            .args(["--log-level", "warn"])
+            .args([
+                "--log-level",
+                if std::env::var_os("CAIRN_TEST_LOG_DIR").is_some() {
+                    "info"
+                } else {
+                    "warn"
+                },
+            ])
             .args(&self.flags)
             .args(extra)
             .envs(env.iter().copied())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log_file(&m.name))
             .spawn()
             .expect("cairn starts");
         self.members[i].child = Some(child);
@@ -171,6 +178,20 @@ impl Cluster {
             let _ = child.wait();
         }
     }
+}
+
+/// Where a member's log goes: `$CAIRN_TEST_LOG_DIR/<name>.log` when that is set (to read
+/// what a failing cluster test's members said), else nowhere.
+fn log_file(name: &str) -> Stdio {
+    let Some(dir) = std::env::var_os("CAIRN_TEST_LOG_DIR") else {
+        return Stdio::null();
+    };
+    let path = Path::new(&dir).join(format!("{name}.log"));
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_or_else(|_| Stdio::null(), Stdio::from)
 }
 
 impl Drop for Cluster {
