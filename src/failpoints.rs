@@ -4,21 +4,27 @@
 //! `CAIRN_FAILPOINTS="wal-fsync=delay(1500);apply=crash"`.
 //!
 //! Places: `wal-fsync` (before waiting for a WAL append's fsync), `apply` (before applying a
-//! run of committed entries). Actions: `delay(<ms>)` sleeps the calling thread, `crash`
-//! aborts the process (as a kill -9 would, without unwinding).
+//! run of committed entries), `peer-partition` (every Raft message sent or received, and
+//! every peer handshake). Actions: `delay(<ms>)` sleeps the calling thread, `crash` aborts
+//! the process (as a kill -9 would, without unwinding), `while-file(<path>)` makes the place
+//! fail (a partition drops the message) for as long as the file exists, so a test can cut a
+//! member's peer traffic and heal it while the member keeps serving its clients.
 
 #[cfg(not(debug_assertions))]
 compile_error!("the `failpoints` feature is for test builds only, never release builds");
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 /// What a failpoint does when reached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     Delay(Duration),
     Crash,
+    /// The place fails while this file exists.
+    WhileFile(PathBuf),
 }
 
 /// Parses `CAIRN_FAILPOINTS`; malformed entries are reported and ignored.
@@ -31,6 +37,9 @@ pub fn parse(spec: &str) -> HashMap<String, Action> {
         };
         let action = match action.trim() {
             "crash" => Action::Crash,
+            file if file.starts_with("while-file(") && file.ends_with(')') => {
+                Action::WhileFile(PathBuf::from(&file["while-file(".len()..file.len() - 1]))
+            }
             delay if delay.starts_with("delay(") && delay.ends_with(')') => {
                 match delay["delay(".len()..delay.len() - 1].parse::<u64>() {
                     Ok(ms) => Action::Delay(Duration::from_millis(ms)),
@@ -63,8 +72,13 @@ pub fn reach(name: &str) {
             eprintln!("failpoint {name}: crashing");
             std::process::abort();
         }
-        None => {}
+        Some(Action::WhileFile(_)) | None => {}
     }
+}
+
+/// Whether failpoint `name` makes its place fail right now (`while-file` and its file exists).
+pub fn failing(name: &str) -> bool {
+    matches!(configured().get(name), Some(Action::WhileFile(path)) if path.exists())
 }
 
 #[cfg(test)]
@@ -73,8 +87,14 @@ mod tests {
 
     #[test]
     fn specs_name_places_and_actions() {
-        let points = parse("wal-fsync=delay(1500); apply=crash;bogus;x=explode;y=delay(z)");
-        assert_eq!(points.len(), 2);
+        let points = parse(
+            "wal-fsync=delay(1500); apply=crash;bogus;x=explode;y=delay(z);peer-partition=while-file(/tmp/cut)",
+        );
+        assert_eq!(points.len(), 3);
+        assert_eq!(
+            points["peer-partition"],
+            Action::WhileFile(PathBuf::from("/tmp/cut"))
+        );
         assert_eq!(
             points["wal-fsync"],
             Action::Delay(Duration::from_millis(1500))

@@ -207,6 +207,10 @@ impl PeerTransport {
 
     /// Enqueues a message for its addressee; never waits. Returns false if it was dropped.
     pub fn send(&self, message: Message) -> bool {
+        #[cfg(feature = "failpoints")]
+        if crate::failpoints::failing("peer-partition") {
+            return false;
+        }
         let Some(queue) = self.links.get(&message.to).map(|link| &link.queue) else {
             tracing::debug!(
                 to = format!("{:x}", message.to),
@@ -507,6 +511,10 @@ impl<I: RaftInbox> Peer for PeerService<I> {
                 return Err(removed_refusal(message.from));
             }
             sender = Some(message.from);
+            #[cfg(feature = "failpoints")]
+            if crate::failpoints::failing("peer-partition") {
+                continue;
+            }
             if message.to != self.local.member_id {
                 return Err(Status::invalid_argument(format!(
                     "message for member {:x} sent to member {:x}",
