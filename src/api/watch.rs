@@ -31,6 +31,9 @@ const STREAM_SEND_BUFFER: usize = 64;
 pub struct SharedWatchHub {
     pub hub: parking_lot::Mutex<WatchHub>,
     published: watch::Sender<u64>,
+    /// Set when the member stops: every stream ends (its clients move to another member or
+    /// reconnect), instead of waiting for events that will never be published.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl SharedWatchHub {
@@ -38,12 +41,24 @@ impl SharedWatchHub {
         Arc::new(SharedWatchHub {
             hub: parking_lot::Mutex::new(hub),
             published: watch::channel(0).0,
+            closed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
     /// Wakes every stream (after a publish, a progress tick, or a catch-up step).
     pub fn wake(&self) {
         self.published.send_modify(|generation| *generation += 1);
+    }
+
+    /// Ends every watch stream (the member is stopping).
+    pub fn close(&self) {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.wake();
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::Acquire)
     }
 }
 
@@ -89,6 +104,12 @@ impl<M: Member> Watch for WatchService<M> {
             // Watchers of this stream that asked for large responses in fragments.
             let mut fragmenting: HashSet<i64> = HashSet::new();
             loop {
+                if shared.is_closed() {
+                    let _ = sender
+                        .send(Err(Status::unavailable("etcdserver: server stopped")))
+                        .await;
+                    break;
+                }
                 let (responses, more) = {
                     let mut hub = shared.hub.lock();
                     let more = hub.poll_stream(member.store(), stream_id).unwrap_or(false);

@@ -130,12 +130,14 @@ pub struct RunningServer {
     pub client_addrs: Vec<SocketAddr>,
     shutdown: tokio::sync::watch::Sender<bool>,
     listeners: Vec<tokio::task::JoinHandle<()>>,
+    watch_hub: Arc<SharedWatchHub>,
 }
 
 impl RunningServer {
     /// Stops accepting clients, lets in-flight requests finish or fail, stops the member.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
+        self.watch_hub.close();
         // Long-lived streams (peers, watches, keepalives) would hold a graceful stop open
         // forever: after a grace period the listeners are dropped with what they still serve.
         let deadline = tokio::time::Instant::now() + STOP_GRACE;
@@ -547,6 +549,10 @@ pub async fn start(config: &ServerConfig, tuning: Tuning) -> Result<RunningServe
         listeners.push(tokio::spawn(async move {
             let incoming = tokio_stream_from(listener);
             let _ = tonic::transport::Server::builder()
+                // A peer that vanished without a reset (power off, partition) is noticed in
+                // seconds: its streams, a snapshot being received among them, end.
+                .http2_keepalive_interval(Some(Duration::from_secs(1)))
+                .http2_keepalive_timeout(Some(Duration::from_secs(3)))
                 .add_service(PeerServer::new(peer_service).max_decoding_message_size(64 << 20))
                 .serve_with_incoming_shutdown(incoming, async move {
                     let _ = stop.wait_for(|stopped| *stopped).await;
@@ -604,6 +610,7 @@ pub async fn start(config: &ServerConfig, tuning: Tuning) -> Result<RunningServe
         client_addrs,
         shutdown,
         listeners,
+        watch_hub,
     })
 }
 

@@ -52,6 +52,11 @@ pub(super) enum Command {
         meta: cairn_raft::SnapshotMeta,
         reply: oneshot::Sender<Result<bool, String>>,
     },
+    /// Whether the member needs a snapshot at this position.
+    SnapshotWanted {
+        meta: cairn_raft::SnapshotMeta,
+        reply: oneshot::Sender<bool>,
+    },
     /// A snapshot this leader sent to `to` arrived (or not).
     ReportSnapshot {
         to: u64,
@@ -525,6 +530,16 @@ impl super::peer_transport::RaftInbox for RaftMember {
         self.send(Command::InstallSnapshot { meta, reply })
             .ok()
             .map(|()| answer)
+    }
+
+    fn snapshot_wanted(&self, meta: &cairn_raft::SnapshotMeta) -> Option<oneshot::Receiver<bool>> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::SnapshotWanted {
+            meta: meta.clone(),
+            reply,
+        })
+        .ok()
+        .map(|()| answer)
     }
 
     fn peer_at(&self, member_id: u64, url: &str) {

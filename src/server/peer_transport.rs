@@ -403,6 +403,12 @@ pub trait RaftInbox: Send + Sync + 'static {
     /// A member that handshook says it listens for peers at `url`.
     fn peer_at(&self, member_id: u64, url: &str);
 
+    /// Whether the member needs a snapshot at `meta`'s position (asked before receiving it).
+    fn snapshot_wanted(
+        &self,
+        meta: &cairn_raft::SnapshotMeta,
+    ) -> Option<tokio::sync::oneshot::Receiver<bool>>;
+
     /// Hands a received, sealed snapshot to Raft; the answer says whether it was installed.
     /// None if the member is stopping.
     fn install_snapshot(
@@ -539,6 +545,10 @@ impl<I: RaftInbox> Peer for PeerService<I> {
             .receive(
                 request.into_inner(),
                 |id| self.registry.read().is_removed(id),
+                async |meta: &cairn_raft::SnapshotMeta| match self.inbox.snapshot_wanted(meta) {
+                    Some(answer) => answer.await.unwrap_or(false),
+                    None => false,
+                },
                 |meta| self.inbox.install_snapshot(meta),
             )
             .await?;
@@ -563,6 +573,13 @@ mod tests {
             &self,
             _: cairn_raft::SnapshotMeta,
         ) -> Option<tokio::sync::oneshot::Receiver<Result<bool, String>>> {
+            None
+        }
+
+        fn snapshot_wanted(
+            &self,
+            _: &cairn_raft::SnapshotMeta,
+        ) -> Option<tokio::sync::oneshot::Receiver<bool>> {
             None
         }
     }

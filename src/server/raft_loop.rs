@@ -189,6 +189,10 @@ impl RaftLoop {
                 true
             }
             Command::InstallSnapshot { meta, reply } => self.install_snapshot(meta, reply),
+            Command::SnapshotWanted { meta, reply } => {
+                let _ = reply.send(self.needs_snapshot(&meta));
+                true
+            }
             Command::ReportSnapshot { to, delivered } => {
                 self.snapshots.in_flight.remove(&to);
                 self.node.report_snapshot(to, delivered);
@@ -341,8 +345,11 @@ impl RaftLoop {
             to,
             move |chunks| super::snapshot_send::produce(&store, route, &term_of, chunks),
             move |delivered| {
-                // A full queue loses the report; raft presumes the snapshot lost and retries.
-                let _ = report.try_send(Command::ReportSnapshot { to, delivered });
+                // Waits for room in the queue (off the async threads): a lost report would
+                // leave `to` marked in flight, and every later snapshot for it ignored.
+                tokio::task::spawn_blocking(move || {
+                    let _ = report.send(Command::ReportSnapshot { to, delivered });
+                });
             },
         );
         if !started {
@@ -353,6 +360,16 @@ impl RaftLoop {
         }
     }
 
+    /// Raft's rule: a log that holds the snapshot's last entry, or has committed past it,
+    /// catches up by appends (entries it holds may be committed; they must stay).
+    fn needs_snapshot(&self, meta: &cairn_raft::SnapshotMeta) -> bool {
+        let commit = self.node.status().commit;
+        let applied = self.published.applied.load(Ordering::Relaxed);
+        let matching = cairn_raft::Storage::term(self.node.storage(), meta.index)
+            .is_ok_and(|term| term == meta.term);
+        meta.index > commit && meta.index > applied && !matching
+    }
+
     /// Installs a received snapshot if the log does not already reach it; returns false
     /// (the loop stops, and the member restarts on the new key space) once it is installed.
     fn install_snapshot(
@@ -360,16 +377,11 @@ impl RaftLoop {
         meta: cairn_raft::SnapshotMeta,
         reply: oneshot::Sender<Result<bool, String>>,
     ) -> bool {
-        let status = self.node.status();
-        let applied = self.published.applied.load(Ordering::Relaxed);
-        let matching = cairn_raft::Storage::term(self.node.storage(), meta.index)
-            .is_ok_and(|term| term == meta.term);
-        // Raft's rule: a log that holds the snapshot's last entry, or has committed past it,
-        // catches up by appends (entries it holds may be committed; they must stay).
-        if meta.index <= status.commit || meta.index <= applied || matching {
+        if !self.needs_snapshot(&meta) {
             let _ = reply.send(Ok(false));
             return true;
         }
+        let status = self.node.status();
         let hard_state = cairn_raft::HardState {
             term: status.term,
             vote: status.vote,

@@ -15,6 +15,9 @@ use super::peer_codec::{meta_from_wire, PEER_PROTOCOL_VERSION};
 use super::snapshot_file::{seal_incoming, INCOMING_FILE};
 use crate::proto::cairn::peer::v1::{SnapshotAck, SnapshotChunk};
 
+/// How long the receiver waits for the next chunk before giving up on the sender.
+const CHUNK_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What receiving needs to know about this member.
 pub struct SnapshotInbox {
     pub member_id: u64,
@@ -35,12 +38,15 @@ impl Drop for Receiving {
 }
 
 impl SnapshotInbox {
-    /// Receives one snapshot; `install` hands the sealed copy to the Raft loop and says
-    /// whether it was installed (false: the member no longer needed it).
+    /// Receives one snapshot. `wanted` says, from the position in the first chunk, whether
+    /// the member needs it at all; `install` hands the sealed copy to the Raft loop and says
+    /// whether it was installed (false: the member no longer needed it). A copy that is not
+    /// installed is removed.
     pub async fn receive(
         &self,
-        mut stream: Streaming<SnapshotChunk>,
+        stream: Streaming<SnapshotChunk>,
         is_removed: impl Fn(u64) -> bool,
+        wanted: impl AsyncFnOnce(&SnapshotMeta) -> bool,
         install: impl FnOnce(SnapshotMeta) -> Option<oneshot::Receiver<Result<bool, String>>>,
     ) -> Result<SnapshotAck, Status> {
         if self.receiving.swap(true, Ordering::AcqRel) {
@@ -48,16 +54,55 @@ impl SnapshotInbox {
         }
         let _receiving = Receiving(Arc::clone(&self.receiving));
         let path = self.snap_dir.join(INCOMING_FILE);
+        let outcome = self
+            .receive_into(&path, stream, is_removed, wanted, install)
+            .await;
+        if !matches!(&outcome, Ok(ack) if ack.reason.is_empty()) {
+            let _ = tokio::fs::remove_file(&path).await;
+        }
+        outcome
+    }
+
+    async fn receive_into(
+        &self,
+        path: &std::path::Path,
+        mut stream: Streaming<SnapshotChunk>,
+        is_removed: impl Fn(u64) -> bool,
+        wanted: impl AsyncFnOnce(&SnapshotMeta) -> bool,
+        install: impl FnOnce(SnapshotMeta) -> Option<oneshot::Receiver<Result<bool, String>>>,
+    ) -> Result<SnapshotAck, Status> {
+        let not_needed = |bytes_received| SnapshotAck {
+            bytes_received,
+            accepted: true,
+            reason: "not needed: the log already reaches the snapshot".to_string(),
+        };
+        let path = path.to_path_buf();
         let mut file = tokio::fs::File::create(&path)
             .await
             .map_err(|e| Status::internal(format!("creating {}: {e}", path.display())))?;
         let mut meta = None;
         let mut offset = 0u64;
         let mut finished = false;
-        while let Some(chunk) = stream.message().await? {
+        let mut wanted = Some(wanted);
+        loop {
+            // A sender that vanished without a reset must not hold the receiver forever.
+            let next = tokio::time::timeout(CHUNK_IDLE, stream.message())
+                .await
+                .map_err(|_| Status::deadline_exceeded("no snapshot chunk for 30 s"))??;
+            let Some(chunk) = next else { break };
             self.check(&chunk, offset, &is_removed)?;
             if offset == 0 {
                 meta = chunk.meta.map(meta_from_wire);
+                let Some(announced) = &meta else {
+                    return Err(Status::invalid_argument(
+                        "the first snapshot chunk does not say where it stands",
+                    ));
+                };
+                if let Some(wanted) = wanted.take() {
+                    if !wanted(announced).await {
+                        return Ok(not_needed(0));
+                    }
+                }
             }
             file.write_all(&chunk.data)
                 .await
@@ -69,7 +114,6 @@ impl SnapshotInbox {
             }
         }
         let Some(meta) = meta.filter(|_| finished) else {
-            let _ = tokio::fs::remove_file(&path).await;
             return Err(Status::invalid_argument(
                 "the snapshot stream ended before its last chunk, or without its position",
             ));
@@ -85,7 +129,6 @@ impl SnapshotInbox {
             .map_err(|e| Status::internal(e.to_string()))?;
         if let Err(err) = sealed {
             tracing::error!(%err, "refused a received snapshot");
-            let _ = tokio::fs::remove_file(&path).await;
             return Err(Status::data_loss(err.to_string()));
         }
         let outcome = match install(meta) {
@@ -95,24 +138,13 @@ impl SnapshotInbox {
             None => Err("the member is stopping".to_string()),
         };
         match outcome {
-            Ok(installed) => {
-                if !installed {
-                    let _ = tokio::fs::remove_file(&path).await;
-                }
-                Ok(SnapshotAck {
-                    bytes_received: offset,
-                    accepted: true,
-                    reason: if installed {
-                        String::new()
-                    } else {
-                        "not needed: the log already reaches the snapshot".to_string()
-                    },
-                })
-            }
-            Err(reason) => {
-                let _ = tokio::fs::remove_file(&path).await;
-                Err(Status::unavailable(reason))
-            }
+            Ok(true) => Ok(SnapshotAck {
+                bytes_received: offset,
+                accepted: true,
+                reason: String::new(),
+            }),
+            Ok(false) => Ok(not_needed(offset)),
+            Err(reason) => Err(Status::unavailable(reason)),
         }
     }
 
