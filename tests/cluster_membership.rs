@@ -6,9 +6,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::cluster::{eventually, wait_for_value, Cluster};
+use common::cluster::{change_when_healthy, eventually, wait_for_value, Cluster};
 use common::{etcd35_dir, etcdctl34, run, Run};
 
 /// The three tools that drive the cluster, each as (label, program).
@@ -48,19 +48,6 @@ fn member_ids(tool: &Path, endpoints: &str) -> Vec<(String, String, bool)> {
 /// The last line of a failed command's stderr (etcdctl's `Error: ...`).
 fn error_line(out: &Run) -> String {
     out.stderr.lines().last().unwrap_or_default().to_string()
-}
-
-/// Retries a change that the leader refuses while a new member's connection is younger
-/// than etcd's health interval ("unhealthy cluster").
-fn change_when_healthy(tool: &Path, endpoints: &str, args: &[&str]) -> Run {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let out = ctl(tool, endpoints, args);
-        if out.code == 0 || !out.stderr.contains("unhealthy cluster") || Instant::now() > deadline {
-            return out;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
 }
 
 #[test]

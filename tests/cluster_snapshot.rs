@@ -6,8 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::cluster::{etcdctl, eventually, wait_for_value, Cluster};
-use common::{etcd35_dir, run};
+use common::cluster::{change_when_healthy, etcdctl, eventually, wait_for_value, Cluster};
+use common::etcd35_dir;
 
 /// How many keys under `prefix` a member holds, by a serializable (local) read.
 fn local_count(bin: &std::path::Path, endpoint: &str, prefix: &str) -> usize {
@@ -91,40 +91,11 @@ fn members_beyond_the_compacted_log_catch_up_by_snapshot() {
     let new = cluster.add_slot();
     let peer_url = format!("http://127.0.0.1:{}", cluster.members[new].peer_port);
     let cairnctl = common::cairn_bin().with_file_name("cairnctl");
-    let mut added = run(
+    let added = change_when_healthy(
         &cairnctl,
-        &[
-            "--endpoints",
-            &all,
-            "member",
-            "add",
-            "m3",
-            "--learner",
-            "--peer-urls",
-            &peer_url,
-        ],
-        "",
+        &all,
+        &["member", "add", "m3", "--learner", "--peer-urls", &peer_url],
     );
-    for _ in 0..40 {
-        if added.code == 0 || !added.stderr.contains("unhealthy cluster") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-        added = run(
-            &cairnctl,
-            &[
-                "--endpoints",
-                &all,
-                "member",
-                "add",
-                "m3",
-                "--learner",
-                "--peer-urls",
-                &peer_url,
-            ],
-            "",
-        );
-    }
     assert_eq!(added.code, 0, "{}", added.stderr);
     let initial = added
         .stdout

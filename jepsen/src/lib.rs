@@ -6,6 +6,17 @@
 //! checks them with consistency checkers (linearizability of the key-value register, watch
 //! ordering and completeness, lease and lock safety).
 //!
-//! Short runs belong to CI; long fault runs and large seed counts sit behind a flag.
-//!
-//! Status: the harness is being built (see the fault-testing issue).
+//! Built so far: the register history format ([`history`]) and its linearizability checker
+//! ([`linearizable`]), run on a saved history with `cairn-jepsen check register FILE`. The
+//! harness that records histories under faults is the next step (see the fault-testing issue).
+
+pub mod history;
+pub mod linearizable;
+
+/// Exit codes of `cairn-jepsen`: every checker passed, an anomaly was found, or the run (or
+/// the check) could not be carried out.
+pub mod exit {
+    pub const VALID: u8 = 0;
+    pub const ANOMALY: u8 = 1;
+    pub const CANNOT_RUN: u8 = 2;
+}

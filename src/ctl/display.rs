@@ -251,6 +251,16 @@ fn member_row(m: &Member) -> Vec<String> {
     ]
 }
 
+/// One member as etcdctl's JSON shows it.
+pub fn member_json(m: &Member) -> JsonObject {
+    JsonObject::new()
+        .u64("ID", m.id)
+        .str("name", &m.name)
+        .strings("peerURLs", &m.peer_ur_ls)
+        .strings("clientURLs", &m.client_ur_ls)
+        .bool("isLearner", m.is_learner)
+}
+
 pub fn member_list(r: &MemberListResponse, format: OutputFormat) -> Printed {
     let rows: Vec<Vec<String>> = r.members.iter().map(member_row).collect();
     match format {
@@ -261,18 +271,7 @@ pub fn member_list(r: &MemberListResponse, format: OutputFormat) -> Printed {
         ),
         OutputFormat::Table => Printed::out(table::render(&MEMBER_HEADER, &rows)),
         OutputFormat::Json => {
-            let members = r
-                .members
-                .iter()
-                .map(|m| {
-                    JsonObject::new()
-                        .u64("ID", m.id)
-                        .str("name", &m.name)
-                        .strings("peerURLs", &m.peer_ur_ls)
-                        .strings("clientURLs", &m.client_ur_ls)
-                        .bool("isLearner", m.is_learner)
-                })
-                .collect();
+            let members = r.members.iter().map(member_json).collect();
             Printed::out(
                 JsonObject::new()
                     .object("header", header_json(&r.header))

@@ -3,7 +3,7 @@
 use clap::Subcommand;
 use tonic::transport::Channel;
 
-use super::display::{self, header_json, OutputFormat, Printed};
+use super::display::{self, header_json, member_json, OutputFormat, Printed};
 use super::json::JsonObject;
 use super::CtlError;
 use crate::proto::etcdserverpb::{
@@ -79,20 +79,12 @@ fn members_json(
     member: Option<&Member>,
     members: &[Member],
 ) -> String {
-    let one = |m: &Member| {
-        JsonObject::new()
-            .u64("ID", m.id)
-            .str("name", &m.name)
-            .strings("peerURLs", &m.peer_ur_ls)
-            .strings("clientURLs", &m.client_ur_ls)
-            .bool("isLearner", m.is_learner)
-    };
     let mut object = JsonObject::new().object("header", header_json(header));
     if let Some(member) = member {
-        object = object.object("member", Some(one(member)));
+        object = object.object("member", Some(member_json(member)));
     }
     object
-        .objects("members", members.iter().map(one).collect())
+        .objects("members", members.iter().map(member_json).collect())
         .finish()
         + "\n"
 }

@@ -105,19 +105,33 @@ pub fn decode_membership(index: u64, data: &[u8]) -> Result<EntryPayload, ApplyE
     let context = if context.is_empty() {
         None
     } else {
-        let decoded = MemberChange::decode(context).map_err(|err| ApplyError::Undecodable {
+        Some(decode_versioned(
             index,
-            reason: err.to_string(),
-        })?;
-        if decoded.format_version > MEMBER_CHANGE_FORMAT_VERSION {
-            return Err(ApplyError::NewerFormat {
-                index,
-                version: decoded.format_version,
-            });
-        }
-        Some(decoded)
+            context,
+            MEMBER_CHANGE_FORMAT_VERSION,
+            |c: &MemberChange| c.format_version,
+        )?)
     };
     Ok(EntryPayload::Membership { change, context })
+}
+
+/// Decodes a protobuf payload of entry `index`, refusing one of a format newer than
+/// `newest` (a member must stop rather than apply what it may misread).
+fn decode_versioned<T: Message + Default>(
+    index: u64,
+    data: &[u8],
+    newest: u32,
+    version_of: impl Fn(&T) -> u32,
+) -> Result<T, ApplyError> {
+    let decoded = T::decode(data).map_err(|err| ApplyError::Undecodable {
+        index,
+        reason: err.to_string(),
+    })?;
+    let version = version_of(&decoded);
+    if version > newest {
+        return Err(ApplyError::NewerFormat { index, version });
+    }
+    Ok(decoded)
 }
 
 /// Decodes a normal entry's data; empty data is a leader's no-op entry.
@@ -125,16 +139,9 @@ pub fn decode_payload(index: u64, data: &[u8]) -> Result<EntryPayload, ApplyErro
     if data.is_empty() {
         return Ok(EntryPayload::Nothing);
     }
-    let request = Request::decode(data).map_err(|err| ApplyError::Undecodable {
-        index,
-        reason: err.to_string(),
+    let request = decode_versioned(index, data, ENTRY_FORMAT_VERSION, |r: &Request| {
+        r.format_version
     })?;
-    if request.format_version > ENTRY_FORMAT_VERSION {
-        return Err(ApplyError::NewerFormat {
-            index,
-            version: request.format_version,
-        });
-    }
     Ok(EntryPayload::Request(request))
 }
 

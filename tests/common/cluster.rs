@@ -208,6 +208,22 @@ pub fn etcdctl(bin: &Path, endpoint: &str, args: &[&str]) -> Run {
     run(&bin.join("etcdctl"), &argv, "")
 }
 
+/// Runs `program` with `--endpoints endpoints args...`, again while the leader refuses a
+/// membership change as "unhealthy cluster" (a new member's connection is younger than
+/// etcd's 5 s health interval), for up to 20 s.
+pub fn change_when_healthy(program: &Path, endpoints: &str, args: &[&str]) -> Run {
+    let mut argv = vec!["--endpoints", endpoints, "--command-timeout", "5s"];
+    argv.extend_from_slice(args);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = run(program, &argv, "");
+        if out.code == 0 || !out.stderr.contains("unhealthy cluster") || Instant::now() > deadline {
+            return out;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 /// Retries `args` against `endpoint` until it succeeds (up to `within`).
 pub fn eventually(bin: &Path, endpoint: &str, args: &[&str], within: Duration) -> Run {
     let deadline = Instant::now() + within;

@@ -1,0 +1,284 @@
+//! Linearizability of a history of registers (read, write, compare-and-set per key).
+//!
+//! Registers are independent, so the history is checked key by key (linearizability is
+//! compositional). For each key, the search is Wing and Gong's, with Lowe's refinements: walk
+//! the call and return events in time order; at a call, try to make that operation take
+//! effect now (if the register allows it) and start over on the rest; at the return of an
+//! operation not yet taken effect, undo the last choice and try the next one. A cache of
+//! (operations taken effect, register value) already explored cuts the search from
+//! exponential to what the history's concurrency allows.
+//!
+//! Indeterminate operations (no return) may take effect at any point after their call, or
+//! never; operations that definitely failed and reads that failed are left out (they changed
+//! nothing and saw nothing).
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde_json::Value;
+
+use crate::history::{Operation, RegisterOp};
+
+/// Upper bound on search steps per key, so a pathological history ends with an answer
+/// ("unknown") instead of running for hours.
+pub const MAX_STEPS_PER_KEY: u64 = 50_000_000;
+
+/// The checker's verdict on one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyVerdict {
+    Linearizable,
+    /// No order of the operations explains what they saw: the first operation that cannot be
+    /// placed, and the values the register could hold then.
+    Anomaly {
+        op: Box<Operation>,
+        possible_values: Vec<Option<Value>>,
+    },
+    /// The search gave up after [`MAX_STEPS_PER_KEY`] steps.
+    Unknown,
+}
+
+/// The verdict on a whole history: per key, in key order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub keys: BTreeMap<String, KeyVerdict>,
+    pub operations: usize,
+}
+
+impl Verdict {
+    pub fn valid(&self) -> bool {
+        self.keys.values().all(|v| *v == KeyVerdict::Linearizable)
+    }
+
+    /// The first anomaly, spelled out; None if there is none.
+    pub fn explain(&self) -> Option<String> {
+        // An anomaly outranks a search that gave up.
+        let mut ordered: Vec<_> = self.keys.iter().collect();
+        ordered.sort_by_key(|(_, v)| !matches!(v, KeyVerdict::Anomaly { .. }));
+        ordered.into_iter().find_map(|(key, verdict)| match verdict {
+            KeyVerdict::Linearizable => None,
+            KeyVerdict::Unknown => Some(format!(
+                "key {key:?}: the search gave up after {MAX_STEPS_PER_KEY} steps (unknown)"
+            )),
+            KeyVerdict::Anomaly {
+                op,
+                possible_values,
+            } => {
+                let values: Vec<String> = possible_values
+                    .iter()
+                    .map(|v| v.as_ref().map_or_else(|| "nothing".to_string(), Value::to_string))
+                    .collect();
+                Some(format!(
+                    "key {key:?} is not linearizable: no order of the operations lets this one take effect before it returned: {}; by then the register could only hold {}",
+                    op.describe(),
+                    if values.is_empty() { "no value at all".to_string() } else { values.join(" or ") }
+                ))
+            }
+        })
+    }
+}
+
+/// Checks every key of `history`.
+pub fn check(history: &[Operation]) -> Verdict {
+    let mut by_key: BTreeMap<&str, Vec<&Operation>> = BTreeMap::new();
+    for op in history {
+        by_key.entry(op.key.as_str()).or_default().push(op);
+    }
+    let keys = by_key
+        .into_iter()
+        .map(|(key, ops)| (key.to_string(), check_key(&ops)))
+        .collect();
+    Verdict {
+        keys,
+        operations: history.len(),
+    }
+}
+
+/// What one operation does, once it is known to matter.
+#[derive(Debug, Clone)]
+struct Step<'h> {
+    op: &'h Operation,
+}
+
+impl Step<'_> {
+    /// The register after this operation takes effect on `value`, or None if it cannot.
+    fn apply(&self, value: &Option<Value>) -> Option<Option<Value>> {
+        match &self.op.op {
+            RegisterOp::Read(seen) => (seen == value).then(|| value.clone()),
+            RegisterOp::Write(new) => Some(Some(new.clone())),
+            RegisterOp::Cas { expected, new } => {
+                (value.as_ref() == Some(expected)).then(|| Some(new.clone()))
+            }
+        }
+    }
+}
+
+/// An event of the search's list: an operation's call or return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Event {
+    Call(usize),
+    Return(usize),
+}
+
+/// Operations that bear on the register: definite successes, and indeterminate writes and
+/// compare-and-sets (which may have taken effect).
+fn relevant(op: &Operation) -> bool {
+    match (&op.op, op.ret) {
+        (RegisterOp::Read(_), None) => false,
+        (_, None) => true,
+        (_, Some(_)) => op.ok,
+    }
+}
+
+fn check_key(ops: &[&Operation]) -> KeyVerdict {
+    let steps: Vec<Step<'_>> = ops
+        .iter()
+        .filter(|op| relevant(op))
+        .map(|op| Step { op })
+        .collect();
+    // Events in time order; at equal times returns come first (an operation that returned
+    // at t precedes one called at t).
+    let mut events: Vec<(u64, u8, Event)> = Vec::with_capacity(steps.len() * 2);
+    for (i, step) in steps.iter().enumerate() {
+        events.push((step.op.call, 1, Event::Call(i)));
+        if let Some(ret) = step.op.ret {
+            events.push((ret, 0, Event::Return(i)));
+        }
+    }
+    events.sort_by_key(|&(time, order, _)| (time, order));
+    let events: Vec<Event> = events.into_iter().map(|(_, _, e)| e).collect();
+    Search::new(&steps, &events).run()
+}
+
+/// The search over one key's events.
+struct Search<'s, 'h> {
+    steps: &'s [Step<'h>],
+    events: &'s [Event],
+    /// Operations taken effect, as a bit set.
+    done: Vec<u64>,
+    value: Option<Value>,
+    /// (done, value) states already explored and found to lead nowhere.
+    seen: HashSet<(Vec<u64>, Option<Value>)>,
+    /// Choices made: (operation, register value before it).
+    stack: Vec<(usize, Option<Value>)>,
+    /// The failure seen with the most operations taken effect (the most telling one).
+    deepest: Option<(usize, usize, Vec<Option<Value>>)>,
+}
+
+impl<'s, 'h> Search<'s, 'h> {
+    fn new(steps: &'s [Step<'h>], events: &'s [Event]) -> Self {
+        Search {
+            steps,
+            events,
+            done: vec![0; steps.len().div_ceil(64)],
+            value: None,
+            seen: HashSet::new(),
+            stack: Vec::new(),
+            deepest: None,
+        }
+    }
+
+    fn is_done(&self, i: usize) -> bool {
+        self.done[i / 64] & (1 << (i % 64)) != 0
+    }
+
+    fn set_done(&mut self, i: usize, on: bool) {
+        if on {
+            self.done[i / 64] |= 1 << (i % 64);
+        } else {
+            self.done[i / 64] &= !(1 << (i % 64));
+        }
+    }
+
+    fn run(mut self) -> KeyVerdict {
+        let mut steps_taken = 0u64;
+        // Position in `events` from which to look for the next operation to try.
+        let mut from = 0usize;
+        loop {
+            steps_taken += 1;
+            if steps_taken > MAX_STEPS_PER_KEY {
+                return KeyVerdict::Unknown;
+            }
+            match self.next_choice(from) {
+                Choice::Linearized => return KeyVerdict::Linearizable,
+                Choice::Take(i, value) => {
+                    let before = std::mem::replace(&mut self.value, value);
+                    self.set_done(i, true);
+                    let state = (self.done.clone(), self.value.clone());
+                    if self.seen.insert(state) {
+                        self.stack.push((i, before));
+                        from = 0;
+                    } else {
+                        // Explored already from here: undo and try the next candidate.
+                        self.set_done(i, false);
+                        self.value = before;
+                        from = self.position_after_call(i);
+                    }
+                }
+                Choice::Stuck(blocking) => {
+                    self.note_failure(blocking);
+                    let Some((i, before)) = self.stack.pop() else {
+                        return self.anomaly();
+                    };
+                    self.set_done(i, false);
+                    self.value = before;
+                    from = self.position_after_call(i);
+                }
+            }
+        }
+    }
+
+    fn position_after_call(&self, i: usize) -> usize {
+        self.events
+            .iter()
+            .position(|e| *e == Event::Call(i))
+            .map_or(self.events.len(), |p| p + 1)
+    }
+
+    /// From event `from` on: the next operation that can take effect now, or the return that
+    /// blocks (an operation that returned but has not taken effect), or success. (Before
+    /// `from`, in this state, no return blocked and no call could be taken: that is where
+    /// the search stood when it made the choice it has just undone.)
+    fn next_choice(&self, from: usize) -> Choice {
+        for (position, event) in self.events.iter().enumerate() {
+            match *event {
+                Event::Return(i) if !self.is_done(i) => return Choice::Stuck(i),
+                Event::Call(i) if position >= from && !self.is_done(i) => {
+                    if let Some(value) = self.steps[i].apply(&self.value) {
+                        return Choice::Take(i, value);
+                    }
+                }
+                Event::Return(_) | Event::Call(_) => {}
+            }
+        }
+        // Every operation that returned has taken effect; the indeterminate ones left did not.
+        Choice::Linearized
+    }
+
+    fn note_failure(&mut self, blocking: usize) {
+        let depth = self.stack.len();
+        match &mut self.deepest {
+            Some((best, op, values)) if *best == depth && *op == blocking => {
+                if !values.contains(&self.value) {
+                    values.push(self.value.clone());
+                }
+            }
+            Some((best, _, _)) if *best >= depth => {}
+            _ => self.deepest = Some((depth, blocking, vec![self.value.clone()])),
+        }
+    }
+
+    fn anomaly(self) -> KeyVerdict {
+        match self.deepest {
+            Some((_, op, possible_values)) => KeyVerdict::Anomaly {
+                op: Box::new(self.steps[op].op.clone()),
+                possible_values,
+            },
+            None => KeyVerdict::Unknown,
+        }
+    }
+}
+
+enum Choice {
+    Linearized,
+    Take(usize, Option<Value>),
+    Stuck(usize),
+}
