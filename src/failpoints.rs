@@ -5,8 +5,10 @@
 //!
 //! Places: `wal-fsync` (before waiting for a WAL append's fsync), `apply` (before applying a
 //! run of committed entries), `peer-partition` (every Raft message sent or received, and
-//! every peer handshake). Actions: `delay(<ms>)` sleeps the calling thread, `crash` aborts
-//! the process (as a kill -9 would, without unwinding), `while-file(<path>)` makes the place
+//! every peer handshake), `follower-local-reads` (a follower answers linearizable reads from
+//! its own copy: the bug a consistency checker must catch). Actions: `delay(<ms>)` sleeps the calling thread, `crash` aborts
+//! the process (as a kill -9 would, without unwinding), `on` makes the place fail always,
+//! `while-file(<path>)` makes the place
 //! fail (a partition drops the message) for as long as the file exists, so a test can cut a
 //! member's peer traffic and heal it while the member keeps serving its clients.
 
@@ -25,6 +27,8 @@ pub enum Action {
     Crash,
     /// The place fails while this file exists.
     WhileFile(PathBuf),
+    /// The place fails always.
+    On,
 }
 
 /// Parses `CAIRN_FAILPOINTS`; malformed entries are reported and ignored.
@@ -37,6 +41,7 @@ pub fn parse(spec: &str) -> HashMap<String, Action> {
         };
         let action = match action.trim() {
             "crash" => Action::Crash,
+            "on" => Action::On,
             file if file.starts_with("while-file(") && file.ends_with(')') => {
                 Action::WhileFile(PathBuf::from(&file["while-file(".len()..file.len() - 1]))
             }
@@ -72,13 +77,18 @@ pub fn reach(name: &str) {
             eprintln!("failpoint {name}: crashing");
             std::process::abort();
         }
-        Some(Action::WhileFile(_)) | None => {}
+        Some(Action::WhileFile(_) | Action::On) | None => {}
     }
 }
 
-/// Whether failpoint `name` makes its place fail right now (`while-file` and its file exists).
+/// Whether failpoint `name` makes its place fail right now (`on`, or `while-file` and its
+/// file exists).
 pub fn failing(name: &str) -> bool {
-    matches!(configured().get(name), Some(Action::WhileFile(path)) if path.exists())
+    match configured().get(name) {
+        Some(Action::On) => true,
+        Some(Action::WhileFile(path)) => path.exists(),
+        _ => false,
+    }
 }
 
 #[cfg(test)]

@@ -7,11 +7,17 @@
 //! ordering and completeness, lease and lock safety).
 //!
 //! Built so far: the register history format ([`history`]) and its linearizability checker
-//! ([`linearizable`]), run on a saved history with `cairn-jepsen check register FILE`. The
-//! harness that records histories under faults is the next step (see the fault-testing issue).
+//! ([`linearizable`]), run on a saved history with `cairn-jepsen check register FILE`; and a
+//! first harness ([`run`]): real nodes on loopback ([`nodes`]), the register workload's
+//! clients ([`register`]) and the kill nemesis, `cairn-jepsen test --workload register
+//! --nemesis kill`. Other workloads, nemeses, network namespaces and plots are to come (see
+//! the fault-testing issue).
 
 pub mod history;
 pub mod linearizable;
+pub mod nodes;
+pub mod register;
+pub mod run;
 
 /// Exit codes of `cairn-jepsen`: every checker passed, an anomaly was found, or the run (or
 /// the check) could not be carried out.

@@ -104,7 +104,14 @@ impl<M: Member> Kv for KvService<M> {
             if self.member.is_learner() {
                 return Err(crate::server::learner_gate::not_supported_for_learner());
             }
-            self.member.read_barrier().await?;
+            #[cfg(feature = "failpoints")]
+            let planted_bug =
+                !self.member.is_leader() && crate::failpoints::failing("follower-local-reads");
+            #[cfg(not(feature = "failpoints"))]
+            let planted_bug = false;
+            if !planted_bug {
+                self.member.read_barrier().await?;
+            }
         }
         let mut response = with_fresh_pin(self.member.store(), |view| execute_range(view, &r))?;
         response.header = fill_header(&*self.member, response.header);
