@@ -20,7 +20,11 @@ use crate::history::{Operation, RegisterOp};
 
 /// Upper bound on search steps per key, so a pathological history ends with an answer
 /// ("unknown") instead of running for hours.
-pub const MAX_STEPS_PER_KEY: u64 = 50_000_000;
+pub const MAX_STEPS_PER_KEY: u64 = 10_000_000;
+
+/// Upper bound on remembered search states per key (each holds a bit set of the key's
+/// operations), so memory stays bounded too.
+pub const MAX_MEMO_STATES_PER_KEY: usize = 2_000_000;
 
 /// The checker's verdict on one key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +52,13 @@ impl Verdict {
         self.keys.values().all(|v| *v == KeyVerdict::Linearizable)
     }
 
+    /// Whether an anomaly was found (not merely a search that gave up).
+    pub fn anomalous(&self) -> bool {
+        self.keys
+            .values()
+            .any(|v| matches!(v, KeyVerdict::Anomaly { .. }))
+    }
+
     /// The first anomaly, spelled out; None if there is none.
     pub fn explain(&self) -> Option<String> {
         // An anomaly outranks a search that gave up.
@@ -56,7 +67,7 @@ impl Verdict {
         ordered.into_iter().find_map(|(key, verdict)| match verdict {
             KeyVerdict::Linearizable => None,
             KeyVerdict::Unknown => Some(format!(
-                "key {key:?}: the search gave up after {MAX_STEPS_PER_KEY} steps (unknown)"
+                "key {key:?}: the search gave up (over {MAX_STEPS_PER_KEY} steps or {MAX_MEMO_STATES_PER_KEY} states): unknown"
             )),
             KeyVerdict::Anomaly {
                 op,
@@ -134,13 +145,14 @@ fn check_key(ops: &[&Operation]) -> KeyVerdict {
         .filter(|op| relevant(op))
         .map(|op| Step { op })
         .collect();
-    // Events in time order; at equal times returns come first (an operation that returned
-    // at t precedes one called at t).
+    // Events in time order; at equal times calls come first: two readings of a clock that
+    // show the same time do not order the events, so they count as concurrent (and an
+    // operation whose call and return read the same instant stays possible).
     let mut events: Vec<(u64, u8, Event)> = Vec::with_capacity(steps.len() * 2);
     for (i, step) in steps.iter().enumerate() {
-        events.push((step.op.call, 1, Event::Call(i)));
+        events.push((step.op.call, 0, Event::Call(i)));
         if let Some(ret) = step.op.ret {
-            events.push((ret, 0, Event::Return(i)));
+            events.push((ret, 1, Event::Return(i)));
         }
     }
     events.sort_by_key(|&(time, order, _)| (time, order));
@@ -148,15 +160,33 @@ fn check_key(ops: &[&Operation]) -> KeyVerdict {
     Search::new(&steps, &events).run()
 }
 
+/// A search state: head, operations taken effect past it, pending indeterminate ones, value.
+type State = (usize, Vec<usize>, Vec<usize>, Option<Value>);
+
 /// The search over one key's events.
+///
+/// Every event before `head` belongs to an operation that has taken effect, except the calls
+/// of indeterminate operations that have not (`pending`: they may still take effect at any
+/// later point). So a scan tries the pending ones, then starts at `head` and stops at the
+/// first return of an operation that has not taken effect: it covers only the operations
+/// concurrent with the frontier, however long the history. For the same reason a state is
+/// (head, the operations taken effect past it, the pending ones, the register's value),
+/// which stays small where a bit set over the whole history would not.
 struct Search<'s, 'h> {
     steps: &'s [Step<'h>],
     events: &'s [Event],
-    /// Operations taken effect, as a bit set.
-    done: Vec<u64>,
+    call_position: Vec<usize>,
+    done: Vec<bool>,
+    /// First event whose operation has not taken effect.
+    head: usize,
+    /// Operations taken effect whose call is at or after `head`.
+    done_ahead: std::collections::BTreeSet<usize>,
+    /// Indeterminate operations called before `head` that have not taken effect, by call
+    /// position.
+    pending: std::collections::BTreeSet<(usize, usize)>,
     value: Option<Value>,
-    /// (done, value) states already explored and found to lead nowhere.
-    seen: HashSet<(Vec<u64>, Option<Value>)>,
+    /// States already explored and found to lead nowhere.
+    seen: HashSet<State>,
     /// Choices made: (operation, register value before it).
     stack: Vec<(usize, Option<Value>)>,
     /// The failure seen with the most operations taken effect (the most telling one).
@@ -165,10 +195,20 @@ struct Search<'s, 'h> {
 
 impl<'s, 'h> Search<'s, 'h> {
     fn new(steps: &'s [Step<'h>], events: &'s [Event]) -> Self {
+        let mut call_position = vec![0; steps.len()];
+        for (position, event) in events.iter().enumerate() {
+            if let Event::Call(i) = *event {
+                call_position[i] = position;
+            }
+        }
         Search {
             steps,
             events,
-            done: vec![0; steps.len().div_ceil(64)],
+            call_position,
+            done: vec![false; steps.len()],
+            head: 0,
+            done_ahead: std::collections::BTreeSet::new(),
+            pending: std::collections::BTreeSet::new(),
             value: None,
             seen: HashSet::new(),
             stack: Vec::new(),
@@ -176,16 +216,71 @@ impl<'s, 'h> Search<'s, 'h> {
         }
     }
 
-    fn is_done(&self, i: usize) -> bool {
-        self.done[i / 64] & (1 << (i % 64)) != 0
+    fn op_of(event: Event) -> usize {
+        match event {
+            Event::Call(i) | Event::Return(i) => i,
+        }
     }
 
-    fn set_done(&mut self, i: usize, on: bool) {
-        if on {
-            self.done[i / 64] |= 1 << (i % 64);
-        } else {
-            self.done[i / 64] &= !(1 << (i % 64));
+    fn indeterminate(&self, i: usize) -> bool {
+        self.steps[i].op.ret.is_none()
+    }
+
+    /// Moves `head` past events that no longer matter: those of operations taken effect, and
+    /// calls of indeterminate operations that have not (they become pending).
+    fn advance_head(&mut self) {
+        while let Some(&event) = self.events.get(self.head) {
+            let i = Self::op_of(event);
+            if self.done[i] {
+                self.head += 1;
+            } else if matches!(event, Event::Call(_)) && self.indeterminate(i) {
+                self.pending.insert((self.head, i));
+                self.head += 1;
+            } else {
+                break;
+            }
         }
+        let head = self.head;
+        let positions = &self.call_position;
+        self.done_ahead.retain(|&op| positions[op] >= head);
+    }
+
+    fn take(&mut self, i: usize) {
+        self.done[i] = true;
+        if !self.pending.remove(&(self.call_position[i], i)) {
+            self.done_ahead.insert(i);
+        }
+        self.advance_head();
+    }
+
+    fn undo(&mut self, i: usize) {
+        self.done[i] = false;
+        let call = self.call_position[i];
+        if call >= self.head {
+            self.done_ahead.remove(&i);
+        } else if self.indeterminate(i) {
+            self.pending.insert((call, i));
+        } else {
+            // A definite operation the head had passed: the head goes back to its call, and
+            // what lies between is "ahead" (or pending) again.
+            for position in call..self.head {
+                let op = Self::op_of(self.events[position]);
+                if self.call_position[op] >= call && self.done[op] {
+                    self.done_ahead.insert(op);
+                }
+            }
+            self.pending.retain(|&(position, _)| position < call);
+            self.head = call;
+        }
+    }
+
+    fn state(&self) -> State {
+        (
+            self.head,
+            self.done_ahead.iter().copied().collect(),
+            self.pending.iter().map(|&(_, op)| op).collect(),
+            self.value.clone(),
+        )
     }
 
     fn run(mut self) -> KeyVerdict {
@@ -194,23 +289,22 @@ impl<'s, 'h> Search<'s, 'h> {
         let mut from = 0usize;
         loop {
             steps_taken += 1;
-            if steps_taken > MAX_STEPS_PER_KEY {
+            if steps_taken > MAX_STEPS_PER_KEY || self.seen.len() > MAX_MEMO_STATES_PER_KEY {
                 return KeyVerdict::Unknown;
             }
             match self.next_choice(from) {
                 Choice::Linearized => return KeyVerdict::Linearizable,
                 Choice::Take(i, value) => {
                     let before = std::mem::replace(&mut self.value, value);
-                    self.set_done(i, true);
-                    let state = (self.done.clone(), self.value.clone());
-                    if self.seen.insert(state) {
+                    self.take(i);
+                    if self.seen.insert(self.state()) {
                         self.stack.push((i, before));
                         from = 0;
                     } else {
                         // Explored already from here: undo and try the next candidate.
-                        self.set_done(i, false);
+                        self.undo(i);
                         self.value = before;
-                        from = self.position_after_call(i);
+                        from = self.call_position[i] + 1;
                     }
                 }
                 Choice::Stuck(blocking) => {
@@ -218,19 +312,12 @@ impl<'s, 'h> Search<'s, 'h> {
                     let Some((i, before)) = self.stack.pop() else {
                         return self.anomaly();
                     };
-                    self.set_done(i, false);
+                    self.undo(i);
                     self.value = before;
-                    from = self.position_after_call(i);
+                    from = self.call_position[i] + 1;
                 }
             }
         }
-    }
-
-    fn position_after_call(&self, i: usize) -> usize {
-        self.events
-            .iter()
-            .position(|e| *e == Event::Call(i))
-            .map_or(self.events.len(), |p| p + 1)
     }
 
     /// From event `from` on: the next operation that can take effect now, or the return that
@@ -238,10 +325,17 @@ impl<'s, 'h> Search<'s, 'h> {
     /// `from`, in this state, no return blocked and no call could be taken: that is where
     /// the search stood when it made the choice it has just undone.)
     fn next_choice(&self, from: usize) -> Choice {
-        for (position, event) in self.events.iter().enumerate() {
+        for &(position, i) in &self.pending {
+            if position >= from {
+                if let Some(value) = self.steps[i].apply(&self.value) {
+                    return Choice::Take(i, value);
+                }
+            }
+        }
+        for (position, event) in self.events.iter().enumerate().skip(self.head) {
             match *event {
-                Event::Return(i) if !self.is_done(i) => return Choice::Stuck(i),
-                Event::Call(i) if position >= from && !self.is_done(i) => {
+                Event::Return(i) if !self.done[i] => return Choice::Stuck(i),
+                Event::Call(i) if position >= from && !self.done[i] => {
                     if let Some(value) = self.steps[i].apply(&self.value) {
                         return Choice::Take(i, value);
                     }

@@ -119,7 +119,9 @@ fn main() -> ExitCode {
             };
             match runtime.block_on(run::run(&config)) {
                 Ok(verdict) if verdict.valid() => ExitCode::from(exit::VALID),
-                Ok(_) => ExitCode::from(exit::ANOMALY),
+                Ok(verdict) if verdict.anomalous() => ExitCode::from(exit::ANOMALY),
+                // The checker gave up: nothing was shown either way.
+                Ok(_) => ExitCode::from(exit::CANNOT_RUN),
                 Err(err) => {
                     eprintln!("cairn-jepsen: the run could not be carried out: {err}");
                     ExitCode::from(exit::CANNOT_RUN)
@@ -151,15 +153,7 @@ fn check(workload: &str, file: &std::path::Path) -> ExitCode {
     let started = std::time::Instant::now();
     let verdict = linearizable::check(&ops);
     let took = started.elapsed();
-    let unknown = verdict
-        .keys
-        .values()
-        .any(|v| *v == linearizable::KeyVerdict::Unknown);
-    let anomaly = verdict
-        .keys
-        .values()
-        .any(|v| matches!(v, linearizable::KeyVerdict::Anomaly { .. }));
-    if unknown && !anomaly {
+    if !verdict.valid() && !verdict.anomalous() {
         println!("unknown: {}", verdict.explain().unwrap_or_default());
         return ExitCode::from(exit::CANNOT_RUN);
     }

@@ -47,23 +47,29 @@ pub struct Nodes {
     initial_cluster: String,
 }
 
-fn free_port() -> Result<u16, NodeError> {
+/// A port nobody listens on now; the listener is held until every port is chosen, so one
+/// run's ports are distinct.
+fn free_port(held: &mut Vec<std::net::TcpListener>) -> Result<u16, NodeError> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(NodeError::Port)?;
-    Ok(listener.local_addr().map_err(NodeError::Port)?.port())
+    let port = listener.local_addr().map_err(NodeError::Port)?.port();
+    held.push(listener);
+    Ok(port)
 }
 
 impl Nodes {
     /// Starts `count` members of a new cluster; data and logs go under `out`.
     pub fn start(bin: &Path, count: usize, out: &Path) -> Result<Nodes, NodeError> {
         let mut nodes = Vec::with_capacity(count);
+        let mut held = Vec::new();
         for i in 0..count {
             nodes.push(Node {
                 name: format!("n{i}"),
-                client_port: free_port()?,
-                peer_port: free_port()?,
+                client_port: free_port(&mut held)?,
+                peer_port: free_port(&mut held)?,
                 child: None,
             });
         }
+        drop(held);
         let initial_cluster = nodes
             .iter()
             .map(|n| format!("{}=http://127.0.0.1:{}", n.name, n.peer_port))
@@ -126,6 +132,13 @@ impl Nodes {
             })?;
         self.nodes[i].child = Some(child);
         Ok(())
+    }
+
+    /// If node `i` has exited by itself, how.
+    pub fn exited(&mut self, i: usize) -> Option<std::process::ExitStatus> {
+        let status = self.nodes[i].child.as_mut()?.try_wait().ok()??;
+        self.nodes[i].child = None;
+        Some(status)
     }
 
     /// kill -9 of node `i`.

@@ -170,10 +170,11 @@ pub async fn run(config: &RunConfig) -> Result<Verdict, RunError> {
         config.time_limit,
         config.seed,
         ops.len(),
-        verdict.explain().map_or_else(
-            || "valid (linearizable)".to_string(),
-            |why| format!("INVALID: {why}")
-        ),
+        match verdict.explain() {
+            None => "valid (linearizable)".to_string(),
+            Some(why) if verdict.anomalous() => format!("INVALID: {why}"),
+            Some(why) => format!("UNKNOWN: {why}"),
+        },
     );
     write(&config.out.join("summary.txt"), &summary)?;
     print!("{summary}");
@@ -208,6 +209,14 @@ async fn nemesis(
         event("restart", victim, &mut timeline);
         if let Err(err) = nodes.spawn(victim) {
             event(&format!("restart failed: {err}"), victim, &mut timeline);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Some(status) = nodes.exited(victim) {
+            event(
+                &format!("exited after its restart: {status}"),
+                victim,
+                &mut timeline,
+            );
         }
     }
     // Keep the nodes up until the clients' last operations end.
