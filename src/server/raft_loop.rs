@@ -16,7 +16,7 @@ use prost::Message;
 use tokio::sync::oneshot;
 use tonic::Status;
 
-use super::apply::{apply_run, decode_membership, decode_payload, Applied};
+use super::apply::{apply_run, decode_membership, decode_payload, Applied, EntryPayload};
 use super::member::{snapshot_conf_key, Command, MemberAttributesTable, Published};
 use super::peer_transport::PeerTransport;
 use super::raft_log::{encode_conf_state, RaftLog};
@@ -608,7 +608,23 @@ impl RaftLoop {
             payloads.push((entry.index, payload));
         }
         // Changed on a copy, published once committed (a few members: cheap to copy).
-        let before = self.registry.read().clone();
+        // Only a batch holding membership entries touches the registry: the others skip
+        // copying it (every applied batch passes here).
+        let touches_members = payloads.iter().any(|(_, payload)| match payload {
+            EntryPayload::Membership { .. } => true,
+            EntryPayload::Request(request) => matches!(
+                request.op,
+                Some(crate::proto::cairn::entry::v1::request::Op::MemberPeerUrls(
+                    _
+                ))
+            ),
+            EntryPayload::Nothing => false,
+        });
+        let before = if touches_members {
+            self.registry.read().clone()
+        } else {
+            MemberRegistry::default()
+        };
         let mut registry = before.clone();
         let (run, revoked) = {
             // Held through the storage commit: nobody sees a lease change before its commit.
@@ -629,6 +645,10 @@ impl RaftLoop {
             self.leases.revoked.notify_waiters();
         }
         let membership_changed = run.membership_changed;
+        debug_assert!(
+            touches_members || !membership_changed,
+            "an unexpected registry change"
+        );
         if membership_changed {
             *self.registry.write() = registry;
         }
