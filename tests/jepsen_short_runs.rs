@@ -1,6 +1,7 @@
 //! Short runs of the fault-test harness (`cairn-jepsen test`) against real nodes: a healthy
-//! cluster under kill -9 passes the register workload's linearizability check, and a planted
-//! bug (followers answering linearizable reads from their own copy) is caught.
+//! cluster under kill -9, pauses and partitions passes the register (linearizability) and
+//! append (strict serializability) checks, on namespaces and on proxies, and a planted bug
+//! (followers answering linearizable reads from their own copy) is caught.
 //!
 //! Needs the test-only failpoints and the harness built: `cargo build -p cairn-jepsen` then
 //! `cargo test --features failpoints --test jepsen_short_runs` (CI runs them so).
@@ -21,11 +22,12 @@ fn harness() -> std::path::PathBuf {
     path
 }
 
-/// Runs the register workload for `seconds` with the kill nemesis; the exit code and summary.
-fn short_run(seconds: &str, failpoints: &str) -> (Option<i32>, String) {
+/// Runs `cairn-jepsen test` with `args` for `seconds`; the exit code and summary.
+fn short_run(args: &[&str], seconds: &str, failpoints: &str) -> (Option<i32>, String) {
     let out = tempfile::tempdir().expect("temp dir");
     let mut run = Command::new(harness())
-        .args(["test", "--workload", "register", "--nemesis", "kill"])
+        .arg("test")
+        .args(args)
         .args(["--nodes", "3", "--time-limit", seconds, "--seed", "7"])
         .arg("--cairn-bin")
         .arg(common::cairn_bin())
@@ -37,49 +39,86 @@ fn short_run(seconds: &str, failpoints: &str) -> (Option<i32>, String) {
         .spawn()
         .expect("cairn-jepsen runs");
     // A run that does not end (a checker that never answers) fails instead of hanging CI.
-    let deadline = Instant::now() + Duration::from_secs(180);
+    let limit = Duration::from_secs(seconds.parse::<u64>().expect("seconds") + 180);
+    let deadline = Instant::now() + limit;
     let status = loop {
         if let Some(status) = run.try_wait().expect("wait for cairn-jepsen") {
             break status;
         }
         if Instant::now() > deadline {
             let _ = run.kill();
-            panic!("cairn-jepsen did not finish within 180 s");
+            panic!("cairn-jepsen did not finish within {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(200));
     };
     let summary = std::fs::read_to_string(out.path().join("summary.txt"))
         .unwrap_or_else(|_| format!("no summary (exit {status})"));
-    for file in ["history.jsonl", "nemesis.jsonl", "n0.log"] {
+    for file in ["nemesis.jsonl", "n0.log", "latency.svg", "throughput.svg"] {
         assert!(out.path().join(file).exists(), "{file} missing: {summary}");
     }
     (status.code(), summary)
 }
 
-/// Operations that completed (not indeterminate), from the summary's counts line.
-fn completed(summary: &str) -> u64 {
+/// `workload`'s operations that completed (not indeterminate), from the summary's counts.
+fn completed(summary: &str, workload: &str) -> u64 {
+    let prefix = format!("{workload}: ");
     summary
         .lines()
         .find_map(|line| {
-            let (ops, rest) = line.split_once(" operations (")?;
-            let indeterminate = rest.split_once(' ')?.0;
-            Some(ops.parse::<u64>().ok()? - indeterminate.parse::<u64>().ok()?)
+            let counts = line.strip_prefix(&prefix)?;
+            let total = counts.split_whitespace().next()?.parse::<u64>().ok()?;
+            let indeterminate = counts
+                .split_once(" indeterminate")?
+                .0
+                .rsplit(|c: char| c == ' ' || c == '(')
+                .next()?
+                .parse::<u64>()
+                .ok()?;
+            Some(total - indeterminate)
         })
-        .unwrap_or_else(|| panic!("no operation counts in the summary: {summary}"))
+        .unwrap_or_else(|| panic!("no {workload} counts in the summary: {summary}"))
 }
 
+/// The short mixed run CI gives every change: both workloads under kills, pauses and
+/// partitions (network namespaces when root, as CI is).
 #[test]
-fn a_healthy_cluster_under_kills_stays_linearizable() {
-    let (code, summary) = short_run("15", "");
+fn a_healthy_cluster_under_kills_pauses_and_partitions_stays_consistent() {
+    let args = [
+        "--workload",
+        "register,append",
+        "--nemesis",
+        "kill,pause,partition",
+    ];
+    let (code, summary) = short_run(&args, "120", "");
     assert_eq!(code, Some(0), "{summary}");
     assert!(summary.contains("register: valid"), "{summary}");
+    assert!(summary.contains("append: valid"), "{summary}");
     // A run where nothing completed would be valid too: it must have done real work.
-    assert!(completed(&summary) >= 1_000, "{summary}");
+    assert!(completed(&summary, "register") >= 1_000, "{summary}");
+    assert!(completed(&summary, "append") >= 500, "{summary}");
+}
+
+/// The unprivileged network: loopback addresses behind the harness's proxies.
+#[test]
+fn partitions_through_tcp_proxies_keep_the_cluster_consistent() {
+    let args = [
+        "--workload",
+        "register,append",
+        "--nemesis",
+        "partition",
+        "--net",
+        "proxy",
+    ];
+    let (code, summary) = short_run(&args, "30", "");
+    assert_eq!(code, Some(0), "{summary}");
+    assert!(summary.contains("proxy network"), "{summary}");
+    assert!(completed(&summary, "register") >= 300, "{summary}");
 }
 
 #[test]
 fn followers_answering_reads_locally_are_caught() {
-    let (code, summary) = short_run("15", "follower-local-reads=on");
+    let args = ["--workload", "register", "--nemesis", "kill"];
+    let (code, summary) = short_run(&args, "15", "follower-local-reads=on");
     assert_eq!(code, Some(1), "{summary}");
     assert!(summary.contains("INVALID"), "{summary}");
     assert!(summary.contains("is not linearizable"), "{summary}");

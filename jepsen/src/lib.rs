@@ -6,18 +6,30 @@
 //! checks them with consistency checkers (linearizability of the key-value register, watch
 //! ordering and completeness, lease and lock safety).
 //!
-//! Built so far: the register history format ([`history`]) and its linearizability checker
-//! ([`linearizable`]), run on a saved history with `cairn-jepsen check register FILE`; and a
-//! first harness ([`run`]): real nodes on loopback ([`nodes`]), the register workload's
-//! clients ([`register`]) and the kill nemesis, `cairn-jepsen test --workload register
-//! --nemesis kill`. Other workloads, nemeses, network namespaces and plots are to come (see
-//! the fault-testing issue).
+//! Built so far: the register workload ([`register`], history [`history`], linearizability
+//! checker [`linearizable`]) and the list-append workload ([`append`], history
+//! [`append_history`], Elle-style cycle checker [`elle`]); the cluster on its own network
+//! ([`net`]: namespaces and iptables as root, TCP proxies otherwise) and the nemesis
+//! ([`nemesis`]: kill, pause, partition); a run ([`run`]) ties them together. Other workloads
+//! and nemeses are to come (see the fault-testing issue).
 
+pub mod append;
+pub mod append_history;
+pub mod client;
+pub mod elle;
 pub mod history;
 pub mod linearizable;
+pub mod nemesis;
+pub mod net;
 pub mod nodes;
+pub mod plot;
 pub mod register;
+pub mod rng;
 pub mod run;
+pub mod set;
+pub mod set_check;
+pub mod watch;
+pub mod watch_check;
 
 /// Exit codes of `cairn-jepsen`: every checker passed, an anomaly was found, or the run (or
 /// the check) could not be carried out.

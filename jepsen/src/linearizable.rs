@@ -139,10 +139,36 @@ fn relevant(op: &Operation) -> bool {
     }
 }
 
+/// Values something saw: what definite reads returned and what compare-and-sets expected.
+fn observed_values(ops: &[&Operation]) -> HashSet<String> {
+    ops.iter()
+        .filter_map(|op| match (&op.op, op.ret) {
+            (RegisterOp::Read(Some(value)), Some(_)) if op.ok => Some(value.to_string()),
+            (RegisterOp::Cas { expected, .. }, _) => Some(expected.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// An indeterminate write (or compare-and-set) of a value nothing saw changes no verdict:
+/// had it taken effect, nothing could have read the register before the next write (a read
+/// would have returned its value), so "it never took effect" explains the history just as
+/// well. Dropping such operations keeps long runs, where hundreds of them pile up around
+/// kills and partitions, from multiplying the search's states.
+fn unobserved_indeterminate(op: &Operation, observed: &HashSet<String>) -> bool {
+    match (&op.op, op.ret) {
+        (RegisterOp::Write(new) | RegisterOp::Cas { new, .. }, None) => {
+            !observed.contains(&new.to_string())
+        }
+        _ => false,
+    }
+}
+
 fn check_key(ops: &[&Operation]) -> KeyVerdict {
+    let observed = observed_values(ops);
     let steps: Vec<Step<'_>> = ops
         .iter()
-        .filter(|op| relevant(op))
+        .filter(|op| relevant(op) && !unobserved_indeterminate(op, &observed))
         .map(|op| Step { op })
         .collect();
     // Events in time order; at equal times calls come first: two readings of a clock that

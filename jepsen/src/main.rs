@@ -1,10 +1,12 @@
 //! `cairn-jepsen`: check a saved history (`check WORKLOAD FILE`), or run a fault test
-//! (`test`, not built yet). Exit codes: 0 valid, 1 anomaly found, 2 could not run.
+//! (`test`). Exit codes: 0 valid, 1 anomaly found, 2 could not run.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use cairn_jepsen::{exit, history, linearizable, run};
+use cairn_jepsen::net::NetMode;
+use cairn_jepsen::run::Workload;
+use cairn_jepsen::{append_history, elle, exit, history, linearizable, nemesis, run, set_check};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -23,18 +25,18 @@ enum Command {
     /// Checks a saved history; exits 0 if valid, 1 with the first anomaly spelled out, 2 if
     /// the history cannot be read.
     Check {
-        /// The workload whose checker applies: register.
+        /// The workload whose checker applies: register, append or set.
         workload: String,
         /// The history: JSON lines, one operation per line, or a JSON array of them.
         file: PathBuf,
     },
-    /// Runs a fault test against a cluster of real nodes on loopback; exits 0 if every
-    /// checker passes, 1 if one finds an anomaly, 2 if the run could not be carried out.
+    /// Runs a fault test against a cluster of real nodes; exits 0 if every checker passes,
+    /// 1 if one finds an anomaly, 2 if the run could not be carried out.
     Test {
-        /// Workloads, comma-separated (register so far).
+        /// Workloads, comma-separated: register, append, set.
         #[arg(long, default_value = "register")]
         workload: String,
-        /// Nemeses, comma-separated: kill, or none.
+        /// Nemeses, comma-separated: kill, pause, partition (or none).
         #[arg(long, default_value = "kill")]
         nemesis: String,
         #[arg(long, default_value_t = 3)]
@@ -42,15 +44,19 @@ enum Command {
         /// Seconds of workload under faults.
         #[arg(long, default_value_t = 60)]
         time_limit: u64,
-        /// Where the run's history, nemesis timeline, node logs and summary go.
+        /// Where the run's histories, nemesis timeline, node logs and summary go.
         #[arg(long)]
         out: PathBuf,
-        /// Concurrent clients.
+        /// Concurrent clients per workload.
         #[arg(long, default_value_t = 10)]
         clients: u64,
         /// Keys the register workload spreads over.
         #[arg(long, default_value_t = 5)]
         keys: u64,
+        /// The network the nodes talk over: network namespaces and iptables (root only),
+        /// loopback behind TCP proxies, or auto (namespaces when root and possible).
+        #[arg(long, value_enum, default_value = "auto")]
+        net: NetMode,
         /// The cairn binary (default: `cairn` beside this program).
         #[arg(long)]
         cairn_bin: Option<PathBuf>,
@@ -71,22 +77,18 @@ fn main() -> ExitCode {
             out,
             clients,
             keys,
+            net,
             cairn_bin,
             seed,
         } => {
-            if workload != "register" {
-                eprintln!(
-                    "cairn-jepsen: only the register workload is built yet, not {workload:?}"
-                );
-                return ExitCode::from(exit::CANNOT_RUN);
-            }
-            let kill = match nemesis.as_str() {
-                "kill" => true,
-                "none" => false,
-                other => {
-                    eprintln!(
-                        "cairn-jepsen: only the kill nemesis (or none) is built yet, not {other:?}"
-                    );
+            let workloads: Result<Vec<Workload>, String> = workload
+                .split(',')
+                .map(|name| name.trim().parse())
+                .collect();
+            let (workloads, faults) = match (workloads, nemesis::parse_faults(&nemesis)) {
+                (Ok(workloads), Ok(faults)) => (workloads, faults),
+                (Err(err), _) | (_, Err(err)) => {
+                    eprintln!("cairn-jepsen: {err}");
                     return ExitCode::from(exit::CANNOT_RUN);
                 }
             };
@@ -107,7 +109,9 @@ fn main() -> ExitCode {
                 keys,
                 time_limit: std::time::Duration::from_secs(time_limit),
                 out,
-                kill,
+                workloads,
+                faults,
+                net,
                 seed,
             };
             let runtime = match tokio::runtime::Runtime::new() {
@@ -120,7 +124,7 @@ fn main() -> ExitCode {
             match runtime.block_on(run::run(&config)) {
                 Ok(verdict) if verdict.valid() => ExitCode::from(exit::VALID),
                 Ok(verdict) if verdict.anomalous() => ExitCode::from(exit::ANOMALY),
-                // The checker gave up: nothing was shown either way.
+                // A checker gave up: nothing was shown either way.
                 Ok(_) => ExitCode::from(exit::CANNOT_RUN),
                 Err(err) => {
                     eprintln!("cairn-jepsen: the run could not be carried out: {err}");
@@ -132,10 +136,6 @@ fn main() -> ExitCode {
 }
 
 fn check(workload: &str, file: &std::path::Path) -> ExitCode {
-    if workload != "register" {
-        eprintln!("cairn-jepsen: no checker for workload {workload:?} yet (register)");
-        return ExitCode::from(exit::CANNOT_RUN);
-    }
     let text = match std::fs::read_to_string(file) {
         Ok(text) => text,
         Err(err) => {
@@ -143,7 +143,79 @@ fn check(workload: &str, file: &std::path::Path) -> ExitCode {
             return ExitCode::from(exit::CANNOT_RUN);
         }
     };
-    let ops = match history::parse(&text) {
+    match workload {
+        "register" => check_register(&text, file),
+        "append" => check_append(&text, file),
+        "set" => check_set(&text, file),
+        other => {
+            eprintln!("cairn-jepsen: no checker for workload {other:?} (register, append, set)");
+            ExitCode::from(exit::CANNOT_RUN)
+        }
+    }
+}
+
+fn check_append(text: &str, file: &std::path::Path) -> ExitCode {
+    let txns = match append_history::parse(text) {
+        Ok(txns) => txns,
+        Err(err) => {
+            eprintln!("cairn-jepsen: {}: {err}", file.display());
+            return ExitCode::from(exit::CANNOT_RUN);
+        }
+    };
+    let started = std::time::Instant::now();
+    let verdict = elle::check(&txns);
+    let took = started.elapsed();
+    if let Some(malformed) = &verdict.malformed {
+        eprintln!("cairn-jepsen: {}: {malformed}", file.display());
+        return ExitCode::from(exit::CANNOT_RUN);
+    }
+    match verdict.explain() {
+        None => {
+            println!(
+                "valid: {} transactions are strict serializable (checked in {took:.2?})",
+                txns.len()
+            );
+            ExitCode::from(exit::VALID)
+        }
+        Some(anomaly) => {
+            println!("invalid: {anomaly}");
+            ExitCode::from(exit::ANOMALY)
+        }
+    }
+}
+
+fn check_set(text: &str, file: &std::path::Path) -> ExitCode {
+    let history = match set_check::parse(text) {
+        Ok(history) => history,
+        Err(err) => {
+            eprintln!("cairn-jepsen: {}: {err}", file.display());
+            return ExitCode::from(exit::CANNOT_RUN);
+        }
+    };
+    let verdict = set_check::check(&history);
+    match verdict.explain() {
+        None => {
+            println!(
+                "valid: {} adds, {} reads: nothing lost, stale, unexpected or vanished{}",
+                verdict.adds,
+                verdict.reads,
+                if verdict.no_final_read {
+                    " (but no final read of the whole set)"
+                } else {
+                    ""
+                }
+            );
+            ExitCode::from(exit::VALID)
+        }
+        Some(anomaly) => {
+            println!("invalid: {anomaly}");
+            ExitCode::from(exit::ANOMALY)
+        }
+    }
+}
+
+fn check_register(text: &str, file: &std::path::Path) -> ExitCode {
+    let ops = match history::parse(text) {
         Ok(ops) => ops,
         Err(err) => {
             eprintln!("cairn-jepsen: {}: {err}", file.display());

@@ -1,8 +1,11 @@
-//! The cluster under test: real `cairn` processes on loopback, each with its own ports, data
-//! dir and log file in the run's folder; killed and restarted by the nemesis.
+//! The cluster under test: real `cairn` processes, each at its own address on the run's
+//! network ([`crate::net`]) with its own data dir and log file in the run's folder; killed,
+//! restarted, paused and resumed by the nemesis.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+
+use crate::net::NodeAddress;
 
 /// Why the cluster could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -13,8 +16,6 @@ pub enum NodeError {
         #[source]
         source: std::io::Error,
     },
-    #[error("no free port on 127.0.0.1: {0}")]
-    Port(std::io::Error),
     #[error("cannot create {path}: {source}")]
     Dir {
         path: PathBuf,
@@ -25,14 +26,14 @@ pub enum NodeError {
 
 pub struct Node {
     pub name: String,
-    pub client_port: u16,
-    pub peer_port: u16,
+    pub address: NodeAddress,
     child: Option<Child>,
+    paused: bool,
 }
 
 impl Node {
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        self.address.client_endpoint().to_string()
     }
 
     pub fn is_running(&self) -> bool {
@@ -47,32 +48,22 @@ pub struct Nodes {
     initial_cluster: String,
 }
 
-/// A port nobody listens on now; the listener is held until every port is chosen, so one
-/// run's ports are distinct.
-fn free_port(held: &mut Vec<std::net::TcpListener>) -> Result<u16, NodeError> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(NodeError::Port)?;
-    let port = listener.local_addr().map_err(NodeError::Port)?.port();
-    held.push(listener);
-    Ok(port)
-}
-
 impl Nodes {
-    /// Starts `count` members of a new cluster; data and logs go under `out`.
-    pub fn start(bin: &Path, count: usize, out: &Path) -> Result<Nodes, NodeError> {
-        let mut nodes = Vec::with_capacity(count);
-        let mut held = Vec::new();
-        for i in 0..count {
-            nodes.push(Node {
+    /// Starts one member of a new cluster per address; data and logs go under `out`.
+    pub fn start(bin: &Path, addresses: &[NodeAddress], out: &Path) -> Result<Nodes, NodeError> {
+        let nodes: Vec<Node> = addresses
+            .iter()
+            .enumerate()
+            .map(|(i, address)| Node {
                 name: format!("n{i}"),
-                client_port: free_port(&mut held)?,
-                peer_port: free_port(&mut held)?,
+                address: address.clone(),
                 child: None,
-            });
-        }
-        drop(held);
+                paused: false,
+            })
+            .collect();
         let initial_cluster = nodes
             .iter()
-            .map(|n| format!("{}=http://127.0.0.1:{}", n.name, n.peer_port))
+            .map(|n| format!("{}={}", n.name, n.address.advertise_peer))
             .collect::<Vec<_>>()
             .join(",");
         let mut cluster = Nodes {
@@ -81,7 +72,7 @@ impl Nodes {
             out: out.to_path_buf(),
             initial_cluster,
         };
-        for i in 0..count {
+        for i in 0..cluster.nodes.len() {
             cluster.spawn(i)?;
         }
         Ok(cluster)
@@ -104,25 +95,28 @@ impl Nodes {
                 path: log_path.clone(),
                 source,
             })?;
-        let client = node.endpoint();
-        let peer = format!("http://127.0.0.1:{}", node.peer_port);
-        let child = Command::new(&self.bin)
+        let address = &node.address;
+        let mut command = match address.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(&self.bin);
+                command
+            }
+            None => Command::new(&self.bin),
+        };
+        command
             .args(["--name", &node.name, "--data-dir"])
             .arg(&data)
-            .args([
-                "--listen-client-urls",
-                &client,
-                "--advertise-client-urls",
-                &client,
-            ])
-            .args([
-                "--listen-peer-urls",
-                &peer,
-                "--initial-advertise-peer-urls",
-                &peer,
-            ])
+            .args(["--listen-client-urls", &address.listen_client])
+            .args(["--advertise-client-urls", &address.advertise_client])
+            .args(["--listen-peer-urls", &address.listen_peer])
+            .args(["--initial-advertise-peer-urls", &address.advertise_peer])
             .args(["--initial-cluster", &self.initial_cluster])
-            .args(["--log-level", "info"])
+            .args(["--log-level", "info"]);
+        if let Some(ip) = address.dial_from {
+            command.args(["--peer-dial-address", &ip.to_string()]);
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .spawn()
@@ -131,7 +125,27 @@ impl Nodes {
                 source,
             })?;
         self.nodes[i].child = Some(child);
+        self.nodes[i].paused = false;
         Ok(())
+    }
+
+    /// SIGSTOP (`pause`) or SIGCONT of node `i`, if it runs.
+    pub fn pause(&mut self, i: usize, pause: bool) {
+        let node = &mut self.nodes[i];
+        let Some(child) = &node.child else { return };
+        let signal = if pause { "-STOP" } else { "-CONT" };
+        // `kill` the program: the harness has no libc binding of its own.
+        let sent = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .is_ok_and(|status| status.success());
+        if sent {
+            node.paused = pause;
+        }
+    }
+
+    pub fn is_paused(&self, i: usize) -> bool {
+        self.nodes[i].paused
     }
 
     /// If node `i` has exited by itself, how.
@@ -147,6 +161,7 @@ impl Nodes {
             let _ = child.kill();
             let _ = child.wait();
         }
+        self.nodes[i].paused = false;
     }
 
     pub fn endpoints(&self) -> Vec<String> {

@@ -2,17 +2,20 @@
 //! few keys through the etcd v3 API, each with a timeout. An operation whose outcome is not
 //! known (timeout, connection lost) is recorded as indeterminate and never retried.
 
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
 
 use cairn::proto::etcdserverpb::{
-    compare, kv_client::KvClient, request_op, Compare, PutRequest, RangeRequest, RequestOp,
-    TxnRequest,
+    compare, request_op, Compare, PutRequest, RangeRequest, RequestOp, TxnRequest,
 };
 use serde_json::{json, Value};
-use tonic::transport::{Channel, Endpoint};
 
-/// How long an operation may take before its outcome counts as unknown.
-pub const OP_TIMEOUT: Duration = Duration::from_secs(1);
+use crate::client::NodeClient;
+use crate::rng::Rng;
+use crate::run::HistoryLog;
+
+pub use crate::client::{connect, OP_TIMEOUT};
 
 /// What a client is about to do.
 #[derive(Debug, Clone)]
@@ -25,9 +28,7 @@ pub enum Planned {
 /// One client: one connection at a time, moving to the next node after a failure.
 pub struct RegisterClient {
     pub id: u64,
-    endpoints: Vec<String>,
-    next_endpoint: usize,
-    kv: Option<KvClient<Channel>>,
+    node: NodeClient,
 }
 
 /// What happened, as the history records it.
@@ -39,23 +40,10 @@ pub struct Outcome {
 
 impl RegisterClient {
     pub fn new(id: u64, endpoints: Vec<String>) -> Self {
-        let next_endpoint = id as usize % endpoints.len().max(1);
         RegisterClient {
             id,
-            endpoints,
-            next_endpoint,
-            kv: None,
+            node: NodeClient::new(id, endpoints),
         }
-    }
-
-    fn connection(&mut self) -> Option<KvClient<Channel>> {
-        if self.kv.is_none() {
-            let url = self.endpoints.get(self.next_endpoint)?.clone();
-            self.next_endpoint = (self.next_endpoint + 1) % self.endpoints.len();
-            let endpoint = Endpoint::from_shared(url).ok()?.connect_timeout(OP_TIMEOUT);
-            self.kv = Some(KvClient::new(endpoint.connect_lazy()));
-        }
-        self.kv.clone()
     }
 
     /// Carries out `op` on `key`; `started` is the run's clock origin.
@@ -70,7 +58,7 @@ impl RegisterClient {
             Planned::Write(v) => json!(v),
             Planned::Cas(expected, new) => json!([expected, new]),
         };
-        let Some(mut kv) = self.connection() else {
+        let Some(mut kv) = self.node.kv() else {
             return unknown(planned_value);
         };
         let call = async {
@@ -133,9 +121,65 @@ impl RegisterClient {
             },
             Ok(Err(_)) | Err(_) => {
                 // The node may be gone: the next operation goes to another one.
-                self.kv = None;
+                self.node.failed();
                 unknown(planned_value)
             }
         }
+    }
+}
+
+/// One client's loop until `deadline`: reads, writes and compare-and-sets on `keys` keys.
+pub async fn worker(
+    id: u64,
+    endpoints: Vec<String>,
+    keys: u64,
+    seed: u64,
+    deadline: Instant,
+    origin: Instant,
+    history: Arc<HistoryLog>,
+) {
+    let mut rng = Rng::new(seed);
+    let mut client = RegisterClient::new(id, endpoints);
+    let mut written = 0i64;
+    // What this client last saw in each key: its compare-and-sets expect that, so many of
+    // them succeed (and race each other).
+    let mut last_seen: HashMap<String, i64> = HashMap::new();
+    while Instant::now() < deadline {
+        let key = format!("r{}", rng.below(keys));
+        let op = match rng.below(3) {
+            0 => Planned::Read,
+            1 => {
+                written += 1;
+                Planned::Write(id as i64 * 1_000_000 + written)
+            }
+            _ => {
+                written += 1;
+                let expected = last_seen.get(&key).copied().unwrap_or(0);
+                Planned::Cas(expected, id as i64 * 1_000_000 + written)
+            }
+        };
+        let call = origin.elapsed().as_nanos() as u64;
+        let outcome = client.invoke(&key, &op, origin).await;
+        if outcome.ret.is_some() && outcome.ok {
+            let now_holds = match op {
+                Planned::Read => outcome.value.as_i64(),
+                Planned::Write(v) | Planned::Cas(_, v) => Some(v),
+            };
+            if let Some(v) = now_holds {
+                last_seen.insert(key.clone(), v);
+            }
+        }
+        let name = match op {
+            Planned::Read => "read",
+            Planned::Write(_) => "write",
+            Planned::Cas(..) => "cas",
+        };
+        history.push(
+            json!({
+                "client": id, "call": call, "return": outcome.ret, "op": name,
+                "key": key, "value": outcome.value, "ok": outcome.ok,
+            })
+            .to_string(),
+        );
     }
 }

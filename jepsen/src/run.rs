@@ -1,29 +1,68 @@
-//! One test run: a cluster of real nodes, the register workload's clients, the kill nemesis,
-//! and the run's folder: `history.jsonl` (the register history), `nemesis.jsonl` (what the
-//! nemesis did, when), one log per node, and `summary.txt` (the verdict and the first anomaly).
+//! One test run: the run's network ([`crate::net`]) and nodes, every workload's clients at
+//! once, the nemesis, and the run's folder: one history per workload (`register.jsonl`,
+//! `append.jsonl`, `set.jsonl`), `nemesis.jsonl` (what the nemesis did, when), one log per node, plots,
+//! and `summary.txt` (the verdict of every checker and the first anomaly each found).
 
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
-use crate::history;
-use crate::linearizable::{self, Verdict};
+use crate::append::{self, AppendShared};
+use crate::nemesis::{Fault, Nemesis};
+use crate::net::{NetError, NetMode, Network};
 use crate::nodes::{NodeError, Nodes};
-use crate::register::{Planned, RegisterClient};
+use crate::register::{self, Planned, RegisterClient, OP_TIMEOUT};
+use crate::set::{self, SetShared};
+use crate::{append_history, elle, history, linearizable, plot, set_check};
+
+/// A workload: what the clients do and which checker judges it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    Register,
+    Append,
+    Set,
+}
+
+impl FromStr for Workload {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Workload, String> {
+        match name {
+            "register" => Ok(Workload::Register),
+            "append" => Ok(Workload::Append),
+            "set" => Ok(Workload::Set),
+            other => Err(format!(
+                "unknown workload {other:?} (built: register, append, set)"
+            )),
+        }
+    }
+}
+
+impl Workload {
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Register => "register",
+            Workload::Append => "append",
+            Workload::Set => "set",
+        }
+    }
+}
 
 /// What a run does.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
     pub cairn_bin: PathBuf,
     pub nodes: usize,
+    /// Clients per workload.
     pub clients: u64,
+    /// Keys of the register workload.
     pub keys: u64,
     pub time_limit: Duration,
     pub out: PathBuf,
-    /// Kill -9 a random node now and then (and restart it).
-    pub kill: bool,
+    pub workloads: Vec<Workload>,
+    pub faults: Vec<Fault>,
+    pub net: NetMode,
     pub seed: u64,
 }
 
@@ -32,6 +71,8 @@ pub struct RunConfig {
 pub enum RunError {
     #[error(transparent)]
     Nodes(#[from] NodeError),
+    #[error(transparent)]
+    Net(#[from] NetError),
     #[error("the cluster never served a write within {0:?}")]
     NeverReady(Duration),
     #[error("writing {path}: {source}")]
@@ -40,19 +81,34 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
-    #[error("reading back the history: {0}")]
-    History(#[from] history::HistoryError),
 }
 
-/// A small deterministic generator (the run prints its seed).
-struct Rng(u64);
+/// One checker's verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Judgement {
+    Valid,
+    Anomaly(String),
+    /// The checker gave up, or the history could not be read back.
+    Unknown(String),
+}
 
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
+/// Every checker's verdict.
+#[derive(Debug, Clone, Default)]
+pub struct RunVerdict {
+    pub judgements: Vec<(Workload, Judgement)>,
+}
+
+impl RunVerdict {
+    pub fn valid(&self) -> bool {
+        self.judgements
+            .iter()
+            .all(|(_, judgement)| *judgement == Judgement::Valid)
+    }
+
+    pub fn anomalous(&self) -> bool {
+        self.judgements
+            .iter()
+            .any(|(_, judgement)| matches!(judgement, Judgement::Anomaly(_)))
     }
 }
 
@@ -81,156 +137,225 @@ async fn wait_ready(endpoints: &[String], started: Instant) -> Result<(), RunErr
     Err(RunError::NeverReady(WITHIN))
 }
 
-/// Runs the test and checks its history.
-pub async fn run(config: &RunConfig) -> Result<Verdict, RunError> {
+/// A client's seed: distinct per workload and client, fixed by the run's seed.
+fn client_seed(seed: u64, workload: usize, id: u64) -> u64 {
+    seed ^ (id.wrapping_add(1000 * workload as u64)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+/// Runs the test and checks its histories.
+pub async fn run(config: &RunConfig) -> Result<RunVerdict, RunError> {
     std::fs::create_dir_all(&config.out).map_err(|source| RunError::Write {
         path: config.out.clone(),
         source,
     })?;
-    let nodes = Nodes::start(&config.cairn_bin, config.nodes, &config.out)?;
+    let net = Network::build(config.net, config.nodes)?;
+    let mode = net.mode;
+    let nodes = Nodes::start(&config.cairn_bin, &net.nodes, &config.out)?;
     let endpoints = nodes.endpoints();
+    let mut nemesis = Nemesis::new(
+        nodes,
+        net,
+        config.faults.clone(),
+        config.seed,
+        Instant::now(),
+    );
     let origin = Instant::now();
     wait_ready(&endpoints, origin).await?;
     let deadline = Instant::now() + config.time_limit;
-    let history = Arc::new(HistoryLog::default());
+    let logs: Vec<Arc<HistoryLog>> = config
+        .workloads
+        .iter()
+        .map(|_| Arc::new(HistoryLog::default()))
+        .collect();
+    let append_shared = Arc::new(AppendShared::default());
+    let set_shared = Arc::new(SetShared::default());
 
     let mut workers = Vec::new();
-    for id in 1..=config.clients {
-        let endpoints = endpoints.clone();
-        let history = Arc::clone(&history);
-        let keys = config.keys;
-        let mut rng = Rng(config.seed ^ (id.wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1);
-        workers.push(tokio::spawn(async move {
-            let mut client = RegisterClient::new(id, endpoints);
-            let mut written = 0i64;
-            // What this client last saw in each key: its compare-and-sets expect that, so
-            // many of them succeed (and race each other).
-            let mut last_seen: std::collections::HashMap<String, i64> = Default::default();
-            while Instant::now() < deadline {
-                let key = format!("r{}", rng.below(keys));
-                let op = match rng.below(3) {
-                    0 => Planned::Read,
-                    1 => {
-                        written += 1;
-                        Planned::Write(id as i64 * 1_000_000 + written)
-                    }
-                    _ => {
-                        written += 1;
-                        let expected = last_seen.get(&key).copied().unwrap_or(0);
-                        Planned::Cas(expected, id as i64 * 1_000_000 + written)
-                    }
-                };
-                let call = origin.elapsed().as_nanos() as u64;
-                let outcome = client.invoke(&key, &op, origin).await;
-                if outcome.ret.is_some() && outcome.ok {
-                    let now_holds = match op {
-                        Planned::Read => outcome.value.as_i64(),
-                        Planned::Write(v) | Planned::Cas(_, v) => Some(v),
-                    };
-                    if let Some(v) = now_holds {
-                        last_seen.insert(key.clone(), v);
-                    }
-                }
-                let name = match op {
-                    Planned::Read => "read",
-                    Planned::Write(_) => "write",
-                    Planned::Cas(..) => "cas",
-                };
-                history.push(
-                    json!({
-                        "client": id, "call": call, "return": outcome.ret, "op": name,
-                        "key": key, "value": outcome.value, "ok": outcome.ok,
-                    })
-                    .to_string(),
-                );
-            }
-        }));
+    for (w, workload) in config.workloads.iter().enumerate() {
+        for id in 1..=config.clients {
+            let endpoints = endpoints.clone();
+            let history = Arc::clone(&logs[w]);
+            let seed = client_seed(config.seed, w, id);
+            workers.push(match workload {
+                Workload::Register => tokio::spawn(register::worker(
+                    id,
+                    endpoints,
+                    config.keys,
+                    seed,
+                    deadline,
+                    origin,
+                    history,
+                )),
+                Workload::Append => tokio::spawn(append::worker(
+                    id,
+                    endpoints,
+                    Arc::clone(&append_shared),
+                    seed,
+                    deadline,
+                    origin,
+                    history,
+                )),
+                Workload::Set => tokio::spawn(set::worker(
+                    id,
+                    endpoints,
+                    Arc::clone(&set_shared),
+                    seed,
+                    deadline,
+                    origin,
+                    history,
+                )),
+            });
+        }
     }
 
-    let nemesis_log = nemesis(nodes, config, deadline, origin).await;
+    let timeline = nemesis.run_until(deadline).await;
     for worker in workers {
         let _ = worker.await;
     }
-    write(&config.out.join("nemesis.jsonl"), &nemesis_log)?;
-    let lines = history.take();
-    write(
-        &config.out.join("history.jsonl"),
-        &(lines.join("\n") + "\n"),
-    )?;
-    let ops = history::parse(&lines.join("\n"))?;
-    let verdict = linearizable::check(&ops);
-    let indeterminate = ops.iter().filter(|op| op.ret.is_none()).count();
-    let summary = format!(
-        "workload register, nemesis {}, {} nodes, {} clients, {} keys, {:?}, seed {}\n\
-         {} operations ({indeterminate} indeterminate)\nregister: {}\n",
-        if config.kill { "kill" } else { "none" },
+    for (w, workload) in config.workloads.iter().enumerate() {
+        match workload {
+            Workload::Append => {
+                append::final_reads(&endpoints, &append_shared, origin, &logs[w]).await
+            }
+            Workload::Set => set::final_read(&endpoints, origin, &logs[w]).await,
+            Workload::Register => {}
+        }
+    }
+    // Stops the nodes and takes the network down before the (possibly long) checks.
+    drop(nemesis);
+    write(&config.out.join("nemesis.jsonl"), &timeline)?;
+
+    let mut verdict = RunVerdict::default();
+    let mut summary = format!(
+        "workloads {}; nemesis {}; {} nodes on {} network; {} clients per workload; \
+         {:?}; seed {}\n",
+        config
+            .workloads
+            .iter()
+            .map(|w| w.name())
+            .collect::<Vec<_>>()
+            .join(","),
+        if config.faults.is_empty() {
+            "none".to_string()
+        } else {
+            config
+                .faults
+                .iter()
+                .map(|f| format!("{f:?}").to_lowercase())
+                .collect::<Vec<_>>()
+                .join(",")
+        },
         config.nodes,
+        format!("{mode:?}").to_lowercase(),
         config.clients,
-        config.keys,
         config.time_limit,
         config.seed,
-        ops.len(),
-        match verdict.explain() {
-            None => "valid (linearizable)".to_string(),
-            Some(why) if verdict.anomalous() => format!("INVALID: {why}"),
-            Some(why) => format!("UNKNOWN: {why}"),
-        },
     );
+    let mut points = Vec::new();
+    for (w, workload) in config.workloads.iter().enumerate() {
+        let lines = logs[w].take();
+        let text = lines.join("\n") + "\n";
+        write(
+            &config.out.join(format!("{}.jsonl", workload.name())),
+            &text,
+        )?;
+        points.extend(plot::points(&text, w));
+        let (counts, judgement) = judge(*workload, &text);
+        summary.push_str(&format!("{}: {counts}\n", workload.name()));
+        summary.push_str(&format!(
+            "{}: {}\n",
+            workload.name(),
+            match &judgement {
+                Judgement::Valid => "valid".to_string(),
+                Judgement::Anomaly(why) => format!("INVALID: {why}"),
+                Judgement::Unknown(why) => format!("UNKNOWN: {why}"),
+            }
+        ));
+        verdict.judgements.push((*workload, judgement));
+    }
+    let end_ns = origin.elapsed().as_nanos() as u64;
+    let intervals = plot::intervals(&timeline, end_ns);
+    let names: Vec<&str> = config.workloads.iter().map(|w| w.name()).collect();
+    write(
+        &config.out.join("latency.svg"),
+        &plot::latency_svg(&points, &intervals, end_ns, OP_TIMEOUT.as_nanos() as u64),
+    )?;
+    write(
+        &config.out.join("throughput.svg"),
+        &plot::throughput_svg(&points, &names, &intervals, end_ns),
+    )?;
     write(&config.out.join("summary.txt"), &summary)?;
     print!("{summary}");
     Ok(verdict)
 }
 
-/// Kills a random node every few seconds and restarts it a little later, until `deadline`;
-/// then restarts every node it left down. Returns its timeline as JSON lines.
-async fn nemesis(
-    mut nodes: Nodes,
-    config: &RunConfig,
-    deadline: Instant,
-    origin: Instant,
-) -> String {
-    let mut rng = Rng(config.seed | 1);
-    let mut timeline = Vec::new();
-    let event = |action: &str, node: usize, timeline: &mut Vec<String>| {
-        timeline.push(
-            json!({"time": origin.elapsed().as_nanos() as u64, "action": action, "node": format!("n{node}")})
-                .to_string(),
-        );
-    };
-    while Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(2000 + rng.below(2000))).await;
-        if !config.kill || Instant::now() >= deadline {
-            continue;
+/// Checks one workload's history: its counts line and the verdict.
+fn judge(workload: Workload, text: &str) -> (String, Judgement) {
+    match workload {
+        Workload::Register => {
+            let ops = match history::parse(text) {
+                Ok(ops) => ops,
+                Err(err) => return (String::new(), Judgement::Unknown(err.to_string())),
+            };
+            let indeterminate = ops.iter().filter(|op| op.ret.is_none()).count();
+            let counts = format!("{} operations ({indeterminate} indeterminate)", ops.len());
+            let verdict = linearizable::check(&ops);
+            let judgement = match verdict.explain() {
+                None => Judgement::Valid,
+                Some(why) if verdict.anomalous() => Judgement::Anomaly(why),
+                Some(why) => Judgement::Unknown(why),
+            };
+            (counts, judgement)
         }
-        let victim = rng.below(config.nodes as u64) as usize;
-        event("kill", victim, &mut timeline);
-        nodes.kill(victim);
-        tokio::time::sleep(Duration::from_millis(1000 + rng.below(2000))).await;
-        event("restart", victim, &mut timeline);
-        if let Err(err) = nodes.spawn(victim) {
-            event(&format!("restart failed: {err}"), victim, &mut timeline);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        if let Some(status) = nodes.exited(victim) {
-            event(
-                &format!("exited after its restart: {status}"),
-                victim,
-                &mut timeline,
+        Workload::Append => {
+            let txns = match append_history::parse(text) {
+                Ok(txns) => txns,
+                Err(err) => return (String::new(), Judgement::Unknown(err.to_string())),
+            };
+            let indeterminate = txns.iter().filter(|t| t.ret.is_none()).count();
+            let committed = txns.iter().filter(|t| t.ok).count();
+            let counts = format!(
+                "{} transactions ({committed} committed, {indeterminate} indeterminate)",
+                txns.len()
             );
+            let verdict = elle::check(&txns);
+            let judgement = match verdict.explain() {
+                None => Judgement::Valid,
+                Some(why) if verdict.malformed.is_some() => Judgement::Unknown(why),
+                Some(why) => Judgement::Anomaly(why),
+            };
+            (counts, judgement)
+        }
+        Workload::Set => {
+            let history = match set_check::parse(text) {
+                Ok(history) => history,
+                Err(err) => return (String::new(), Judgement::Unknown(err.to_string())),
+            };
+            let indeterminate = history.adds.iter().filter(|a| a.ret.is_none()).count();
+            let counts = format!(
+                "{} adds ({indeterminate} indeterminate), {} reads",
+                history.adds.len(),
+                history.reads.len()
+            );
+            let verdict = set_check::check(&history);
+            let judgement = match verdict.explain() {
+                None if verdict.no_final_read => {
+                    Judgement::Unknown("no final read of the whole set succeeded".into())
+                }
+                None => Judgement::Valid,
+                Some(why) => Judgement::Anomaly(why),
+            };
+            (counts, judgement)
         }
     }
-    // Keep the nodes up until the clients' last operations end.
-    tokio::time::sleep(crate::register::OP_TIMEOUT).await;
-    drop(nodes);
-    timeline.join("\n") + "\n"
 }
 
-/// The history as clients complete operations: one JSON line each.
+/// A workload's history as clients complete operations: one JSON line each.
 #[derive(Default)]
-struct HistoryLog(std::sync::Mutex<Vec<String>>);
+pub struct HistoryLog(std::sync::Mutex<Vec<String>>);
 
 impl HistoryLog {
-    fn push(&self, line: String) {
+    pub fn push(&self, line: String) {
         if let Ok(mut lines) = self.0.lock() {
             lines.push(line);
         }

@@ -36,7 +36,8 @@ pub fn marked<T>(message: T) -> tonic::Request<T> {
 /// A client connection to the leader's client URL.
 pub fn leader_channel(url: &str) -> Result<Channel, Status> {
     let endpoint = Endpoint::from_shared(url.to_string())
-        .map_err(|err| Status::unavailable(format!("etcdserver: bad leader URL {url}: {err}")))?
+        .map_err(|err| Status::unavailable(format!("etcdserver: bad leader URL {url}: {err}")))?;
+    let endpoint = crate::server::dial_source::apply(endpoint)
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true);
     Ok(endpoint.connect_lazy())

@@ -121,6 +121,12 @@ pub struct ServerFlags {
     )]
     pub snapshot_catchup_entries: u64,
 
+    /// Local IP address that connections to other members (and to the leader's client URL)
+    /// are made from [default: chosen by the operating system]. For hosts with several
+    /// addresses whose peers or firewalls tell members apart by source address.
+    #[arg(long, env = "CAIRN_PEER_DIAL_ADDRESS")]
+    pub peer_dial_address: Option<std::net::IpAddr>,
+
     /// Size of each preallocated WAL segment file, in bytes (tests use small ones).
     #[arg(long, env = "CAIRN_WAL_SEGMENT_BYTES", default_value_t = 64 << 20, hide = true)]
     pub wal_segment_bytes: u64,
@@ -154,6 +160,7 @@ pub struct ServerConfig {
     pub snapshot_count: u64,
     pub snapshot_catchup_entries: u64,
     pub wal_segment_bytes: u64,
+    pub peer_dial_address: Option<std::net::IpAddr>,
 }
 
 /// Why a configuration was refused. Messages follow etcd's where etcd has one.
@@ -252,6 +259,7 @@ impl ServerFlags {
             snapshot_count: self.snapshot_count.max(1),
             snapshot_catchup_entries: self.snapshot_catchup_entries,
             wal_segment_bytes: self.wal_segment_bytes,
+            peer_dial_address: self.peer_dial_address,
         })
     }
 }

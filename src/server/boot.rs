@@ -337,6 +337,9 @@ async fn publish_attributes(
 
 /// Starts a member and its client listeners.
 pub async fn start(config: &ServerConfig, tuning: Tuning) -> Result<RunningServer, StartError> {
+    if let Some(address) = config.peer_dial_address {
+        super::dial_source::set(address);
+    }
     let member_dir = config.data_dir.join("member");
     let wal_dir = member_dir.join("wal");
     let snap_dir = member_dir.join("snap");

@@ -46,8 +46,8 @@ pub async fn join(peer_urls: &[String], own_urls: &[String]) -> Result<Joined, J
 }
 
 async fn ask(url: &str) -> Result<MembersResponse, String> {
-    let endpoint = Endpoint::from_shared(url.to_string())
-        .map_err(|e| format!("bad URL: {e}"))?
+    let endpoint = Endpoint::from_shared(url.to_string()).map_err(|e| format!("bad URL: {e}"))?;
+    let endpoint = super::dial_source::apply(endpoint)
         .connect_timeout(ASK_TIMEOUT)
         .timeout(ASK_TIMEOUT);
     let channel = endpoint.connect().await.map_err(|e| e.to_string())?;

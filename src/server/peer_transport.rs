@@ -248,7 +248,8 @@ async fn connect(
 ) -> Result<PeerClient<Channel>, ConnectError> {
     let failed = ConnectError::Failed;
     let endpoint = Endpoint::from_shared(url.to_string())
-        .map_err(|e| failed(format!("bad peer URL {url}: {e}")))?
+        .map_err(|e| failed(format!("bad peer URL {url}: {e}")))?;
+    let endpoint = super::dial_source::apply(endpoint)
         .connect_timeout(DIAL_TIMEOUT)
         .tcp_nodelay(true)
         // A peer that vanished without a reset (power off, partition) is noticed in seconds,

@@ -1,0 +1,233 @@
+//! The nemesis: faults on a random schedule, one at a time with quiet (recovery) phases in
+//! between, until the run's deadline; then everything healed, resumed and restarted so the
+//! clients' last operations (and final reads) meet a whole cluster.
+//!
+//! - kill: kill -9 of a random node, of the leader, or of a majority; restarted 1-3 s later;
+//! - pause: SIGSTOP of a random node or of the leader; SIGCONT 1-4 s later;
+//! - partition: the leader or a random node isolated, the cluster cut into a majority and a
+//!   minority, or (5 nodes and more) two halves joined by one bridge node; healed 3-6 s later.
+//!
+//! Every action goes in the timeline, one JSON line each:
+//! `{"time":ns,"action":"kill","nodes":["n1"],"target":"leader"}`; an action that begins a
+//! fault (`kill`, `pause`, `partition`) is ended by its `restart`, `resume` or `heal`.
+
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use cairn::proto::etcdserverpb::{maintenance_client::MaintenanceClient, StatusRequest};
+use serde_json::json;
+
+use crate::net::{Grudge, Network};
+use crate::nodes::Nodes;
+use crate::rng::Rng;
+
+/// A kind of fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    Kill,
+    Pause,
+    Partition,
+}
+
+impl FromStr for Fault {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Fault, String> {
+        match name {
+            "kill" => Ok(Fault::Kill),
+            "pause" => Ok(Fault::Pause),
+            "partition" => Ok(Fault::Partition),
+            other => Err(format!(
+                "unknown nemesis {other:?} (built: kill, pause, partition, or none)"
+            )),
+        }
+    }
+}
+
+/// Parses `kill,pause,...` (or `none`).
+pub fn parse_faults(list: &str) -> Result<Vec<Fault>, String> {
+    if list == "none" {
+        return Ok(Vec::new());
+    }
+    list.split(',').map(|name| name.trim().parse()).collect()
+}
+
+pub struct Nemesis {
+    pub nodes: Nodes,
+    pub net: Network,
+    faults: Vec<Fault>,
+    rng: Rng,
+    origin: Instant,
+    timeline: Vec<String>,
+}
+
+impl Nemesis {
+    pub fn new(nodes: Nodes, net: Network, faults: Vec<Fault>, seed: u64, origin: Instant) -> Self {
+        Nemesis {
+            nodes,
+            net,
+            faults,
+            rng: Rng::new(seed),
+            origin,
+            timeline: Vec::new(),
+        }
+    }
+
+    fn event(&mut self, action: &str, nodes: &[usize], target: &str) {
+        let names: Vec<String> = nodes.iter().map(|i| format!("n{i}")).collect();
+        self.timeline.push(
+            json!({
+                "time": self.origin.elapsed().as_nanos() as u64,
+                "action": action, "nodes": names, "target": target,
+            })
+            .to_string(),
+        );
+    }
+
+    fn millis(&mut self, from: u64, to: u64) -> Duration {
+        Duration::from_millis(from + self.rng.below(to - from))
+    }
+
+    /// Injects faults until `deadline`, then heals everything. Returns the timeline.
+    pub async fn run_until(&mut self, deadline: Instant) -> String {
+        while Instant::now() < deadline {
+            let quiet = self.millis(1500, 3500);
+            tokio::time::sleep(quiet).await;
+            if self.faults.is_empty() || Instant::now() >= deadline {
+                continue;
+            }
+            let fault = self.faults[self.rng.below(self.faults.len() as u64) as usize];
+            match fault {
+                Fault::Kill => self.kill().await,
+                Fault::Pause => self.pause().await,
+                Fault::Partition => self.partition().await,
+            }
+        }
+        self.heal_all();
+        self.timeline.join("\n") + "\n"
+    }
+
+    /// The node that says it leads, if one answers within a moment.
+    async fn leader(&self) -> Option<usize> {
+        for (i, endpoint) in self.nodes.endpoints().into_iter().enumerate() {
+            let ask = async {
+                let mut client = MaintenanceClient::connect(endpoint).await.ok()?;
+                let status = client.status(StatusRequest {}).await.ok()?.into_inner();
+                let me = status.header?.member_id;
+                Some(me != 0 && me == status.leader)
+            };
+            if let Ok(Some(true)) = tokio::time::timeout(Duration::from_millis(500), ask).await {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    /// A random node, or the leader (when one answers) half the time.
+    async fn one_target(&mut self) -> (usize, &'static str) {
+        let n = self.nodes.nodes.len() as u64;
+        if self.rng.below(2) == 0 {
+            if let Some(leader) = self.leader().await {
+                return (leader, "leader");
+            }
+        }
+        (self.rng.below(n) as usize, "random")
+    }
+
+    async fn kill(&mut self) {
+        let n = self.nodes.nodes.len();
+        let (victims, target) = if self.rng.below(3) == 0 {
+            (self.rng.sample(n, n / 2 + 1), "majority")
+        } else {
+            let (one, target) = self.one_target().await;
+            (vec![one], target)
+        };
+        self.event("kill", &victims, target);
+        for &i in &victims {
+            self.nodes.kill(i);
+        }
+        let down = self.millis(1000, 3000);
+        tokio::time::sleep(down).await;
+        self.event("restart", &victims, target);
+        for &i in &victims {
+            if let Err(err) = self.nodes.spawn(i) {
+                self.event(&format!("restart failed: {err}"), &[i], target);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        for &i in &victims {
+            if let Some(status) = self.nodes.exited(i) {
+                self.event(&format!("exited after its restart: {status}"), &[i], target);
+            }
+        }
+    }
+
+    async fn pause(&mut self) {
+        let (victim, target) = self.one_target().await;
+        self.event("pause", &[victim], target);
+        self.nodes.pause(victim, true);
+        let paused = self.millis(1000, 4000);
+        tokio::time::sleep(paused).await;
+        self.event("resume", &[victim], target);
+        self.nodes.pause(victim, false);
+    }
+
+    async fn partition(&mut self) {
+        let n = self.nodes.nodes.len();
+        let everyone: Vec<usize> = (0..n).collect();
+        let mut grudge = Grudge::default();
+        let shape = self.rng.below(if n >= 5 { 3 } else { 2 });
+        let (affected, target) = match shape {
+            0 => {
+                let (one, target) = self.one_target().await;
+                grudge.separate(&[one], &everyone);
+                (
+                    vec![one],
+                    if target == "leader" {
+                        "isolate-leader"
+                    } else {
+                        "isolate-one"
+                    },
+                )
+            }
+            1 => {
+                let order = self.rng.sample(n, n);
+                let (minority, majority) = order.split_at(n / 2);
+                grudge.separate(minority, majority);
+                (minority.to_vec(), "majority-minority")
+            }
+            _ => {
+                // Two halves that only the bridge node reaches both of.
+                let order = self.rng.sample(n, n);
+                let (bridge, rest) = order.split_at(1);
+                let (left, right) = rest.split_at(rest.len() / 2);
+                grudge.separate(left, right);
+                (bridge.to_vec(), "bridge")
+            }
+        };
+        self.event("partition", &affected, target);
+        if let Err(err) = self.net.set(&grudge) {
+            self.event(&format!("partition failed: {err}"), &affected, target);
+        }
+        let lasting = self.millis(3000, 6000);
+        tokio::time::sleep(lasting).await;
+        self.event("heal", &affected, target);
+        if let Err(err) = self.net.set(&Grudge::default()) {
+            self.event(&format!("heal failed: {err}"), &affected, target);
+        }
+    }
+
+    /// Ends every fault still in force: heals the network, resumes and restarts nodes.
+    fn heal_all(&mut self) {
+        let _ = self.net.set(&Grudge::default());
+        for i in 0..self.nodes.nodes.len() {
+            if self.nodes.is_paused(i) {
+                self.nodes.pause(i, false);
+            }
+            if self.nodes.exited(i).is_some() || !self.nodes.nodes[i].is_running() {
+                self.event("restart", &[i], "final");
+                let _ = self.nodes.spawn(i);
+            }
+        }
+    }
+}
