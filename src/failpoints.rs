@@ -3,12 +3,18 @@
 //! chosen at start through `CAIRN_FAILPOINTS`, e.g.
 //! `CAIRN_FAILPOINTS="wal-fsync=delay(1500);apply=crash"`.
 //!
-//! Places: `wal-fsync` (before waiting for a WAL append's fsync), `apply` (before applying a
-//! run of committed entries), `peer-partition` (every Raft message sent or received, and
-//! every peer handshake), `follower-local-reads` (a follower answers linearizable reads from
-//! its own copy: the bug a consistency checker must catch). Actions: `delay(<ms>)` sleeps the calling thread, `crash` aborts
-//! the process (as a kill -9 would, without unwinding), `on` makes the place fail always,
-//! `while-file(<path>)` makes the place
+//! Places: `wal-fsync` and `wal-fsync-after` (before waiting for a WAL append's fsync, and
+//! once it is done, before the entries count as persisted), `apply` (before applying a run of
+//! committed entries), `btree-commit` and `btree-commit-after` (around the B+tree commit of
+//! an applied batch), `compaction` (before applying a compaction), `snapshot-send` (before
+//! each chunk of a snapshot sent to a follower), `snapshot-install` (before a received
+//! snapshot replaces the key space), `peer-partition` (every Raft message sent or received,
+//! and every peer handshake), `follower-local-reads` (a follower answers linearizable reads
+//! from its own copy: the bug a consistency checker must catch). Actions: `delay(<ms>)`
+//! sleeps the calling thread, `crash` aborts the process (as a kill -9 would, without
+//! unwinding), `crash-after(<n>)` aborts it the n-th time the place is reached (so a node
+//! runs a while first: the fault-test nemesis picks n at random), `on` makes the place fail
+//! always, `while-file(<path>)` makes the place
 //! fail (a partition drops the message) for as long as the file exists, so a test can cut a
 //! member's peer traffic and heal it while the member keeps serving its clients.
 
@@ -17,6 +23,7 @@ compile_error!("the `failpoints` feature is for test builds only, never release 
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -25,6 +32,8 @@ use std::time::Duration;
 pub enum Action {
     Delay(Duration),
     Crash,
+    /// Crash the n-th time the place is reached.
+    CrashAfter(u64),
     /// The place fails while this file exists.
     WhileFile(PathBuf),
     /// The place fails always.
@@ -41,6 +50,15 @@ pub fn parse(spec: &str) -> HashMap<String, Action> {
         };
         let action = match action.trim() {
             "crash" => Action::Crash,
+            after if after.starts_with("crash-after(") && after.ends_with(')') => {
+                match after["crash-after(".len()..after.len() - 1].parse::<u64>() {
+                    Ok(n) if n > 0 => Action::CrashAfter(n),
+                    _ => {
+                        eprintln!("CAIRN_FAILPOINTS: ignoring {entry:?} (bad count)");
+                        continue;
+                    }
+                }
+            }
             "on" => Action::On,
             file if file.starts_with("while-file(") && file.ends_with(')') => {
                 Action::WhileFile(PathBuf::from(&file["while-file(".len()..file.len() - 1]))
@@ -77,8 +95,28 @@ pub fn reach(name: &str) {
             eprintln!("failpoint {name}: crashing");
             std::process::abort();
         }
+        Some(Action::CrashAfter(n)) => {
+            if hits(name) >= *n {
+                eprintln!("failpoint {name}: crashing at hit {n}");
+                std::process::abort();
+            }
+        }
         Some(Action::WhileFile(_) | Action::On) | None => {}
     }
+}
+
+/// Counts a reach of `name` (configured places only); returns the count so far.
+fn hits(name: &str) -> u64 {
+    static HITS: OnceLock<HashMap<String, AtomicU64>> = OnceLock::new();
+    let counters = HITS.get_or_init(|| {
+        configured()
+            .keys()
+            .map(|name| (name.clone(), AtomicU64::new(0)))
+            .collect()
+    });
+    counters
+        .get(name)
+        .map_or(0, |count| count.fetch_add(1, Ordering::Relaxed) + 1)
 }
 
 /// Whether failpoint `name` makes its place fail right now (`on`, or `while-file` and its
@@ -98,9 +136,10 @@ mod tests {
     #[test]
     fn specs_name_places_and_actions() {
         let points = parse(
-            "wal-fsync=delay(1500); apply=crash;bogus;x=explode;y=delay(z);peer-partition=while-file(/tmp/cut)",
+            "wal-fsync=delay(1500); apply=crash;bogus;x=explode;y=delay(z);peer-partition=while-file(/tmp/cut);btree-commit=crash-after(40);z=crash-after(0)",
         );
-        assert_eq!(points.len(), 3);
+        assert_eq!(points.len(), 4);
+        assert_eq!(points["btree-commit"], Action::CrashAfter(40));
         assert_eq!(
             points["peer-partition"],
             Action::WhileFile(PathBuf::from("/tmp/cut"))

@@ -70,7 +70,7 @@ fn completed(summary: &str, workload: &str) -> u64 {
             let indeterminate = counts
                 .split_once(" indeterminate")?
                 .0
-                .rsplit(|c: char| c == ' ' || c == '(')
+                .rsplit([' ', '('])
                 .next()?
                 .parse::<u64>()
                 .ok()?;

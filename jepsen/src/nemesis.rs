@@ -5,11 +5,16 @@
 //! - kill: kill -9 of a random node, of the leader, or of a majority; restarted 1-3 s later;
 //! - pause: SIGSTOP of a random node or of the leader; SIGCONT 1-4 s later;
 //! - partition: the leader or a random node isolated, the cluster cut into a majority and a
-//!   minority, or (5 nodes and more) two halves joined by one bridge node; healed 3-6 s later.
+//!   minority, or (5 nodes and more) two halves joined by one bridge node; healed 3-6 s later;
+//! - clock: the leader or a random node restarted with its clocks running at 0.5-3 times the
+//!   real rate (libfaketime), for 4-9 s;
+//! - failpoint: the leader or a random node restarted with a test-only failpoint (crash at the
+//!   n-th WAL fsync, B+tree commit or apply; or a slow fsync), for 4-9 s.
 //!
 //! Every action goes in the timeline, one JSON line each:
 //! `{"time":ns,"action":"kill","nodes":["n1"],"target":"leader"}`; an action that begins a
-//! fault (`kill`, `pause`, `partition`) is ended by its `restart`, `resume` or `heal`.
+//! fault (`kill`, `pause`, `partition`, `clock ...`, `failpoint ...`) is ended by its
+//! `restart`, `resume`, `heal` or `... over`.
 
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -27,6 +32,8 @@ pub enum Fault {
     Kill,
     Pause,
     Partition,
+    Clock,
+    Failpoint,
 }
 
 impl FromStr for Fault {
@@ -37,8 +44,11 @@ impl FromStr for Fault {
             "kill" => Ok(Fault::Kill),
             "pause" => Ok(Fault::Pause),
             "partition" => Ok(Fault::Partition),
+            "clock" => Ok(Fault::Clock),
+            "failpoint" => Ok(Fault::Failpoint),
             other => Err(format!(
-                "unknown nemesis {other:?} (built: kill, pause, partition, or none)"
+                "unknown nemesis {other:?} (built: kill, pause, partition, clock, failpoint, \
+                 or none)"
             )),
         }
     }
@@ -101,6 +111,8 @@ impl Nemesis {
                 Fault::Kill => self.kill().await,
                 Fault::Pause => self.pause().await,
                 Fault::Partition => self.partition().await,
+                Fault::Clock => self.skew_clock().await,
+                Fault::Failpoint => self.failpoint().await,
             }
         }
         self.heal_all();
@@ -215,6 +227,75 @@ impl Nemesis {
         if let Err(err) = self.net.set(&Grudge::default()) {
             self.event(&format!("heal failed: {err}"), &affected, target);
         }
+    }
+
+    /// Restarts a node (the leader or a random one) under `env` for a few seconds, then
+    /// normally again. Returns the node.
+    async fn restart_under(&mut self, env: Vec<(String, String)>, action: &str, what: &str) {
+        let (victim, target) = self.one_target().await;
+        self.event(&format!("{action} {what}"), &[victim], target);
+        self.nodes.kill(victim);
+        if let Err(err) = self.nodes.spawn_with_env(victim, &env) {
+            self.event(&format!("restart failed: {err}"), &[victim], target);
+        }
+        let lasting = self.millis(4000, 9000);
+        tokio::time::sleep(lasting).await;
+        let status = self.nodes.exited(victim);
+        self.event(
+            &match status {
+                Some(status) => format!("{action} over (the node had exited: {status})"),
+                None => format!("{action} over"),
+            },
+            &[victim],
+            target,
+        );
+        self.nodes.kill(victim);
+        if let Err(err) = self.nodes.spawn(victim) {
+            self.event(&format!("restart failed: {err}"), &[victim], target);
+        }
+    }
+
+    /// A node whose clock runs fast or slow (libfaketime on its monotonic and wall clocks):
+    /// its elections, heartbeats and lease timers run at the wrong rate.
+    async fn skew_clock(&mut self) {
+        const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+        if !std::path::Path::new(LIBFAKETIME).exists() {
+            self.event(
+                "clock skipped: libfaketime is not installed (Debian's faketime)",
+                &[],
+                "",
+            );
+            return;
+        }
+        let rates = ["x0.5", "x1.5", "x2", "x3"];
+        let rate = rates[self.rng.below(rates.len() as u64) as usize];
+        let env = vec![
+            ("LD_PRELOAD".to_string(), LIBFAKETIME.to_string()),
+            ("FAKETIME".to_string(), format!("+0 {rate}")),
+        ];
+        self.restart_under(env, "clock", &format!("rate {rate}"))
+            .await;
+    }
+
+    /// A node restarted with a test-only failpoint (a cairn built with the `failpoints`
+    /// feature; others ignore it): a crash at the n-th WAL fsync, B+tree commit or apply, or
+    /// a slow disk.
+    async fn failpoint(&mut self) {
+        let places = [
+            "wal-fsync",
+            "wal-fsync-after",
+            "apply",
+            "btree-commit",
+            "btree-commit-after",
+        ];
+        let place = places[self.rng.below(places.len() as u64) as usize];
+        let spec = if self.rng.below(3) == 0 {
+            format!("wal-fsync=delay({})", 50 + self.rng.below(450))
+        } else {
+            format!("{place}=crash-after({})", 1 + self.rng.below(300))
+        };
+        let env = vec![("CAIRN_FAILPOINTS".to_string(), spec.clone())];
+        self.restart_under(env, "failpoint", &spec).await;
     }
 
     /// Ends every fault still in force: heals the network, resumes and restarts nodes.

@@ -80,6 +80,12 @@ impl Nodes {
 
     /// Starts node `i` (again), on its data dir.
     pub fn spawn(&mut self, i: usize) -> Result<(), NodeError> {
+        self.spawn_with_env(i, &[])
+    }
+
+    /// Starts node `i` (again) with extra environment variables (test-only failpoints, a
+    /// skewed clock).
+    pub fn spawn_with_env(&mut self, i: usize, env: &[(String, String)]) -> Result<(), NodeError> {
         let node = &self.nodes[i];
         let data = self.out.join("data").join(&node.name);
         std::fs::create_dir_all(&data).map_err(|source| NodeError::Dir {
@@ -117,6 +123,7 @@ impl Nodes {
             command.args(["--peer-dial-address", &ip.to_string()]);
         }
         let child = command
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .spawn()

@@ -55,18 +55,20 @@ pub fn intervals(timeline: &str, end_ns: u64) -> Vec<Interval> {
         ) else {
             continue;
         };
-        let ends = match action {
-            "kill" | "pause" | "partition" => {
+        let first = action.split_whitespace().next().unwrap_or("");
+        let ends = match (first, action.ends_with(" over")) {
+            ("kill" | "pause" | "partition", _) | ("clock" | "failpoint", false) => {
                 open.push(Interval {
-                    kind: action.to_string(),
+                    kind: first.to_string(),
                     start_ns: time,
                     end_ns,
                 });
                 continue;
             }
-            "restart" => "kill",
-            "resume" => "pause",
-            "heal" => "partition",
+            ("restart", _) => "kill",
+            ("resume", _) => "pause",
+            ("heal", _) => "partition",
+            ("clock" | "failpoint", true) => first,
             _ => continue,
         };
         if let Some(i) = open.iter().rposition(|interval| interval.kind == ends) {
@@ -93,6 +95,8 @@ fn fault_colour(kind: &str) -> &'static str {
     match kind {
         "kill" => "#d62728",
         "pause" => "#ff7f0e",
+        "clock" => "#17becf",
+        "failpoint" => "#e377c2",
         _ => "#7f7f7f",
     }
 }
@@ -229,6 +233,8 @@ pub fn latency_svg(
         ("#d62728", "shaded: kill"),
         ("#ff7f0e", "shaded: pause"),
         ("#7f7f7f", "shaded: partition"),
+        ("#17becf", "shaded: clock"),
+        ("#e377c2", "shaded: failpoint"),
     ])
 }
 

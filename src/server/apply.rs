@@ -206,6 +206,8 @@ pub fn apply_run<B: Backend>(
             Some(Op::Compaction(compaction)) => {
                 // Compaction is its own storage transaction: finish the batch before it.
                 finish(batch, batch_last_index, &mut run).map_err(storage(*index))?;
+                #[cfg(feature = "failpoints")]
+                crate::failpoints::reach("compaction");
                 let result = store
                     .compact(compaction.revision, Some(*index))
                     .map(|()| {
@@ -271,7 +273,11 @@ fn finish<B: Backend>(
         batch.set_applied_index(applied_index)?;
     }
     let started = std::time::Instant::now();
+    #[cfg(feature = "failpoints")]
+    crate::failpoints::reach("btree-commit");
     let Committed { revision, events } = batch.commit()?;
+    #[cfg(feature = "failpoints")]
+    crate::failpoints::reach("btree-commit-after");
     run.commit_durations.push(started.elapsed());
     run.events.extend(events);
     run.revision = revision;

@@ -280,6 +280,8 @@ impl RaftLoop {
                     .wal_fsync_duration
                     .observe(started.elapsed().as_secs_f64());
                 outcome.map_err(|e| format!("WAL append failed: {e}"))?;
+                #[cfg(feature = "failpoints")]
+                crate::failpoints::reach("wal-fsync-after");
             }
             self.send_messages(ready.persisted_messages);
             self.apply(&ready.committed_entries)?;

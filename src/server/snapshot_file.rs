@@ -141,6 +141,8 @@ pub fn seal_incoming(path: &Path, meta: &SnapshotMeta) -> Result<(), SnapshotErr
 pub fn install_incoming(snap_dir: &Path) -> Result<(), SnapshotError> {
     let incoming = snap_dir.join(INCOMING_FILE);
     let db = snap_dir.join("db");
+    #[cfg(feature = "failpoints")]
+    crate::failpoints::reach("snapshot-install");
     std::fs::rename(&incoming, &db).map_err(|source| SnapshotError::Io {
         action: "renaming the received snapshot over",
         path: db.clone(),

@@ -55,6 +55,8 @@ impl ChunkWriter {
             data,
         };
         self.offset += chunk.data.len() as u64;
+        #[cfg(feature = "failpoints")]
+        crate::failpoints::reach("snapshot-send");
         self.chunks.blocking_send(chunk).map_err(|_| {
             std::io::Error::new(std::io::ErrorKind::BrokenPipe, "snapshot stream closed")
         })
