@@ -18,6 +18,8 @@ pub mod append_history;
 pub mod client;
 pub mod elle;
 pub mod history;
+pub mod lease;
+pub mod lease_check;
 pub mod linearizable;
 pub mod nemesis;
 pub mod net;

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use cairn_jepsen::net::NetMode;
-use cairn_jepsen::run::Workload;
-use cairn_jepsen::{append_history, elle, exit, history, linearizable, nemesis, run, set_check};
+use cairn_jepsen::run::{Judgement, Workload};
+use cairn_jepsen::{exit, nemesis, run};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -25,7 +25,7 @@ enum Command {
     /// Checks a saved history; exits 0 if valid, 1 with the first anomaly spelled out, 2 if
     /// the history cannot be read.
     Check {
-        /// The workload whose checker applies: register, append or set.
+        /// The workload whose checker applies: register, append, set, watch or lease.
         workload: String,
         /// The history: JSON lines, one operation per line, or a JSON array of them.
         file: PathBuf,
@@ -33,10 +33,10 @@ enum Command {
     /// Runs a fault test against a cluster of real nodes; exits 0 if every checker passes,
     /// 1 if one finds an anomaly, 2 if the run could not be carried out.
     Test {
-        /// Workloads, comma-separated: register, append, set.
+        /// Workloads, comma-separated: register, append, set, watch, lease.
         #[arg(long, default_value = "register")]
         workload: String,
-        /// Nemeses, comma-separated: kill, pause, partition (or none).
+        /// Nemeses, comma-separated: kill, pause, partition, clock, failpoint (or none).
         #[arg(long, default_value = "kill")]
         nemesis: String,
         #[arg(long, default_value_t = 3)]
@@ -136,6 +136,13 @@ fn main() -> ExitCode {
 }
 
 fn check(workload: &str, file: &std::path::Path) -> ExitCode {
+    let workload: Workload = match workload.parse() {
+        Ok(workload) => workload,
+        Err(err) => {
+            eprintln!("cairn-jepsen: {err}");
+            return ExitCode::from(exit::CANNOT_RUN);
+        }
+    };
     let text = match std::fs::read_to_string(file) {
         Ok(text) => text,
         Err(err) => {
@@ -143,105 +150,22 @@ fn check(workload: &str, file: &std::path::Path) -> ExitCode {
             return ExitCode::from(exit::CANNOT_RUN);
         }
     };
-    match workload {
-        "register" => check_register(&text, file),
-        "append" => check_append(&text, file),
-        "set" => check_set(&text, file),
-        other => {
-            eprintln!("cairn-jepsen: no checker for workload {other:?} (register, append, set)");
+    let started = std::time::Instant::now();
+    let (counts, judgement) = run::judge(workload, &text);
+    let took = started.elapsed();
+    match judgement {
+        Judgement::Valid => {
+            println!("valid: {counts} (checked in {took:.2?})");
+            ExitCode::from(exit::VALID)
+        }
+        Judgement::Anomaly(why) => {
+            println!("invalid: {why}");
+            ExitCode::from(exit::ANOMALY)
+        }
+        Judgement::Unknown(why) => {
+            eprintln!("cairn-jepsen: {}: {why}", file.display());
+            println!("unknown: {why}");
             ExitCode::from(exit::CANNOT_RUN)
-        }
-    }
-}
-
-fn check_append(text: &str, file: &std::path::Path) -> ExitCode {
-    let txns = match append_history::parse(text) {
-        Ok(txns) => txns,
-        Err(err) => {
-            eprintln!("cairn-jepsen: {}: {err}", file.display());
-            return ExitCode::from(exit::CANNOT_RUN);
-        }
-    };
-    let started = std::time::Instant::now();
-    let verdict = elle::check(&txns);
-    let took = started.elapsed();
-    if let Some(malformed) = &verdict.malformed {
-        eprintln!("cairn-jepsen: {}: {malformed}", file.display());
-        return ExitCode::from(exit::CANNOT_RUN);
-    }
-    match verdict.explain() {
-        None => {
-            println!(
-                "valid: {} transactions are strict serializable (checked in {took:.2?})",
-                txns.len()
-            );
-            ExitCode::from(exit::VALID)
-        }
-        Some(anomaly) => {
-            println!("invalid: {anomaly}");
-            ExitCode::from(exit::ANOMALY)
-        }
-    }
-}
-
-fn check_set(text: &str, file: &std::path::Path) -> ExitCode {
-    let history = match set_check::parse(text) {
-        Ok(history) => history,
-        Err(err) => {
-            eprintln!("cairn-jepsen: {}: {err}", file.display());
-            return ExitCode::from(exit::CANNOT_RUN);
-        }
-    };
-    let verdict = set_check::check(&history);
-    match verdict.explain() {
-        None => {
-            println!(
-                "valid: {} adds, {} reads: nothing lost, stale, unexpected or vanished{}",
-                verdict.adds,
-                verdict.reads,
-                if verdict.no_final_read {
-                    " (but no final read of the whole set)"
-                } else {
-                    ""
-                }
-            );
-            ExitCode::from(exit::VALID)
-        }
-        Some(anomaly) => {
-            println!("invalid: {anomaly}");
-            ExitCode::from(exit::ANOMALY)
-        }
-    }
-}
-
-fn check_register(text: &str, file: &std::path::Path) -> ExitCode {
-    let ops = match history::parse(text) {
-        Ok(ops) => ops,
-        Err(err) => {
-            eprintln!("cairn-jepsen: {}: {err}", file.display());
-            return ExitCode::from(exit::CANNOT_RUN);
-        }
-    };
-    let started = std::time::Instant::now();
-    let verdict = linearizable::check(&ops);
-    let took = started.elapsed();
-    if !verdict.valid() && !verdict.anomalous() {
-        println!("unknown: {}", verdict.explain().unwrap_or_default());
-        return ExitCode::from(exit::CANNOT_RUN);
-    }
-    match verdict.explain() {
-        None => {
-            println!(
-                "valid: {} operations on {} keys are linearizable (checked in {:.2?})",
-                verdict.operations,
-                verdict.keys.len(),
-                took
-            );
-            ExitCode::from(exit::VALID)
-        }
-        Some(anomaly) => {
-            println!("invalid: {anomaly}");
-            ExitCode::from(exit::ANOMALY)
         }
     }
 }

@@ -1,6 +1,6 @@
 //! One test run: the run's network ([`crate::net`]) and nodes, every workload's clients at
 //! once, the nemesis, and the run's folder: one history per workload (`register.jsonl`,
-//! `append.jsonl`, `set.jsonl`), `nemesis.jsonl` (what the nemesis did, when), one log per node, plots,
+//! `append.jsonl`, `set.jsonl`, `watch.jsonl`, `lease.jsonl`), `nemesis.jsonl` (what the nemesis did, when), one log per node, plots,
 //! and `summary.txt` (the verdict of every checker and the first anomaly each found).
 
 use std::path::{Path, PathBuf};
@@ -9,12 +9,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::append::{self, AppendShared};
+use crate::lease;
 use crate::nemesis::{Fault, Nemesis};
 use crate::net::{NetError, NetMode, Network};
 use crate::nodes::{NodeError, Nodes};
 use crate::register::{self, Planned, RegisterClient, OP_TIMEOUT};
 use crate::set::{self, SetShared};
-use crate::{append_history, elle, history, linearizable, plot, set_check};
+use crate::watch::{self, WatchShared};
+use crate::{
+    append_history, elle, history, lease_check, linearizable, plot, set_check, watch_check,
+};
 
 /// A workload: what the clients do and which checker judges it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +26,8 @@ pub enum Workload {
     Register,
     Append,
     Set,
+    Watch,
+    Lease,
 }
 
 impl FromStr for Workload {
@@ -32,8 +38,10 @@ impl FromStr for Workload {
             "register" => Ok(Workload::Register),
             "append" => Ok(Workload::Append),
             "set" => Ok(Workload::Set),
+            "watch" => Ok(Workload::Watch),
+            "lease" => Ok(Workload::Lease),
             other => Err(format!(
-                "unknown workload {other:?} (built: register, append, set)"
+                "unknown workload {other:?} (built: register, append, set, watch, lease)"
             )),
         }
     }
@@ -45,6 +53,8 @@ impl Workload {
             Workload::Register => "register",
             Workload::Append => "append",
             Workload::Set => "set",
+            Workload::Watch => "watch",
+            Workload::Lease => "lease",
         }
     }
 }
@@ -169,6 +179,7 @@ pub async fn run(config: &RunConfig) -> Result<RunVerdict, RunError> {
         .collect();
     let append_shared = Arc::new(AppendShared::default());
     let set_shared = Arc::new(SetShared::default());
+    let watch_shared = Arc::new(WatchShared::default());
 
     let mut workers = Vec::new();
     for (w, workload) in config.workloads.iter().enumerate() {
@@ -195,6 +206,28 @@ pub async fn run(config: &RunConfig) -> Result<RunVerdict, RunError> {
                     origin,
                     history,
                 )),
+                // Half the clients write, half watch.
+                Workload::Watch if id % 2 == 0 => tokio::spawn(watch::writer(
+                    id,
+                    endpoints,
+                    Arc::clone(&watch_shared),
+                    seed,
+                    deadline,
+                    origin,
+                    history,
+                )),
+                Workload::Watch => tokio::spawn(watch::watcher(
+                    id,
+                    endpoints,
+                    Arc::clone(&watch_shared),
+                    seed,
+                    deadline,
+                    origin,
+                    history,
+                )),
+                Workload::Lease => tokio::spawn(lease::worker(
+                    id, endpoints, seed, deadline, origin, history,
+                )),
                 Workload::Set => tokio::spawn(set::worker(
                     id,
                     endpoints,
@@ -218,7 +251,10 @@ pub async fn run(config: &RunConfig) -> Result<RunVerdict, RunError> {
                 append::final_reads(&endpoints, &append_shared, origin, &logs[w]).await
             }
             Workload::Set => set::final_read(&endpoints, origin, &logs[w]).await,
-            Workload::Register => {}
+            Workload::Watch => {
+                watch::final_reference(&endpoints, &watch_shared, origin, &logs[w]).await
+            }
+            Workload::Register | Workload::Lease => {}
         }
     }
     // Stops the nodes and takes the network down before the (possibly long) checks.
@@ -290,7 +326,7 @@ pub async fn run(config: &RunConfig) -> Result<RunVerdict, RunError> {
 }
 
 /// Checks one workload's history: its counts line and the verdict.
-fn judge(workload: Workload, text: &str) -> (String, Judgement) {
+pub fn judge(workload: Workload, text: &str) -> (String, Judgement) {
     match workload {
         Workload::Register => {
             let ops = match history::parse(text) {
@@ -326,6 +362,8 @@ fn judge(workload: Workload, text: &str) -> (String, Judgement) {
             };
             (counts, judgement)
         }
+        Workload::Watch => judge_watch(text),
+        Workload::Lease => judge_lease(text),
         Workload::Set => {
             let history = match set_check::parse(text) {
                 Ok(history) => history,
@@ -348,6 +386,36 @@ fn judge(workload: Workload, text: &str) -> (String, Judgement) {
             (counts, judgement)
         }
     }
+}
+
+/// Checks the watch workload's history.
+fn judge_watch(text: &str) -> (String, Judgement) {
+    let history = match watch_check::parse(text) {
+        Ok(history) => history,
+        Err(err) => return (String::new(), Judgement::Unknown(err.to_string())),
+    };
+    let verdict = watch_check::check(&history);
+    let judgement = match (verdict.explain(), &verdict.no_reference) {
+        (Some(why), _) => Judgement::Anomaly(why),
+        (None, Some(why)) => Judgement::Unknown(format!("no reference to check against: {why}")),
+        (None, None) => Judgement::Valid,
+    };
+    (verdict.counts(), judgement)
+}
+
+/// Checks the lease workload's history.
+fn judge_lease(text: &str) -> (String, Judgement) {
+    let history = match lease_check::parse(text) {
+        Ok(history) => history,
+        Err(err) => return (String::new(), Judgement::Unknown(err.to_string())),
+    };
+    let verdict = lease_check::check(&history);
+    let counts = format!("{} leases, {} reads", verdict.leases, verdict.reads);
+    let judgement = match verdict.explain() {
+        None => Judgement::Valid,
+        Some(why) => Judgement::Anomaly(why),
+    };
+    (counts, judgement)
 }
 
 /// A workload's history as clients complete operations: one JSON line each.

@@ -1,0 +1,276 @@
+//! The lease workload's checker (history format in [`crate::lease`]).
+//!
+//! A lease granted with TTL t and renewed by a keepalive called at time c is alive at least
+//! until c + t: the renewal took effect after c, on the leader's monotonic clock, which runs
+//! at the harness's rate (unless the clock nemesis skews it: then this check documents what
+//! leases assume). The findings:
+//! - vanished-while-alive: a read that began after the key's put returned and ended before
+//!   its lease's guaranteed life ran out (and before any revoke was asked for) lacks the key;
+//! - revoked-but-readable: a read that began after a revoke of the key's lease returned holds
+//!   the key;
+//! - expired-but-readable: a read that began after a keepalive was told the lease was gone
+//!   (TTL 0) holds the key;
+//! - outlived-lease: a read holds the key more than [`EXPIRY_SLACK`] after its lease's last
+//!   possible renewal ran out (the lease never expired, or its keys were not deleted);
+//! - unexpected: a read holds a key no put wrote, or under another lease.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::client::OP_TIMEOUT;
+
+/// How long past its last possible renewal a lease's key may stay readable: the leader's
+/// expiry scan, a leader change (the new leader keeps the time left plus a grace of an
+/// election timeout and a checkpoint interval), and faults that stall the revoke's commit
+/// (a paused leader, a killed majority) all fit well inside it.
+pub const EXPIRY_SLACK_NS: u64 = 15_000_000_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseHistoryError {
+    #[error("line {line}: {reason}")]
+    Line { line: usize, reason: String },
+}
+
+#[derive(Deserialize)]
+struct RawOp {
+    call: u64,
+    #[serde(rename = "return")]
+    ret: Option<u64>,
+    ok: bool,
+    op: String,
+    lease: Option<i64>,
+    ttl: Option<i64>,
+    key: Option<String>,
+    #[serde(default)]
+    value: Value,
+}
+
+/// What happened to one lease.
+#[derive(Debug, Default, Clone)]
+struct LeaseLife {
+    /// Its key can be relied on up to this time (ns).
+    alive_until: u64,
+    /// Its key can be readable up to this time (ns) at the latest.
+    readable_until: u64,
+    /// The earliest call of a revoke (any outcome): no promise of life after it.
+    revoke_called: Option<u64>,
+    /// When a revoke was acknowledged (line).
+    revoked: Option<(u64, usize)>,
+    /// When a keepalive was told the lease was gone (line).
+    gone: Option<(u64, usize)>,
+}
+
+#[derive(Debug, Clone)]
+struct Put {
+    key: String,
+    lease: i64,
+    ret: Option<u64>,
+    line: usize,
+}
+
+#[derive(Debug, Clone)]
+struct Read {
+    call: u64,
+    ret: u64,
+    pairs: Vec<(String, i64)>,
+    line: usize,
+}
+
+/// A parsed lease history.
+#[derive(Debug, Default)]
+pub struct LeaseHistory {
+    leases: HashMap<i64, LeaseLife>,
+    puts: Vec<Put>,
+    reads: Vec<Read>,
+}
+
+fn seconds(ttl: i64) -> u64 {
+    ttl.max(0) as u64 * 1_000_000_000
+}
+
+pub fn parse(text: &str) -> Result<LeaseHistory, LeaseHistoryError> {
+    let mut history = LeaseHistory::default();
+    for (index, line) in text.lines().enumerate() {
+        let number = index + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = |reason: &str| LeaseHistoryError::Line {
+            line: number,
+            reason: reason.to_string(),
+        };
+        let raw: RawOp = serde_json::from_str(line).map_err(|err| bad(&err.to_string()))?;
+        let lease = || raw.lease.ok_or_else(|| bad("missing lease"));
+        match raw.op.as_str() {
+            "grant" if raw.ok => {
+                let life = history.leases.entry(lease()?).or_default();
+                let ttl = seconds(raw.ttl.ok_or_else(|| bad("a grant needs its ttl"))?);
+                life.alive_until = life.alive_until.max(raw.call + ttl);
+                let ret = raw
+                    .ret
+                    .ok_or_else(|| bad("a successful grant needs its return"))?;
+                life.readable_until = life.readable_until.max(ret + ttl);
+            }
+            "grant" => {}
+            "put" => history.puts.push(Put {
+                key: raw.key.clone().ok_or_else(|| bad("a put needs its key"))?,
+                lease: lease()?,
+                ret: raw.ret.filter(|_| raw.ok),
+                line: number,
+            }),
+            "keepalive" => {
+                let life = history.leases.entry(lease()?).or_default();
+                match (raw.ret, raw.ttl) {
+                    (Some(ret), Some(ttl)) if raw.ok && ttl > 0 => {
+                        life.alive_until = life.alive_until.max(raw.call + seconds(ttl));
+                        life.readable_until = life.readable_until.max(ret + seconds(ttl));
+                    }
+                    (Some(ret), Some(_)) if raw.ok => {
+                        if life.gone.is_none_or(|(at, _)| ret < at) {
+                            life.gone = Some((ret, number));
+                        }
+                    }
+                    // Unknown: it may have renewed the lease as late as its timeout.
+                    _ => {
+                        let latest = raw.call + OP_TIMEOUT.as_nanos() as u64;
+                        let ttl = seconds(crate::lease::TTL_SECONDS);
+                        life.readable_until = life.readable_until.max(latest + ttl);
+                    }
+                }
+            }
+            "revoke" => {
+                let life = history.leases.entry(lease()?).or_default();
+                life.revoke_called = Some(life.revoke_called.map_or(raw.call, |c| c.min(raw.call)));
+                if let (true, Some(ret)) = (raw.ok, raw.ret) {
+                    if life.revoked.is_none_or(|(at, _)| ret < at) {
+                        life.revoked = Some((ret, number));
+                    }
+                }
+            }
+            "read" if raw.ok => {
+                let pairs = raw
+                    .value
+                    .as_array()
+                    .and_then(|items| {
+                        items
+                            .iter()
+                            .map(|pair| {
+                                Some((pair.get(0)?.as_str()?.to_string(), pair.get(1)?.as_i64()?))
+                            })
+                            .collect::<Option<Vec<_>>>()
+                    })
+                    .ok_or_else(|| bad("a read's value must be a list of [key, lease] pairs"))?;
+                history.reads.push(Read {
+                    call: raw.call,
+                    ret: raw
+                        .ret
+                        .ok_or_else(|| bad("a successful read needs its return"))?,
+                    pairs,
+                    line: number,
+                });
+            }
+            "read" => {}
+            other => return Err(bad(&format!("unknown op {other:?}"))),
+        }
+    }
+    history.reads.sort_by_key(|read| read.call);
+    Ok(history)
+}
+
+/// The checker's findings: each kind with its count and first example.
+#[derive(Debug, Default)]
+pub struct LeaseVerdict {
+    pub leases: usize,
+    pub reads: usize,
+    pub anomalies: BTreeMap<&'static str, (usize, String)>,
+}
+
+impl LeaseVerdict {
+    pub fn valid(&self) -> bool {
+        self.anomalies.is_empty()
+    }
+
+    pub fn explain(&self) -> Option<String> {
+        (!self.valid()).then(|| {
+            self.anomalies
+                .iter()
+                .map(|(kind, (count, first))| format!("{kind} ({count}): {first}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    }
+
+    fn note(&mut self, kind: &'static str, example: impl FnOnce() -> String) {
+        self.anomalies
+            .entry(kind)
+            .or_insert_with(|| (0, example()))
+            .0 += 1;
+    }
+}
+
+pub fn check(history: &LeaseHistory) -> LeaseVerdict {
+    let mut verdict = LeaseVerdict {
+        leases: history.leases.len(),
+        reads: history.reads.len(),
+        ..Default::default()
+    };
+    let puts: HashMap<&str, &Put> = history
+        .puts
+        .iter()
+        .map(|put| (put.key.as_str(), put))
+        .collect();
+    let no_life = LeaseLife::default();
+    // What reads held.
+    for read in &history.reads {
+        for (key, lease) in &read.pairs {
+            let Some(put) = puts.get(key.as_str()).filter(|put| put.lease == *lease) else {
+                verdict.note("unexpected", || {
+                    format!("the read at line {} holds {key:?} under lease {lease:x}, which no put wrote", read.line)
+                });
+                continue;
+            };
+            let life = history.leases.get(&put.lease).unwrap_or(&no_life);
+            if let Some((at, line)) = life.revoked.filter(|&(at, _)| at < read.call) {
+                verdict.note("revoked-but-readable", || {
+                    format!("lease {lease:x}'s revoke (line {line}) returned at {at} ns, but the read at line {} (called at {} ns) holds its key {key:?}", read.line, read.call)
+                });
+            } else if let Some((at, line)) = life.gone.filter(|&(at, _)| at < read.call) {
+                verdict.note("expired-but-readable", || {
+                    format!("a keepalive of lease {lease:x} (line {line}) was told at {at} ns that it was gone, but the read at line {} (called at {} ns) holds its key {key:?}", read.line, read.call)
+                });
+            } else if life.readable_until + EXPIRY_SLACK_NS < read.call {
+                verdict.note("outlived-lease", || {
+                    format!("lease {lease:x} could last at most until {} ns, but the read at line {} (called at {} ns, {} s later) holds its key {key:?}",
+                        life.readable_until, read.line, read.call, (read.call - life.readable_until) / 1_000_000_000)
+                });
+            }
+        }
+    }
+    // What reads had to hold.
+    for put in &history.puts {
+        let Some(put_ret) = put.ret else { continue };
+        let life = history.leases.get(&put.lease).unwrap_or(&no_life);
+        let mut must_end = life.alive_until;
+        for end in [life.revoke_called, life.gone.map(|(at, _)| at)]
+            .into_iter()
+            .flatten()
+        {
+            must_end = must_end.min(end);
+        }
+        let first = history.reads.partition_point(|read| read.call <= put_ret);
+        for read in history.reads[first..]
+            .iter()
+            .take_while(|read| read.call < must_end)
+        {
+            if read.ret < must_end && !read.pairs.iter().any(|(key, _)| *key == put.key) {
+                verdict.note("vanished-while-alive", || {
+                    format!("{:?} (put at line {}, returned at {put_ret} ns) is missing from the read at line {} ({}..{} ns) while lease {:x} was alive until at least {must_end} ns",
+                        put.key, put.line, read.line, read.call, read.ret, put.lease)
+                });
+            }
+        }
+    }
+    verdict
+}
