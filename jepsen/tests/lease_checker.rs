@@ -20,14 +20,35 @@ fn read(call: u64, ret: u64, keys: &[(&str, i64)]) -> String {
 
 /// Lease 7 granted with TTL 4 at 0 s, its key put at 0.1 s, renewed at 2 s and 4 s.
 fn life() -> String {
-    op(0, Some(S / 100), true, "\"op\":\"grant\",\"lease\":7,\"ttl\":4")
-        + &op(S / 10, Some(S / 5), true, "\"op\":\"put\",\"key\":\"l/2/1\",\"lease\":7")
-        + &op(2 * S, Some(2 * S + 1), true, "\"op\":\"keepalive\",\"lease\":7,\"ttl\":4")
-        + &op(4 * S, Some(4 * S + 1), true, "\"op\":\"keepalive\",\"lease\":7,\"ttl\":4")
+    op(
+        0,
+        Some(S / 100),
+        true,
+        "\"op\":\"grant\",\"lease\":7,\"ttl\":4",
+    ) + &op(
+        S / 10,
+        Some(S / 5),
+        true,
+        "\"op\":\"put\",\"key\":\"l/2/1\",\"lease\":7",
+    ) + &op(
+        2 * S,
+        Some(2 * S + 1),
+        true,
+        "\"op\":\"keepalive\",\"lease\":7,\"ttl\":4",
+    ) + &op(
+        4 * S,
+        Some(4 * S + 1),
+        true,
+        "\"op\":\"keepalive\",\"lease\":7,\"ttl\":4",
+    )
 }
 
 fn anomalies(text: &str) -> Vec<&'static str> {
-    check(&parse(text).expect("history parses")).anomalies.keys().copied().collect()
+    check(&parse(text).expect("history parses"))
+        .anomalies
+        .keys()
+        .copied()
+        .collect()
 }
 
 #[test]
@@ -49,7 +70,12 @@ fn a_key_missing_while_its_lease_lives_vanished() {
 #[test]
 fn a_key_read_after_its_revoke_returned_is_caught() {
     let text = life()
-        + &op(5 * S, Some(5 * S + 5), true, "\"op\":\"revoke\",\"lease\":7")
+        + &op(
+            5 * S,
+            Some(5 * S + 5),
+            true,
+            "\"op\":\"revoke\",\"lease\":7",
+        )
         + &read(6 * S, 6 * S + 10, &[("l/2/1", 7)]);
     assert_eq!(anomalies(&text), ["revoked-but-readable"]);
 }
@@ -57,7 +83,12 @@ fn a_key_read_after_its_revoke_returned_is_caught() {
 #[test]
 fn a_key_read_after_a_keepalive_found_its_lease_gone_is_caught() {
     let text = life()
-        + &op(9 * S, Some(9 * S + 5), true, "\"op\":\"keepalive\",\"lease\":7,\"ttl\":0")
+        + &op(
+            9 * S,
+            Some(9 * S + 5),
+            true,
+            "\"op\":\"keepalive\",\"lease\":7,\"ttl\":0",
+        )
         + &read(9 * S + 100, 9 * S + 200, &[("l/2/1", 7)]);
     assert_eq!(anomalies(&text), ["expired-but-readable"]);
 }
