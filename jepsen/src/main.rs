@@ -29,6 +29,10 @@ enum Command {
         workload: String,
         /// The history: JSON lines, one operation per line, or a JSON array of them.
         file: PathBuf,
+        /// The run's nemesis timeline (`nemesis.jsonl`): the lease checker tells early
+        /// expiries under a fast clock (an assumption of leases) from anomalies.
+        #[arg(long)]
+        nemesis_file: Option<PathBuf>,
     },
     /// Runs a fault test against a cluster of real nodes; exits 0 if every checker passes,
     /// 1 if one finds an anomaly, 2 if the run could not be carried out.
@@ -68,7 +72,11 @@ enum Command {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Check { workload, file } => check(&workload, &file),
+        Command::Check {
+            workload,
+            file,
+            nemesis_file,
+        } => check(&workload, &file, nemesis_file),
         Command::Test {
             workload,
             nemesis,
@@ -135,7 +143,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn check(workload: &str, file: &std::path::Path) -> ExitCode {
+fn check(workload: &str, file: &std::path::Path, nemesis_file: Option<PathBuf>) -> ExitCode {
     let workload: Workload = match workload.parse() {
         Ok(workload) => workload,
         Err(err) => {
@@ -151,7 +159,17 @@ fn check(workload: &str, file: &std::path::Path) -> ExitCode {
         }
     };
     let started = std::time::Instant::now();
-    let (counts, judgement) = run::judge(workload, &text);
+    let timeline = match &nemesis_file {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(timeline) => timeline,
+            Err(err) => {
+                eprintln!("cairn-jepsen: cannot read {}: {err}", path.display());
+                return ExitCode::from(exit::CANNOT_RUN);
+            }
+        },
+        None => String::new(),
+    };
+    let (counts, judgement) = run::judge(workload, &text, &timeline);
     let took = started.elapsed();
     match judgement {
         Judgement::Valid => {

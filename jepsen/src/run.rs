@@ -296,7 +296,7 @@ pub async fn run(config: &RunConfig) -> Result<RunVerdict, RunError> {
             &text,
         )?;
         points.extend(plot::points(&text, w));
-        let (counts, judgement) = judge(*workload, &text);
+        let (counts, judgement) = judge(*workload, &text, &timeline);
         summary.push_str(&format!("{}: {counts}\n", workload.name()));
         summary.push_str(&format!(
             "{}: {}\n",
@@ -325,8 +325,9 @@ pub async fn run(config: &RunConfig) -> Result<RunVerdict, RunError> {
     Ok(verdict)
 }
 
-/// Checks one workload's history: its counts line and the verdict.
-pub fn judge(workload: Workload, text: &str) -> (String, Judgement) {
+/// Checks one workload's history: its counts line and the verdict. `timeline` is the
+/// nemesis', if known (empty: judged as if no fault was injected).
+pub fn judge(workload: Workload, text: &str, timeline: &str) -> (String, Judgement) {
     match workload {
         Workload::Register => {
             let ops = match history::parse(text) {
@@ -363,7 +364,7 @@ pub fn judge(workload: Workload, text: &str) -> (String, Judgement) {
             (counts, judgement)
         }
         Workload::Watch => judge_watch(text),
-        Workload::Lease => judge_lease(text),
+        Workload::Lease => judge_lease(text, timeline),
         Workload::Set => {
             let history = match set_check::parse(text) {
                 Ok(history) => history,
@@ -403,14 +404,21 @@ fn judge_watch(text: &str) -> (String, Judgement) {
     (verdict.counts(), judgement)
 }
 
-/// Checks the lease workload's history.
-fn judge_lease(text: &str) -> (String, Judgement) {
+/// Checks the lease workload's history, knowing from the nemesis `timeline` when a clock ran
+/// fast (see [`lease_check::check_with_fast_clocks`]).
+fn judge_lease(text: &str, timeline: &str) -> (String, Judgement) {
     let history = match lease_check::parse(text) {
         Ok(history) => history,
         Err(err) => return (String::new(), Judgement::Unknown(err.to_string())),
     };
-    let verdict = lease_check::check(&history);
-    let counts = format!("{} leases, {} reads", verdict.leases, verdict.reads);
+    let fast_clocks = lease_check::fast_clock_windows(timeline);
+    let verdict = lease_check::check_with_fast_clocks(&history, &fast_clocks);
+    let mut counts = format!("{} leases, {} reads", verdict.leases, verdict.reads);
+    if let Some(shown) = verdict.assumptions() {
+        counts.push_str(&format!(
+            "; the clock-rate assumption of leases shown at work (not an anomaly): {shown}"
+        ));
+    }
     let judgement = match verdict.explain() {
         None => Judgement::Valid,
         Some(why) => Judgement::Anomaly(why),

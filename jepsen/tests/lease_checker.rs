@@ -114,3 +114,24 @@ fn a_key_under_the_wrong_lease_is_unexpected() {
     let text = life() + &read(S, S + 10, &[("l/2/1", 8)]);
     assert!(anomalies(&text).contains(&"unexpected"));
 }
+
+#[test]
+fn an_early_expiry_while_a_clock_ran_fast_shows_the_assumption_not_an_anomaly() {
+    use cairn_jepsen::lease_check::{check_with_fast_clocks, fast_clock_windows};
+    let text = life() + &read(5 * S, 5 * S + 10, &[]);
+    let history = parse(&text).expect("history parses");
+    let timeline = format!(
+        "{{\"time\":{},\"action\":\"clock rate x3\"}}\n{{\"time\":{},\"action\":\"clock over\"}}\n",
+        3 * S,
+        4 * S
+    );
+    let windows = fast_clock_windows(&timeline);
+    assert_eq!(windows.len(), 1);
+    let verdict = check_with_fast_clocks(&history, &windows);
+    assert!(verdict.valid(), "{:?}", verdict.explain());
+    assert!(verdict.assumptions().is_some());
+    // A slow clock explains nothing: the same read is an anomaly.
+    let slow = timeline.replace("x3", "x0.5");
+    let verdict = check_with_fast_clocks(&history, &fast_clock_windows(&slow));
+    assert!(!verdict.valid());
+}
