@@ -9,7 +9,9 @@
 //! - clock: the leader or a random node restarted with its clocks running at 0.5-3 times the
 //!   real rate (libfaketime), for 4-9 s;
 //! - failpoint: the leader or a random node restarted with a test-only failpoint (crash at the
-//!   n-th WAL fsync, B+tree commit or apply; or a slow fsync), for 4-9 s.
+//!   n-th WAL fsync, B+tree commit or apply; or a slow fsync), for 4-9 s;
+//! - member: the leader or a random node removed from the cluster (it stops by itself), its
+//!   data wiped, and 2-5 s later added back as a new member that joins the running cluster.
 //!
 //! Every action goes in the timeline, one JSON line each:
 //! `{"time":ns,"action":"kill","nodes":["n1"],"target":"leader"}`; an action that begins a
@@ -19,11 +21,14 @@
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use cairn::proto::etcdserverpb::{maintenance_client::MaintenanceClient, StatusRequest};
+use cairn::proto::etcdserverpb::{
+    cluster_client::ClusterClient, maintenance_client::MaintenanceClient, MemberAddRequest,
+    MemberRemoveRequest, StatusRequest,
+};
 use serde_json::json;
 
 use crate::net::{Grudge, Network};
-use crate::nodes::Nodes;
+use crate::nodes::{Membership, Nodes};
 use crate::rng::Rng;
 
 /// A kind of fault.
@@ -34,6 +39,7 @@ pub enum Fault {
     Partition,
     Clock,
     Failpoint,
+    Member,
 }
 
 impl FromStr for Fault {
@@ -46,9 +52,10 @@ impl FromStr for Fault {
             "partition" => Ok(Fault::Partition),
             "clock" => Ok(Fault::Clock),
             "failpoint" => Ok(Fault::Failpoint),
+            "member" => Ok(Fault::Member),
             other => Err(format!(
                 "unknown nemesis {other:?} (built: kill, pause, partition, clock, failpoint, \
-                 or none)"
+                 member, or none)"
             )),
         }
     }
@@ -113,6 +120,7 @@ impl Nemesis {
                 Fault::Partition => self.partition().await,
                 Fault::Clock => self.skew_clock().await,
                 Fault::Failpoint => self.failpoint().await,
+                Fault::Member => self.remove_and_add_back().await,
             }
         }
         self.heal_all();
@@ -298,12 +306,150 @@ impl Nemesis {
         self.restart_under(env, "failpoint", &spec).await;
     }
 
+    /// Removes a member (MemberRemove through another node), lets its process stop itself,
+    /// wipes its data, and after a while adds it back as a new member (MemberAdd) that joins
+    /// with `--initial-cluster-state existing`.
+    async fn remove_and_add_back(&mut self) {
+        let n = self.nodes.nodes.len();
+        let (victim, target) = self.one_target().await;
+        if self.nodes.nodes[victim].membership == Membership::Removed {
+            return;
+        }
+        let endpoints = self.nodes.endpoints();
+        let via = (victim + 1 + self.rng.below(n as u64 - 1) as usize) % n;
+        let removed = async {
+            let mut status = MaintenanceClient::connect(endpoints[victim].clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            let id = status
+                .status(StatusRequest {})
+                .await
+                .map_err(|e| e.message().to_string())?
+                .into_inner()
+                .header
+                .map_or(0, |h| h.member_id);
+            let mut cluster = ClusterClient::connect(endpoints[via].clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            cluster
+                .member_remove(MemberRemoveRequest { id })
+                .await
+                .map_err(|e| e.message().to_string())?;
+            Ok::<u64, String>(id)
+        };
+        match tokio::time::timeout(Duration::from_secs(5), removed).await {
+            Ok(Ok(id)) => self.event(&format!("member removed {id:x}"), &[victim], target),
+            Ok(Err(err)) => {
+                return self.event(&format!("member remove refused: {err}"), &[victim], target)
+            }
+            Err(_) => {
+                // It may still happen: the node's fate is unknown, so it is left as it is.
+                return self.event("member remove timed out", &[victim], target);
+            }
+        }
+        self.nodes.nodes[victim].membership = Membership::Removed;
+        // A removed member stops by itself; one that has not within a while is stopped.
+        let stopped_by_itself = {
+            let mut waited = Duration::ZERO;
+            loop {
+                if self.nodes.exited(victim).is_some() {
+                    break true;
+                }
+                if waited > Duration::from_secs(10) {
+                    break false;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                waited += Duration::from_millis(200);
+            }
+        };
+        if !stopped_by_itself {
+            self.event(
+                "removed member still running after 10 s: killed",
+                &[victim],
+                target,
+            );
+        }
+        self.nodes.kill(victim);
+        let data = self.nodes.data_dir(victim);
+        let _ = std::fs::remove_dir_all(&data);
+        let away = self.millis(2000, 5000);
+        tokio::time::sleep(away).await;
+        self.add_back(victim, target).await;
+    }
+
+    /// Adds node `victim` back as a new member and starts it; retried for a while, since a
+    /// cluster still settling refuses changes (etcd's strict reconfiguration check).
+    async fn add_back(&mut self, victim: usize, target: &str) {
+        let peer_url = self.nodes.nodes[victim].address.advertise_peer.clone();
+        let endpoints = self.nodes.endpoints();
+        let mut last_error = String::new();
+        for attempt in 0..20 {
+            let via = (victim + 1 + attempt) % endpoints.len();
+            if via == victim {
+                continue;
+            }
+            let added = async {
+                let mut cluster = ClusterClient::connect(endpoints[via].clone())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let response = cluster
+                    .member_add(MemberAddRequest {
+                        peer_ur_ls: vec![peer_url.clone()],
+                        is_learner: false,
+                    })
+                    .await
+                    .map_err(|e| e.message().to_string())?
+                    .into_inner();
+                Ok::<_, String>(response)
+            };
+            match tokio::time::timeout(Duration::from_secs(5), added).await {
+                Ok(Ok(response)) => {
+                    let new_id = response.member.as_ref().map_or(0, |m| m.id);
+                    let name = self.nodes.nodes[victim].name.clone();
+                    let initial_cluster = response
+                        .members
+                        .iter()
+                        .flat_map(|member| {
+                            let name = if member.id == new_id {
+                                name.clone()
+                            } else {
+                                member.name.clone()
+                            };
+                            member
+                                .peer_ur_ls
+                                .iter()
+                                .map(move |url| format!("{name}={url}"))
+                        })
+                        .collect::<Vec<_>>()
+                        .join(",");
+                    self.event(&format!("member added {new_id:x}"), &[victim], target);
+                    self.nodes.nodes[victim].membership = Membership::Joined(initial_cluster);
+                    if let Err(err) = self.nodes.spawn(victim) {
+                        self.event(&format!("restart failed: {err}"), &[victim], target);
+                    }
+                    return;
+                }
+                Ok(Err(err)) => last_error = err,
+                Err(_) => last_error = "timed out".into(),
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        self.event(
+            &format!("member add failed: {last_error}"),
+            &[victim],
+            target,
+        );
+    }
+
     /// Ends every fault still in force: heals the network, resumes and restarts nodes.
     fn heal_all(&mut self) {
         let _ = self.net.set(&Grudge::default());
         for i in 0..self.nodes.nodes.len() {
             if self.nodes.is_paused(i) {
                 self.nodes.pause(i, false);
+            }
+            if self.nodes.nodes[i].membership == Membership::Removed {
+                continue;
             }
             if self.nodes.exited(i).is_some() || !self.nodes.nodes[i].is_running() {
                 self.event("restart", &[i], "final");

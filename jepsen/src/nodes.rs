@@ -16,6 +16,8 @@ pub enum NodeError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{0} is not a member of the cluster (removed)")]
+    Removed(String),
     #[error("cannot create {path}: {source}")]
     Dir {
         path: PathBuf,
@@ -29,6 +31,19 @@ pub struct Node {
     pub address: NodeAddress,
     child: Option<Child>,
     paused: bool,
+    pub membership: Membership,
+}
+
+/// How a node stands in the cluster's membership (the member nemesis changes it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Membership {
+    /// Bootstrapped with the cluster.
+    Original,
+    /// Removed: its process stopped itself and must not be started on its old data.
+    Removed,
+    /// Added back as a new member: joins with `--initial-cluster-state existing` and this
+    /// `--initial-cluster`.
+    Joined(String),
 }
 
 impl Node {
@@ -59,6 +74,7 @@ impl Nodes {
                 address: address.clone(),
                 child: None,
                 paused: false,
+                membership: Membership::Original,
             })
             .collect();
         let initial_cluster = nodes
@@ -87,7 +103,12 @@ impl Nodes {
     /// skewed clock).
     pub fn spawn_with_env(&mut self, i: usize, env: &[(String, String)]) -> Result<(), NodeError> {
         let node = &self.nodes[i];
-        let data = self.out.join("data").join(&node.name);
+        let (initial_cluster, state) = match &node.membership {
+            Membership::Original => (self.initial_cluster.as_str(), "new"),
+            Membership::Joined(cluster) => (cluster.as_str(), "existing"),
+            Membership::Removed => return Err(NodeError::Removed(node.name.clone())),
+        };
+        let data = self.data_dir(i);
         std::fs::create_dir_all(&data).map_err(|source| NodeError::Dir {
             path: data.clone(),
             source,
@@ -117,7 +138,8 @@ impl Nodes {
             .args(["--advertise-client-urls", &address.advertise_client])
             .args(["--listen-peer-urls", &address.listen_peer])
             .args(["--initial-advertise-peer-urls", &address.advertise_peer])
-            .args(["--initial-cluster", &self.initial_cluster])
+            .args(["--initial-cluster", initial_cluster])
+            .args(["--initial-cluster-state", state])
             .args(["--log-level", "info"]);
         if let Some(ip) = address.dial_from {
             command.args(["--peer-dial-address", &ip.to_string()]);
@@ -169,6 +191,11 @@ impl Nodes {
             let _ = child.wait();
         }
         self.nodes[i].paused = false;
+    }
+
+    /// Node `i`'s data directory.
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        self.out.join("data").join(&self.nodes[i].name)
     }
 
     pub fn endpoints(&self) -> Vec<String> {

@@ -56,8 +56,13 @@ pub fn intervals(timeline: &str, end_ns: u64) -> Vec<Interval> {
             continue;
         };
         let first = action.split_whitespace().next().unwrap_or("");
+        let membership_start = action.starts_with("member removed");
+        let membership_end =
+            action.starts_with("member added") || action.starts_with("member add failed");
         let ends = match (first, action.ends_with(" over")) {
-            ("kill" | "pause" | "partition", _) | ("clock" | "failpoint", false) => {
+            _ if membership_end => "member",
+            ("member", _) if !membership_start => continue,
+            ("kill" | "pause" | "partition" | "member", _) | ("clock" | "failpoint", false) => {
                 open.push(Interval {
                     kind: first.to_string(),
                     start_ns: time,
@@ -97,6 +102,7 @@ fn fault_colour(kind: &str) -> &'static str {
         "pause" => "#ff7f0e",
         "clock" => "#17becf",
         "failpoint" => "#e377c2",
+        "member" => "#bcbd22",
         _ => "#7f7f7f",
     }
 }
@@ -235,6 +241,7 @@ pub fn latency_svg(
         ("#7f7f7f", "shaded: partition"),
         ("#17becf", "shaded: clock"),
         ("#e377c2", "shaded: failpoint"),
+        ("#bcbd22", "shaded: member"),
     ])
 }
 
