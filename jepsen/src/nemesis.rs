@@ -5,11 +5,13 @@
 //! - kill: kill -9 of a random node, of the leader, or of a majority; restarted 1-3 s later;
 //! - pause: SIGSTOP of a random node or of the leader; SIGCONT 1-4 s later;
 //! - partition: the leader or a random node isolated, the cluster cut into a majority and a
-//!   minority, or (5 nodes and more) two halves joined by one bridge node; healed 3-6 s later;
+//!   minority, or (5 nodes and more) two halves joined by one bridge node, or a ring where
+//!   each node reaches only its two neighbours; healed 3-6 s later;
 //! - clock: the leader or a random node restarted with its clocks running at 0.5-3 times the
 //!   real rate (libfaketime), for 4-9 s;
 //! - failpoint: the leader or a random node restarted with a test-only failpoint (crash at the
-//!   n-th WAL fsync, B+tree commit or apply; or a slow fsync), for 4-9 s;
+//!   n-th WAL fsync, B+tree commit, apply, snapshot chunk sent or snapshot install; or a slow
+//!   fsync), for 4-9 s;
 //! - member: the leader or a random node removed from the cluster (it stops by itself), its
 //!   data wiped, and 2-5 s later added back as a new member that joins the running cluster.
 //!
@@ -196,7 +198,8 @@ impl Nemesis {
         let n = self.nodes.nodes.len();
         let everyone: Vec<usize> = (0..n).collect();
         let mut grudge = Grudge::default();
-        let shape = self.rng.below(if n >= 5 { 3 } else { 2 });
+        // Bridges and rings need five nodes (with three, a ring cuts nothing).
+        let shape = self.rng.below(if n >= 5 { 4 } else { 2 });
         let (affected, target) = match shape {
             0 => {
                 let (one, target) = self.one_target().await;
@@ -216,13 +219,27 @@ impl Nemesis {
                 grudge.separate(minority, majority);
                 (minority.to_vec(), "majority-minority")
             }
-            _ => {
+            2 => {
                 // Two halves that only the bridge node reaches both of.
                 let order = self.rng.sample(n, n);
                 let (bridge, rest) = order.split_at(1);
                 let (left, right) = rest.split_at(rest.len() / 2);
                 grudge.separate(left, right);
                 (bridge.to_vec(), "bridge")
+            }
+            _ => {
+                // Each node reaches only its two neighbours in a random ring: every node
+                // sees a majority (itself and two of five), but no two see the same one.
+                let ring = self.rng.sample(n, n);
+                for (i, &a) in ring.iter().enumerate() {
+                    for (j, &b) in ring.iter().enumerate() {
+                        let apart = (i + n - j) % n;
+                        if apart > 1 && apart < n - 1 {
+                            grudge.separate(&[a], &[b]);
+                        }
+                    }
+                }
+                (ring, "ring")
             }
         };
         self.event("partition", &affected, target);
@@ -296,11 +313,18 @@ impl Nemesis {
             "btree-commit",
             "btree-commit-after",
         ];
-        let place = places[self.rng.below(places.len() as u64) as usize];
-        let spec = if self.rng.below(3) == 0 {
-            format!("wal-fsync=delay({})", 50 + self.rng.below(450))
-        } else {
-            format!("{place}=crash-after({})", 1 + self.rng.below(300))
+        // Snapshots are rarer than fsyncs: those places crash at their first few chunks.
+        let rare_places = ["snapshot-send", "snapshot-install"];
+        let spec = match self.rng.below(6) {
+            0 | 1 => format!("wal-fsync=delay({})", 50 + self.rng.below(450)),
+            2 => {
+                let place = rare_places[self.rng.below(rare_places.len() as u64) as usize];
+                format!("{place}=crash-after({})", 1 + self.rng.below(3))
+            }
+            _ => {
+                let place = places[self.rng.below(places.len() as u64) as usize];
+                format!("{place}=crash-after({})", 1 + self.rng.below(300))
+            }
         };
         let env = vec![("CAIRN_FAILPOINTS".to_string(), spec.clone())];
         self.restart_under(env, "failpoint", &spec).await;
@@ -317,7 +341,7 @@ impl Nemesis {
         }
         let endpoints = self.nodes.endpoints();
         let via = (victim + 1 + self.rng.below(n as u64 - 1) as usize) % n;
-        let removed = async {
+        let remove = || async {
             let mut status = MaintenanceClient::connect(endpoints[victim].clone())
                 .await
                 .map_err(|e| e.to_string())?;
@@ -337,14 +361,26 @@ impl Nemesis {
                 .map_err(|e| e.message().to_string())?;
             Ok::<u64, String>(id)
         };
-        match tokio::time::timeout(Duration::from_secs(5), removed).await {
-            Ok(Ok(id)) => self.event(&format!("member removed {id:x}"), &[victim], target),
-            Ok(Err(err)) => {
-                return self.event(&format!("member remove refused: {err}"), &[victim], target)
-            }
-            Err(_) => {
-                // It may still happen: the node's fate is unknown, so it is left as it is.
-                return self.event("member remove timed out", &[victim], target);
+        // A cluster still settling from the last fault refuses (etcd's strict reconfiguration
+        // check wants every voter connected for a while): ask again for some seconds.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match tokio::time::timeout(Duration::from_secs(5), remove()).await {
+                Ok(Ok(id)) => {
+                    self.event(&format!("member removed {id:x}"), &[victim], target);
+                    break;
+                }
+                Ok(Err(err)) if attempt < 20 && err.contains("unhealthy cluster") => {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Ok(Err(err)) => {
+                    return self.event(&format!("member remove refused: {err}"), &[victim], target)
+                }
+                Err(_) => {
+                    // It may still happen: the node's fate is unknown, so it is left as it is.
+                    return self.event("member remove timed out", &[victim], target);
+                }
             }
         }
         self.nodes.nodes[victim].membership = Membership::Removed;

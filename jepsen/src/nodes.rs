@@ -34,6 +34,9 @@ pub struct Node {
     pub membership: Membership,
 }
 
+const SNAPSHOT_COUNT: &str = "2000";
+const SNAPSHOT_CATCHUP_ENTRIES: &str = "500";
+
 /// How a node stands in the cluster's membership (the member nemesis changes it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Membership {
@@ -140,7 +143,15 @@ impl Nodes {
             .args(["--initial-advertise-peer-urls", &address.advertise_peer])
             .args(["--initial-cluster", initial_cluster])
             .args(["--initial-cluster-state", state])
-            .args(["--log-level", "info"]);
+            .args(["--log-level", "info"])
+            // Snapshots every few seconds of load, and a short log behind them: a node down
+            // for a fault's length catches up by snapshot, so snapshots are sent, received
+            // and installed under faults too.
+            .args(["--snapshot-count", SNAPSHOT_COUNT])
+            .args([
+                "--experimental-snapshot-catchup-entries",
+                SNAPSHOT_CATCHUP_ENTRIES,
+            ]);
         if let Some(ip) = address.dial_from {
             command.args(["--peer-dial-address", &ip.to_string()]);
         }
