@@ -59,7 +59,9 @@ pub fn intervals(timeline: &str, end_ns: u64) -> Vec<Interval> {
         let membership_start = action.starts_with("member removed");
         let membership_end =
             action.starts_with("member added") || action.starts_with("member add failed");
-        let ends = match (first, action.ends_with(" over")) {
+        // "clock over", "failpoint over (the node had exited: ...)".
+        let over = action.split_whitespace().nth(1) == Some("over");
+        let ends = match (first, over) {
             _ if membership_end => "member",
             ("member", _) if !membership_start => continue,
             ("kill" | "pause" | "partition" | "member", _) | ("clock" | "failpoint", false) => {
@@ -307,12 +309,18 @@ mod tests {
     #[test]
     fn faults_pair_with_their_ends_and_unended_ones_last_to_the_end() {
         let timeline = "{\"time\":10,\"action\":\"kill\"}\n{\"time\":20,\"action\":\"restart\"}\n\
-                        {\"time\":30,\"action\":\"partition\"}\n";
+                        {\"time\":30,\"action\":\"partition\"}\n\
+                        {\"time\":40,\"action\":\"failpoint apply=crash-after(3)\"}\n\
+                        {\"time\":50,\"action\":\"failpoint over (the node had exited: signal: 6)\"}\n";
         let intervals = intervals(timeline, 99);
-        assert_eq!(intervals.len(), 2);
+        assert_eq!(intervals.len(), 3);
+        assert_eq!(
+            (intervals[1].kind.as_str(), intervals[1].end_ns),
+            ("failpoint", 50)
+        );
         assert_eq!((intervals[0].start_ns, intervals[0].end_ns), (10, 20));
-        assert_eq!(intervals[1].kind, "partition");
-        assert_eq!(intervals[1].end_ns, 99);
+        assert_eq!(intervals[2].kind, "partition");
+        assert_eq!(intervals[2].end_ns, 99);
     }
 
     #[test]
