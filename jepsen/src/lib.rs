@@ -21,6 +21,8 @@ pub mod history;
 pub mod lease;
 pub mod lease_check;
 pub mod linearizable;
+pub mod lock;
+pub mod lock_check;
 pub mod nemesis;
 pub mod net;
 pub mod nodes;

@@ -25,7 +25,7 @@ enum Command {
     /// Checks a saved history; exits 0 if valid, 1 with the first anomaly spelled out, 2 if
     /// the history cannot be read.
     Check {
-        /// The workload whose checker applies: register, append, set, watch or lease.
+        /// The workload whose checker applies: register, append, set, watch, lease or lock.
         workload: String,
         /// The history: JSON lines, one operation per line, or a JSON array of them.
         file: PathBuf,
@@ -37,10 +37,11 @@ enum Command {
     /// Runs a fault test against a cluster of real nodes; exits 0 if every checker passes,
     /// 1 if one finds an anomaly, 2 if the run could not be carried out.
     Test {
-        /// Workloads, comma-separated: register, append, set, watch, lease.
+        /// Workloads, comma-separated: register, append, set, watch, lease, lock.
         #[arg(long, default_value = "register")]
         workload: String,
-        /// Nemeses, comma-separated: kill, pause, partition, clock, failpoint (or none).
+        /// Nemeses, comma-separated: kill, pause, partition, clock, failpoint, member (or
+        /// none).
         #[arg(long, default_value = "kill")]
         nemesis: String,
         #[arg(long, default_value_t = 3)]

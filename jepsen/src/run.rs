@@ -1,6 +1,6 @@
 //! One test run: the run's network ([`crate::net`]) and nodes, every workload's clients at
 //! once, the nemesis, and the run's folder: one history per workload (`register.jsonl`,
-//! `append.jsonl`, `set.jsonl`, `watch.jsonl`, `lease.jsonl`), `nemesis.jsonl` (what the nemesis did, when), one log per node, plots,
+//! `append.jsonl`, `set.jsonl`, `watch.jsonl`, `lease.jsonl`, `lock.jsonl`), `nemesis.jsonl` (what the nemesis did, when), one log per node, plots,
 //! and `summary.txt` (the verdict of every checker and the first anomaly each found).
 
 use std::path::{Path, PathBuf};
@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::append::{self, AppendShared};
-use crate::lease;
 use crate::nemesis::{Fault, Nemesis};
 use crate::net::{NetError, NetMode, Network};
 use crate::nodes::{NodeError, Nodes};
@@ -17,8 +16,10 @@ use crate::register::{self, Planned, RegisterClient, OP_TIMEOUT};
 use crate::set::{self, SetShared};
 use crate::watch::{self, WatchShared};
 use crate::{
-    append_history, elle, history, lease_check, linearizable, plot, set_check, watch_check,
+    append_history, elle, history, lease_check, linearizable, lock_check, plot, set_check,
+    watch_check,
 };
+use crate::{lease, lock};
 
 /// A workload: what the clients do and which checker judges it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +29,7 @@ pub enum Workload {
     Set,
     Watch,
     Lease,
+    Lock,
 }
 
 impl FromStr for Workload {
@@ -40,8 +42,9 @@ impl FromStr for Workload {
             "set" => Ok(Workload::Set),
             "watch" => Ok(Workload::Watch),
             "lease" => Ok(Workload::Lease),
+            "lock" => Ok(Workload::Lock),
             other => Err(format!(
-                "unknown workload {other:?} (built: register, append, set, watch, lease)"
+                "unknown workload {other:?} (built: register, append, set, watch, lease, lock)"
             )),
         }
     }
@@ -55,6 +58,7 @@ impl Workload {
             Workload::Set => "set",
             Workload::Watch => "watch",
             Workload::Lease => "lease",
+            Workload::Lock => "lock",
         }
     }
 }
@@ -225,6 +229,9 @@ pub async fn run(config: &RunConfig) -> Result<RunVerdict, RunError> {
                     origin,
                     history,
                 )),
+                Workload::Lock => {
+                    tokio::spawn(lock::worker(id, endpoints, seed, deadline, origin, history))
+                }
                 Workload::Lease => tokio::spawn(lease::worker(
                     id, endpoints, seed, deadline, origin, history,
                 )),
@@ -254,6 +261,7 @@ pub async fn run(config: &RunConfig) -> Result<RunVerdict, RunError> {
             Workload::Watch => {
                 watch::final_reference(&endpoints, &watch_shared, origin, &logs[w]).await
             }
+            Workload::Lock => lock::final_read(&endpoints, origin, &logs[w]).await,
             Workload::Register | Workload::Lease => {}
         }
     }
@@ -365,6 +373,7 @@ pub fn judge(workload: Workload, text: &str, timeline: &str) -> (String, Judgeme
         }
         Workload::Watch => judge_watch(text),
         Workload::Lease => judge_lease(text, timeline),
+        Workload::Lock => judge_lock(text),
         Workload::Set => {
             let history = match set_check::parse(text) {
                 Ok(history) => history,
@@ -400,6 +409,23 @@ fn judge_watch(text: &str) -> (String, Judgement) {
         (Some(why), _) => Judgement::Anomaly(why),
         (None, Some(why)) => Judgement::Unknown(format!("no reference to check against: {why}")),
         (None, None) => Judgement::Valid,
+    };
+    (verdict.counts(), judgement)
+}
+
+/// Checks the lock workload's history.
+fn judge_lock(text: &str) -> (String, Judgement) {
+    let history = match lock_check::parse(text) {
+        Ok(history) => history,
+        Err(err) => return (String::new(), Judgement::Unknown(err.to_string())),
+    };
+    let verdict = lock_check::check(&history);
+    let judgement = match verdict.explain() {
+        Some(why) => Judgement::Anomaly(why),
+        None if verdict.no_final_read() => {
+            Judgement::Unknown("no final read of the guarded key succeeded".into())
+        }
+        None => Judgement::Valid,
     };
     (verdict.counts(), judgement)
 }
