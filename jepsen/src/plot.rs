@@ -93,9 +93,18 @@ const HEIGHT: f64 = 400.0;
 const LEFT: f64 = 60.0;
 const BOTTOM: f64 = 40.0;
 const TOP: f64 = 30.0;
-/// More points than this and the file gets unwieldy: ok operations are thinned evenly,
-/// failures and indeterminate ones kept (they are what one looks for).
-const MAX_OK_POINTS: usize = 20_000;
+/// More points than this per outcome (ok, failed, indeterminate) and the file gets
+/// unwieldy (a thirty-minute run has millions of operations): each is thinned evenly.
+const MAX_POINTS_PER_OUTCOME: usize = 20_000;
+
+/// 0 ok, 1 failed, 2 indeterminate.
+fn outcome_of(point: &Point) -> u8 {
+    match (point.ret_ns, point.ok) {
+        (Some(_), true) => 0,
+        (Some(_), false) => 1,
+        (None, _) => 2,
+    }
+}
 const WORKLOAD_COLOURS: [&str; 4] = ["#1f77b4", "#2ca02c", "#9467bd", "#8c564b"];
 
 fn fault_colour(kind: &str) -> &'static str {
@@ -212,18 +221,18 @@ pub fn latency_svg(
             y_of(ns) + 4.0
         );
     }
-    let ok_count = points.iter().filter(|p| p.ok && p.ret_ns.is_some()).count();
-    let thin = ok_count.div_ceil(MAX_OK_POINTS).max(1);
-    let mut seen_ok = 0usize;
+    // Each outcome thinned evenly on its own, so rare ones keep their points.
+    let count = |outcome: u8| points.iter().filter(|p| outcome_of(p) == outcome).count();
+    let thin = [0u8, 1, 2].map(|outcome| count(outcome).div_ceil(MAX_POINTS_PER_OUTCOME).max(1));
+    let mut seen = [0usize; 3];
     for point in points {
+        let outcome = outcome_of(point);
+        seen[outcome as usize] += 1;
+        if seen[outcome as usize] % thin[outcome as usize] != 0 {
+            continue;
+        }
         let (latency, colour) = match point.ret_ns {
-            Some(ret) if point.ok => {
-                seen_ok += 1;
-                if seen_ok % thin != 0 {
-                    continue;
-                }
-                (ret.saturating_sub(point.call_ns), "#1f77b4")
-            }
+            Some(ret) if point.ok => (ret.saturating_sub(point.call_ns), "#1f77b4"),
             Some(ret) => (ret.saturating_sub(point.call_ns), "#ff7f0e"),
             None => (timeout_ns, "#d62728"),
         };

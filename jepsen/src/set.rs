@@ -50,25 +50,41 @@ fn range_of(epoch: Option<u64>) -> (Vec<u8>, Vec<u8>) {
     (prefix.into_bytes(), end)
 }
 
+/// The set's elements in `epoch` (None: all), read in pages at one revision: a thirty-minute
+/// run's whole set is far larger than one gRPC message may be.
 async fn read(kv: &mut KvClient<Channel>, epoch: Option<u64>) -> Result<Vec<u64>, tonic::Status> {
-    let (key, range_end) = range_of(epoch);
-    let response = kv
-        .range(RangeRequest {
-            key,
-            range_end,
-            keys_only: true,
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
-    let mut values: Vec<u64> = response
-        .kvs
-        .iter()
-        .filter_map(|kv| {
+    const PAGE: i64 = 10_000;
+    let (mut key, range_end) = range_of(epoch);
+    let mut revision = 0;
+    let mut values = Vec::new();
+    loop {
+        let response = kv
+            .range(RangeRequest {
+                key: key.clone(),
+                range_end: range_end.clone(),
+                keys_only: true,
+                limit: PAGE,
+                revision,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        if revision == 0 {
+            revision = response.header.as_ref().map_or(0, |h| h.revision);
+        }
+        values.extend(response.kvs.iter().filter_map(|kv| {
             let key = std::str::from_utf8(&kv.key).ok()?;
-            key.rsplit('/').next()?.parse().ok()
-        })
-        .collect();
+            key.rsplit('/').next()?.parse::<u64>().ok()
+        }));
+        match response.kvs.last() {
+            Some(last) if response.more => {
+                // The next page starts just after the last key of this one.
+                key = last.key.clone();
+                key.push(0);
+            }
+            _ => break,
+        }
+    }
     values.sort_unstable();
     Ok(values)
 }
@@ -134,7 +150,7 @@ pub async fn final_read(endpoints: &[String], origin: Instant, history: &History
         };
         let call = origin.elapsed().as_nanos() as u64;
         if let Ok(Ok(values)) =
-            tokio::time::timeout(Duration::from_secs(5), read(&mut client, None)).await
+            tokio::time::timeout(Duration::from_secs(60), read(&mut client, None)).await
         {
             let ret = origin.elapsed().as_nanos() as u64;
             history.push(
