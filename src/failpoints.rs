@@ -8,7 +8,8 @@
 //! committed entries), `btree-commit` and `btree-commit-after` (around the B+tree commit of
 //! an applied batch), `compaction` (before applying a compaction), `snapshot-send` (before
 //! each chunk of a snapshot sent to a follower), `snapshot-install` (before a received
-//! snapshot replaces the key space), `peer-partition` (every Raft message sent or received,
+//! snapshot replaces the key space), `lease-expiry-propose` (before the leader proposes an
+//! expired lease's revoke), `peer-partition` (every Raft message sent or received,
 //! and every peer handshake), `follower-local-reads` (a follower answers linearizable reads
 //! from its own copy: the bug a consistency checker must catch). Actions: `delay(<ms>)`
 //! sleeps the calling thread, `crash` aborts the process (as a kill -9 would, without

@@ -3,7 +3,7 @@
 //! clients' last operations (and final reads) meet a whole cluster.
 //!
 //! - kill: kill -9 of a random node, of the leader, or of a majority; restarted 1-3 s later;
-//! - pause: SIGSTOP of a random node or of the leader; SIGCONT 1-4 s later;
+//! - pause: SIGSTOP of a random node or of the leader; SIGCONT 1-7 s later;
 //! - partition: the leader or a random node isolated, the cluster cut into a majority and a
 //!   minority, or (5 nodes and more) two halves joined by one bridge node, or a ring where
 //!   each node reaches only its two neighbours; healed 3-6 s later;
@@ -188,7 +188,9 @@ impl Nemesis {
         let (victim, target) = self.one_target().await;
         self.event("pause", &[victim], target);
         self.nodes.pause(victim, true);
-        let paused = self.millis(1000, 4000);
+        // Up to longer than a lease TTL: a leader paused past its leases' deadlines wakes
+        // up believing they expired, the case leases must survive.
+        let paused = self.millis(1000, 7000);
         tokio::time::sleep(paused).await;
         self.event("resume", &[victim], target);
         self.nodes.pause(victim, false);

@@ -40,6 +40,10 @@ pub trait Member: Send + Sync + 'static {
     /// Replicates a write and applies it; resolves with its outcome once applied here.
     async fn propose(&self, op: Op) -> Result<Applied, tonic::Status>;
 
+    /// Proposes one of the leader's own lease duties, decided on its clock as the leader of
+    /// `leader_term`; it applies only if committed in that term ("leader changed" otherwise).
+    async fn propose_as_leader(&self, op: Op, leader_term: u64) -> Result<Applied, tonic::Status>;
+
     /// Resolves once this member has applied every write acknowledged anywhere before the
     /// call (ReadIndex), so a read after it is linearizable.
     async fn read_barrier(&self) -> Result<(), tonic::Status>;

@@ -35,6 +35,10 @@ pub enum KvError {
     /// A membership request named a member that is not (or no longer) in the cluster.
     #[error("etcdserver: member not found")]
     MemberNotFound,
+    /// A deposed leader's lease duty reached the log in a later term (see `leader_term` in
+    /// the entry format): it was dropped, not applied.
+    #[error("etcdserver: leader changed")]
+    LeaderChanged,
     /// The storage layer failed; the server stops serving writes rather than guess.
     #[error("etcdserver: {0}")]
     Storage(MvccError),
@@ -78,6 +82,7 @@ impl KvError {
             KvError::LeaseNotFound | KvError::MemberNotFound => Code::NotFound,
             KvError::LeaseExists => Code::FailedPrecondition,
             KvError::LeaseTtlTooLarge => Code::OutOfRange,
+            KvError::LeaderChanged => Code::Unavailable,
             KvError::Storage(_) => Code::Internal,
         }
     }

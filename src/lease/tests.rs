@@ -96,6 +96,7 @@ impl Harness {
             id: self.next_index,
             proposer: 1,
             proposed_at_unix_ms: WALL_BASE_MS + self.now_ms,
+            leader_term: 0,
             op: Some(op),
         };
         let entries = [(self.next_index, EntryPayload::Request(request))];

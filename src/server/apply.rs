@@ -21,7 +21,7 @@ use crate::proto::mvccpb::Event;
 
 /// The entry payload format this build writes (and the newest it reads): 2 added leases, 3
 /// member attributes, 4 member peer-URL updates.
-pub const ENTRY_FORMAT_VERSION: u32 = 4;
+pub const ENTRY_FORMAT_VERSION: u32 = 5;
 
 /// Where a member's published attributes are kept in bucket `meta`: this prefix and the member
 /// id (8 bytes, big-endian).
@@ -74,6 +74,17 @@ pub enum EntryPayload {
     /// Nothing for the key space (a leader's empty entry, an undecodable membership change
     /// that raft ignored too).
     Nothing,
+    /// A deposed leader's lease duty that reached the log in a later term: answered with
+    /// "leader changed", not applied (see [`superseded`]).
+    Superseded(Request),
+}
+
+/// Whether `request`, committed in an entry of term `entry_term`, is a lease duty decided by
+/// the leader of another term. A leader's lease clock is the authority on expiry only within
+/// its own term: by the time a paused or cut-off leader's decision reaches the log through
+/// its successor (proposals are forwarded), the successor may have renewed the lease.
+pub fn superseded(request: &Request, entry_term: u64) -> bool {
+    request.leader_term != 0 && request.leader_term != entry_term
 }
 
 /// Failures that leave the key space in a state the member cannot vouch for: it stops.
@@ -199,6 +210,16 @@ pub fn apply_run<B: Backend>(
             }
             EntryPayload::Nothing => {
                 batch_last_index = *index;
+                continue;
+            }
+            EntryPayload::Superseded(request) => {
+                batch_last_index = *index;
+                run.requests.push(AppliedRequest {
+                    index: *index,
+                    id: request.id,
+                    proposer: request.proposer,
+                    result: Err(KvError::LeaderChanged),
+                });
                 continue;
             }
         };
@@ -379,6 +400,7 @@ mod tests {
             id,
             proposer: 9,
             proposed_at_unix_ms: 0,
+            leader_term: 0,
             op: Some(Op::Put(PutRequest {
                 key: key.into(),
                 value: b"v".to_vec(),
@@ -425,6 +447,7 @@ mod tests {
             id: 5,
             proposer: 9,
             proposed_at_unix_ms: 0,
+            leader_term: 0,
             op: Some(Op::Put(PutRequest {
                 key: b"k".to_vec(),
                 ignore_value: true,
@@ -444,6 +467,58 @@ mod tests {
     }
 
     #[test]
+    fn a_lease_duty_applies_only_in_the_term_of_the_leader_that_decided_it() {
+        let duty = |leader_term| Request {
+            leader_term,
+            op: Some(Op::LeaseRevoke(
+                crate::proto::etcdserverpb::LeaseRevokeRequest { id: 7 },
+            )),
+            ..Default::default()
+        };
+        assert!(
+            !superseded(&duty(0), 9),
+            "a client's request is never superseded"
+        );
+        assert!(!superseded(&duty(4), 4), "committed in its leader's term");
+        assert!(
+            superseded(&duty(2), 4),
+            "a deposed leader's, forwarded to term 4"
+        );
+        assert!(
+            superseded(&duty(4), 2),
+            "an old term's entry with a newer decision"
+        );
+    }
+
+    #[test]
+    fn a_superseded_duty_is_answered_leader_changed_and_changes_nothing() {
+        let store = MvccStore::open(MemBackend::default()).unwrap();
+        let stale = EntryPayload::Superseded(Request {
+            id: 5,
+            proposer: 9,
+            leader_term: 2,
+            ..match put(5, "gone") {
+                EntryPayload::Request(request) => request,
+                _ => unreachable!("put builds a request"),
+            }
+        });
+        let run = apply_run(
+            &store,
+            &[(1, stale), (2, put(6, "k"))],
+            &mut no_leases(),
+            &mut MemberRegistry::default(),
+            Instant::now(),
+        )
+        .unwrap();
+        assert_eq!((run.requests[0].id, run.requests[0].proposer), (5, 9));
+        assert!(matches!(
+            run.requests[0].result,
+            Err(KvError::LeaderChanged)
+        ));
+        assert_eq!(run.revision, 2, "only the second request made a revision");
+    }
+
+    #[test]
     fn compaction_splits_the_run_and_is_recorded_with_its_index() {
         let store = MvccStore::open(MemBackend::default()).unwrap();
         let compact = |rev| {
@@ -452,6 +527,7 @@ mod tests {
                 id: 7,
                 proposer: 9,
                 proposed_at_unix_ms: 0,
+                leader_term: 0,
                 op: Some(Op::Compaction(CompactionRequest {
                     revision: rev,
                     physical: false,

@@ -42,17 +42,24 @@ pub async fn run<M: Member>(member: Arc<M>, mut stop: watch::Receiver<bool>) {
 }
 
 fn revoke_expired<M: Member>(member: &Arc<M>) {
+    let term = crate::api::lease::leading_term(&**member);
     let expired = {
         let mut leases = member.leases().state.lock();
-        leases.follow_role(crate::api::lease::leading_term(&**member));
+        leases.follow_role(term);
         leases.take_expired(Instant::now(), MAX_REVOKES_PER_CHECK)
     };
+    // Only a leader's clock expires leases; the decision holds only in its own term.
+    let Some(term) = term else { return };
     for id in expired {
         let member = Arc::clone(member);
         // Each revoke waits for its own commit; a lost one is proposed again after a while.
         tokio::spawn(async move {
+            // A delay here widens the race in which this member stops leading between the
+            // decision and the proposal (which is then forwarded to its successor).
+            #[cfg(feature = "failpoints")]
+            crate::failpoints::reach("lease-expiry-propose");
             match member
-                .propose(Op::LeaseRevoke(LeaseRevokeRequest { id }))
+                .propose_as_leader(Op::LeaseRevoke(LeaseRevokeRequest { id }), term)
                 .await
             {
                 Ok(_) => tracing::debug!(lease = format!("{id:016x}"), "expired lease revoked"),
@@ -68,14 +75,15 @@ fn revoke_expired<M: Member>(member: &Arc<M>) {
 
 async fn checkpoint_renewed<M: Member>(member: &Arc<M>) {
     for _ in 0..MAX_CHECKPOINT_ENTRIES_PER_ROUND {
+        let term = crate::api::lease::leading_term(&**member);
         let due = {
             let mut leases = member.leases().state.lock();
-            leases.follow_role(crate::api::lease::leading_term(&**member));
+            leases.follow_role(term);
             leases.take_checkpoints(Instant::now(), MAX_CHECKPOINTS_PER_ENTRY)
         };
-        if due.is_empty() {
+        let Some(term) = term.filter(|_| !due.is_empty()) else {
             return;
-        }
+        };
         let full = due.len() == MAX_CHECKPOINTS_PER_ENTRY;
         let entry = LeaseCheckpoints {
             checkpoints: due
@@ -83,7 +91,10 @@ async fn checkpoint_renewed<M: Member>(member: &Arc<M>) {
                 .map(|&(id, remaining_ms)| LeaseCheckpoint { id, remaining_ms })
                 .collect(),
         };
-        if let Err(status) = member.propose(Op::LeaseCheckpoints(entry)).await {
+        if let Err(status) = member
+            .propose_as_leader(Op::LeaseCheckpoints(entry), term)
+            .await
+        {
             tracing::warn!(
                 error = status.message(),
                 "lease checkpoint failed; will retry"

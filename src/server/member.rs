@@ -348,11 +348,16 @@ impl api::Member for RaftMember {
     type Backend = BtreeBackend;
 
     async fn propose(&self, op: Op) -> Result<Applied, Status> {
+        self.propose_as_leader(op, 0).await
+    }
+
+    async fn propose_as_leader(&self, op: Op, leader_term: u64) -> Result<Applied, Status> {
         let request = Request {
             format_version: ENTRY_FORMAT_VERSION,
             id: self.next_request_id(),
             proposer: self.identity.member_id,
             proposed_at_unix_ms: unix_ms_now(),
+            leader_term,
             op: Some(op),
         };
         let (reply, receiver) = oneshot::channel();

@@ -187,6 +187,7 @@ impl RaftMember {
             id: self.next_request_id(),
             proposer: self.identity().member_id,
             proposed_at_unix_ms: unix_ms_now(),
+            leader_term: 0,
             op: Some(op),
         };
         let (reply, receiver) = oneshot::channel();

@@ -16,7 +16,9 @@ use prost::Message;
 use tokio::sync::oneshot;
 use tonic::Status;
 
-use super::apply::{apply_run, decode_membership, decode_payload, Applied, EntryPayload};
+use super::apply::{
+    apply_run, decode_membership, decode_payload, superseded, Applied, EntryPayload,
+};
 use super::member::{snapshot_conf_key, Command, MemberAttributesTable, Published};
 use super::peer_transport::PeerTransport;
 use super::raft_log::{encode_conf_state, RaftLog};
@@ -607,6 +609,18 @@ impl RaftLoop {
                 cairn_raft::EntryKind::ConfChange => decode_membership(entry.index, &entry.data),
             }
             .map_err(|e| e.to_string())?;
+            let payload = match payload {
+                EntryPayload::Request(request) if superseded(&request, entry.term) => {
+                    tracing::info!(
+                        index = entry.index,
+                        decided_in_term = request.leader_term,
+                        committed_in_term = entry.term,
+                        "dropped a deposed leader's lease duty"
+                    );
+                    EntryPayload::Superseded(request)
+                }
+                other => other,
+            };
             payloads.push((entry.index, payload));
         }
         // Changed on a copy, published once committed (a few members: cheap to copy).
@@ -620,7 +634,7 @@ impl RaftLoop {
                     _
                 ))
             ),
-            EntryPayload::Nothing => false,
+            EntryPayload::Nothing | EntryPayload::Superseded(_) => false,
         });
         let before = if touches_members {
             self.registry.read().clone()
