@@ -14,8 +14,9 @@
 //! from its own copy: the bug a consistency checker must catch). Actions: `delay(<ms>)`
 //! sleeps the calling thread, `crash` aborts the process (as a kill -9 would, without
 //! unwinding), `crash-after(<n>)` aborts it the n-th time the place is reached (so a node
-//! runs a while first: the fault-test nemesis picks n at random), `on` makes the place fail
-//! always, `while-file(<path>)` makes the place
+//! runs a while first: the fault-test nemesis picks n at random), `error` and
+//! `error-after(<n>)` make `wal-fsync` or `apply` report a failure (as a failing disk would;
+//! the member must stop rather than go on), `on` makes the place fail always, `while-file(<path>)` makes the place
 //! fail (a partition drops the message) for as long as the file exists, so a test can cut a
 //! member's peer traffic and heal it while the member keeps serving its clients.
 
@@ -35,6 +36,9 @@ pub enum Action {
     Crash,
     /// Crash the n-th time the place is reached.
     CrashAfter(u64),
+    /// Fail with an error (as a failing disk would) from the n-th time the place is reached,
+    /// at places that can report one (`wal-fsync`, `apply`).
+    ErrorAfter(u64),
     /// The place fails while this file exists.
     WhileFile(PathBuf),
     /// The place fails always.
@@ -51,6 +55,16 @@ pub fn parse(spec: &str) -> HashMap<String, Action> {
         };
         let action = match action.trim() {
             "crash" => Action::Crash,
+            "error" => Action::ErrorAfter(1),
+            after if after.starts_with("error-after(") && after.ends_with(')') => {
+                match after["error-after(".len()..after.len() - 1].parse::<u64>() {
+                    Ok(n) if n > 0 => Action::ErrorAfter(n),
+                    _ => {
+                        eprintln!("CAIRN_FAILPOINTS: ignoring {entry:?} (bad count)");
+                        continue;
+                    }
+                }
+            }
             after if after.starts_with("crash-after(") && after.ends_with(')') => {
                 match after["crash-after(".len()..after.len() - 1].parse::<u64>() {
                     Ok(n) if n > 0 => Action::CrashAfter(n),
@@ -102,7 +116,7 @@ pub fn reach(name: &str) {
                 std::process::abort();
             }
         }
-        Some(Action::WhileFile(_) | Action::On) | None => {}
+        Some(Action::WhileFile(_) | Action::On | Action::ErrorAfter(_)) | None => {}
     }
 }
 
@@ -118,6 +132,15 @@ fn hits(name: &str) -> u64 {
     counters
         .get(name)
         .map_or(0, |count| count.fetch_add(1, Ordering::Relaxed) + 1)
+}
+
+/// Whether failpoint `name` makes its place report an error now (`error`, `error-after(n)`):
+/// the place then fails as if its disk had.
+pub fn error(name: &str) -> bool {
+    match configured().get(name) {
+        Some(Action::ErrorAfter(n)) => hits(name) >= *n,
+        _ => false,
+    }
 }
 
 /// Whether failpoint `name` makes its place fail right now (`on`, or `while-file` and its
@@ -141,6 +164,10 @@ mod tests {
         );
         assert_eq!(points.len(), 4);
         assert_eq!(points["btree-commit"], Action::CrashAfter(40));
+        let points = parse("wal-fsync=error;apply=error-after(3);x=error-after(0)");
+        assert_eq!(points.len(), 2);
+        assert_eq!(points["wal-fsync"], Action::ErrorAfter(1));
+        assert_eq!(points["apply"], Action::ErrorAfter(3));
         assert_eq!(
             points["peer-partition"],
             Action::WhileFile(PathBuf::from("/tmp/cut"))

@@ -317,8 +317,13 @@ impl Nemesis {
         ];
         // Snapshots are rarer than fsyncs: those places crash at their first few chunks.
         let rare_places = ["snapshot-send", "snapshot-install"];
-        let spec = match self.rng.below(6) {
+        let spec = match self.rng.below(7) {
             0 | 1 => format!("wal-fsync=delay({})", 50 + self.rng.below(450)),
+            // A disk that starts failing: the member must stop, not go on.
+            6 => {
+                let place = ["wal-fsync", "apply"][self.rng.below(2) as usize];
+                format!("{place}=error-after({})", 1 + self.rng.below(300))
+            }
             2 => {
                 let place = rare_places[self.rng.below(rare_places.len() as u64) as usize];
                 format!("{place}=crash-after({})", 1 + self.rng.below(3))

@@ -276,6 +276,12 @@ impl RaftLoop {
                 let started = Instant::now();
                 #[cfg(feature = "failpoints")]
                 crate::failpoints::reach("wal-fsync");
+                #[cfg(feature = "failpoints")]
+                if crate::failpoints::error("wal-fsync") {
+                    return Err(
+                        "WAL append failed: fsync error injected (failpoint wal-fsync)".into(),
+                    );
+                }
                 let outcome = pending.wait();
                 self.observability
                     .metrics
@@ -602,6 +608,10 @@ impl RaftLoop {
         };
         #[cfg(feature = "failpoints")]
         crate::failpoints::reach("apply");
+        #[cfg(feature = "failpoints")]
+        if crate::failpoints::error("apply") {
+            return Err("applying failed: storage error injected (failpoint apply)".into());
+        }
         let mut payloads = Vec::with_capacity(committed.len());
         for entry in committed {
             let payload = match entry.kind {
