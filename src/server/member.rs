@@ -238,6 +238,7 @@ impl RaftMember {
             reads_waiting_apply: Vec::new(),
             next_read: 0,
             snapshots: super::raft_loop::SnapshotDuties {
+                retries: Default::default(),
                 snap_dir: db_path
                     .parent()
                     .map(std::path::Path::to_path_buf)

@@ -21,4 +21,5 @@ pub mod request_gate;
 pub mod require_leader;
 pub mod snapshot_file;
 pub mod snapshot_receive;
+pub mod snapshot_retry;
 pub mod snapshot_send;

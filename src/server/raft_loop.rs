@@ -91,6 +91,8 @@ pub(super) struct SnapshotDuties {
     pub(super) in_flight: std::collections::HashSet<u64>,
     /// The loop's own queue, for transfers to report back.
     pub(super) commands: mpsc::SyncSender<Command>,
+    /// Failed deliveries, reported to Raft after a backoff (it would ask again at once).
+    pub(super) retries: super::snapshot_retry::SnapshotRetries,
 }
 
 fn dropped(err: &RaftError) -> Status {
@@ -138,6 +140,10 @@ impl RaftLoop {
                         REMOVED_MESSAGE,
                     );
                     return;
+                }
+                for to in self.snapshots.retries.due(Instant::now()) {
+                    self.snapshots.in_flight.remove(&to);
+                    self.node.report_snapshot(to, false);
                 }
                 if let Err(err) = self.node.tick() {
                     tracing::error!(%err, "raft tick failed; stopping");
@@ -196,8 +202,14 @@ impl RaftLoop {
                 true
             }
             Command::ReportSnapshot { to, delivered } => {
-                self.snapshots.in_flight.remove(&to);
-                self.node.report_snapshot(to, delivered);
+                if delivered {
+                    self.snapshots.retries.delivered(to);
+                    self.snapshots.in_flight.remove(&to);
+                    self.node.report_snapshot(to, true);
+                } else {
+                    // Still marked in flight: no new attempt until the report is due.
+                    self.snapshots.retries.failed(to, Instant::now());
+                }
                 true
             }
             Command::TermOf { index, reply } => {
@@ -363,8 +375,8 @@ impl RaftLoop {
             },
         );
         if !started {
-            self.snapshots.in_flight.remove(&to);
-            self.node.report_snapshot(to, false);
+            // Reported (and `to` freed) once the backoff has passed.
+            self.snapshots.retries.failed(to, Instant::now());
         } else {
             tracing::info!(to = format!("{to:x}"), "sending a snapshot");
         }
