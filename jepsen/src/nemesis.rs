@@ -10,8 +10,8 @@
 //! - clock: the leader or a random node restarted with its clocks running at 0.5-3 times the
 //!   real rate (libfaketime), for 4-9 s;
 //! - failpoint: the leader or a random node restarted with a test-only failpoint (crash at the
-//!   n-th WAL fsync, B+tree commit, apply, snapshot chunk sent or snapshot install; or a slow
-//!   fsync), for 4-9 s;
+//!   n-th WAL fsync, B+tree commit, apply, snapshot chunk sent or snapshot install, or at a
+//!   compaction the nemesis asks for; an fsync or apply error; or a slow fsync), for 4-9 s;
 //! - member: the leader or a random node removed from the cluster (it stops by itself), its
 //!   data wiped, and 2-5 s later added back as a new member that joins the running cluster.
 //!
@@ -24,8 +24,8 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use cairn::proto::etcdserverpb::{
-    cluster_client::ClusterClient, maintenance_client::MaintenanceClient, MemberAddRequest,
-    MemberRemoveRequest, StatusRequest,
+    cluster_client::ClusterClient, maintenance_client::MaintenanceClient, CompactionRequest,
+    MemberAddRequest, MemberRemoveRequest, RangeRequest, StatusRequest,
 };
 use serde_json::json;
 
@@ -78,6 +78,7 @@ pub struct Nemesis {
     rng: Rng,
     origin: Instant,
     timeline: Vec<String>,
+    may_compact: bool,
 }
 
 impl Nemesis {
@@ -89,7 +90,13 @@ impl Nemesis {
             rng: Rng::new(seed),
             origin,
             timeline: Vec::new(),
+            may_compact: false,
         }
+    }
+
+    /// Lets the failpoint nemesis compact the key space (no workload needs old revisions).
+    pub fn allow_compaction(&mut self) {
+        self.may_compact = true;
     }
 
     fn event(&mut self, action: &str, nodes: &[usize], target: &str) {
@@ -266,6 +273,12 @@ impl Nemesis {
             self.event(&format!("restart failed: {err}"), &[victim], target);
         }
         let lasting = self.millis(4000, 9000);
+        if what.starts_with("compaction=") {
+            // The place is reached only when a compaction applies: ask for one.
+            tokio::time::sleep(Duration::from_millis(2000)).await;
+            let compacted = self.compact().await;
+            self.event(&compacted, &[victim], target);
+        }
         tokio::time::sleep(lasting).await;
         let status = self.nodes.exited(victim);
         self.event(
@@ -333,8 +346,52 @@ impl Nemesis {
                 format!("{place}=crash-after({})", 1 + self.rng.below(300))
             }
         };
+        // A compaction (which no workload asks for) crashes the node applying it; not when
+        // the watch workload runs, whose reference history starts at revision 1.
+        let spec = if self.may_compact && self.rng.below(6) == 0 {
+            "compaction=crash-after(1)".to_string()
+        } else {
+            spec
+        };
         let env = vec![("CAIRN_FAILPOINTS".to_string(), spec.clone())];
         self.restart_under(env, "failpoint", &spec).await;
+    }
+
+    /// Compacts the key space up to 1,000 revisions behind the current one, through the
+    /// first node that answers; what happened, for the timeline.
+    async fn compact(&self) -> String {
+        for endpoint in self.nodes.endpoints() {
+            let Some(mut kv) = crate::client::connect(&endpoint) else {
+                continue;
+            };
+            let ask = async {
+                let revision = kv
+                    .range(RangeRequest {
+                        key: b"jepsen-ready".to_vec(),
+                        ..Default::default()
+                    })
+                    .await
+                    .ok()?
+                    .into_inner()
+                    .header?
+                    .revision;
+                let to = revision - 1000;
+                if to < 1 {
+                    return Some(format!("compaction skipped at revision {revision}"));
+                }
+                kv.compact(CompactionRequest {
+                    revision: to,
+                    physical: false,
+                })
+                .await
+                .ok()?;
+                Some(format!("compacted to revision {to}"))
+            };
+            if let Ok(Some(done)) = tokio::time::timeout(Duration::from_secs(3), ask).await {
+                return done;
+            }
+        }
+        "compaction failed: no node answered".to_string()
     }
 
     /// Removes a member (MemberRemove through another node), lets its process stop itself,

@@ -173,6 +173,9 @@ pub async fn run(config: &RunConfig) -> Result<RunVerdict, RunError> {
         config.seed,
         Instant::now(),
     );
+    if !config.workloads.contains(&Workload::Watch) {
+        nemesis.allow_compaction();
+    }
     let origin = Instant::now();
     wait_ready(&endpoints, origin).await?;
     let deadline = Instant::now() + config.time_limit;
