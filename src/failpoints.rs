@@ -164,10 +164,6 @@ mod tests {
         );
         assert_eq!(points.len(), 4);
         assert_eq!(points["btree-commit"], Action::CrashAfter(40));
-        let points = parse("wal-fsync=error;apply=error-after(3);x=error-after(0)");
-        assert_eq!(points.len(), 2);
-        assert_eq!(points["wal-fsync"], Action::ErrorAfter(1));
-        assert_eq!(points["apply"], Action::ErrorAfter(3));
         assert_eq!(
             points["peer-partition"],
             Action::WhileFile(PathBuf::from("/tmp/cut"))
@@ -177,5 +173,9 @@ mod tests {
             Action::Delay(Duration::from_millis(1500))
         );
         assert_eq!(points["apply"], Action::Crash);
+        let errors = parse("wal-fsync=error;apply=error-after(3);x=error-after(0)");
+        assert_eq!(errors.len(), 2);
+        assert_eq!(errors["wal-fsync"], Action::ErrorAfter(1));
+        assert_eq!(errors["apply"], Action::ErrorAfter(3));
     }
 }

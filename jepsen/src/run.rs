@@ -178,6 +178,7 @@ pub async fn run(config: &RunConfig) -> Result<RunVerdict, RunError> {
     }
     let origin = Instant::now();
     wait_ready(&endpoints, origin).await?;
+    progress(origin, "cluster ready; the workloads and faults start");
     let deadline = Instant::now() + config.time_limit;
     let logs: Vec<Arc<HistoryLog>> = config
         .workloads
@@ -252,10 +253,12 @@ pub async fn run(config: &RunConfig) -> Result<RunVerdict, RunError> {
     }
 
     let timeline = nemesis.run_until(deadline).await;
+    progress(origin, "faults over; waiting for the clients' last operations");
     for worker in workers {
         let _ = worker.await;
     }
     for (w, workload) in config.workloads.iter().enumerate() {
+        progress(origin, &format!("final reads for {}", workload.name()));
         match workload {
             Workload::Append => {
                 append::final_reads(&endpoints, &append_shared, origin, &logs[w]).await
@@ -301,6 +304,10 @@ pub async fn run(config: &RunConfig) -> Result<RunVerdict, RunError> {
     let mut points = Vec::new();
     for (w, workload) in config.workloads.iter().enumerate() {
         let lines = logs[w].take();
+        progress(
+            origin,
+            &format!("checking {} ({} history lines)", workload.name(), lines.len()),
+        );
         let text = lines.join("\n") + "\n";
         write(
             &config.out.join(format!("{}.jsonl", workload.name())),
@@ -453,6 +460,11 @@ fn judge_lease(text: &str, timeline: &str) -> (String, Judgement) {
         Some(why) => Judgement::Anomaly(why),
     };
     (counts, judgement)
+}
+
+/// One line on stderr saying what a long run is doing, and since when.
+fn progress(origin: Instant, what: &str) {
+    eprintln!("cairn-jepsen: [{:.0} s] {what}", origin.elapsed().as_secs_f64());
 }
 
 /// A workload's history as clients complete operations: one JSON line each.

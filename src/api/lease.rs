@@ -3,16 +3,17 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::mpsc;
-use tonic::codegen::tokio_stream::{wrappers::ReceiverStream, Stream, StreamExt};
+use tonic::codegen::tokio_stream::{wrappers::ReceiverStream, Stream};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::lease_forward::{self, KeepaliveProxy};
+use super::keepalive;
+use super::lease_forward;
 use super::{fill_header, Member};
 use crate::lease::table::MAX_LEASE_TTL_SECONDS;
-use crate::lease::{LeaseError, Renewal};
+use crate::lease::LeaseError;
 use crate::proto::cairn::entry::v1::request::Op;
 use crate::proto::etcdserverpb::{
     lease_server::Lease, LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest,
@@ -27,8 +28,6 @@ const KEEPALIVE_SEND_BUFFER: usize = 64;
 /// Attempts at a grant whose server-chosen id turned out to be taken.
 const MAX_GRANT_ATTEMPTS: usize = 3;
 
-/// How often a request waiting for this member to lead looks again.
-const LEADERSHIP_POLL: Duration = Duration::from_millis(20);
 
 pub struct LeaseService<M> {
     member: Arc<M>,
@@ -47,73 +46,6 @@ pub fn leading_term<M: Member + ?Sized>(member: &M) -> Option<u64> {
 
 fn unexpected(applied: Applied) -> Status {
     Status::internal(format!("etcdserver: unexpected apply result {applied:?}"))
-}
-
-/// What a renewal on this member came to.
-enum Renewed {
-    /// The TTL to answer with (0: the lease is gone).
-    Ttl(i64),
-    /// Another member leads: the renewal goes to it.
-    AtLeader { leader: u64, url: String },
-}
-
-/// Renews one lease for a keepalive stream.
-async fn renew<M: Member>(member: &M, id: i64, patience: Duration) -> Result<Renewed, Status> {
-    let give_up = Instant::now() + patience;
-    loop {
-        let (renewal, revoked) = {
-            let shared = member.leases();
-            // Registered before looking, so a revoke applied right after is not missed.
-            let revoked = shared.revoked.notified();
-            let mut leases = shared.state.lock();
-            leases.follow_role(leading_term(member));
-            (leases.renew(id, Instant::now()), revoked)
-        };
-        match renewal {
-            Renewal::Renewed { ttl_seconds } => return Ok(Renewed::Ttl(ttl_seconds)),
-            Renewal::NotFound => return Ok(Renewed::Ttl(0)),
-            // It ran out: answer once its revoke has applied, so that a client told "gone"
-            // never reads the lease's keys afterwards.
-            Renewal::Expired => {
-                if tokio::time::timeout_at(give_up.into(), revoked)
-                    .await
-                    .is_err()
-                {
-                    return Err(Status::unavailable("etcdserver: request timed out"));
-                }
-            }
-            Renewal::NotLeader => {
-                if let Some((leader, url)) = member.leader_client_url() {
-                    return Ok(Renewed::AtLeader { leader, url });
-                }
-                if Instant::now() >= give_up {
-                    return Err(Status::unavailable("etcdserver: no leader"));
-                }
-                tokio::time::sleep(LEADERSHIP_POLL).await;
-            }
-        }
-    }
-}
-
-/// Renews at the leader, over `proxy` (opened, or reopened when the leader changed).
-async fn forward_renewal(
-    proxy: &mut Option<KeepaliveProxy>,
-    leader: u64,
-    url: &str,
-    id: i64,
-    patience: Duration,
-) -> Result<i64, Status> {
-    if proxy.as_ref().is_none_or(|p| p.leader != leader) {
-        *proxy = Some(KeepaliveProxy::open(leader, url, patience).await?);
-    }
-    let Some(open) = proxy.as_mut() else {
-        return Err(Status::unavailable("etcdserver: no leader"));
-    };
-    let renewed = open.renew(id, patience).await;
-    if renewed.is_err() {
-        *proxy = None;
-    }
-    renewed
 }
 
 type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
@@ -174,37 +106,13 @@ impl<M: Member> Lease for LeaseService<M> {
         request: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Response<KeepAliveStream>, Status> {
         let forwarded = lease_forward::was_forwarded(&request);
-        let mut inbound = request.into_inner();
+        let inbound = request.into_inner();
         let (sender, receiver) = mpsc::channel(KEEPALIVE_SEND_BUFFER);
         let member = Arc::clone(&self.member);
         let patience = self.member.request_timeout();
-        tokio::spawn(async move {
-            // Renewals this member cannot grant go to the leader over one stream.
-            let mut proxy: Option<KeepaliveProxy> = None;
-            while let Some(next) = inbound.next().await {
-                let Ok(asked) = next else { break };
-                let ttl = match renew(&*member, asked.id, patience).await {
-                    Ok(Renewed::Ttl(ttl)) => Ok(ttl),
-                    // Forwarded once already: this member is not the leader after all.
-                    Ok(Renewed::AtLeader { .. }) if forwarded => {
-                        Err(Status::unavailable("etcdserver: not leader"))
-                    }
-                    Ok(Renewed::AtLeader { leader, url }) => {
-                        forward_renewal(&mut proxy, leader, &url, asked.id, patience).await
-                    }
-                    Err(status) => Err(status),
-                };
-                let answer = ttl.map(|ttl| LeaseKeepAliveResponse {
-                    header: fill_header(&*member, None),
-                    id: asked.id,
-                    ttl,
-                });
-                let failed = answer.is_err();
-                if sender.send(answer).await.is_err() || failed {
-                    break;
-                }
-            }
-        });
+        tokio::spawn(keepalive::serve_stream(
+            member, inbound, sender, forwarded, patience,
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
 

@@ -60,7 +60,8 @@ pub struct KeepaliveProxy {
 
 impl KeepaliveProxy {
     pub async fn open(leader: u64, url: &str, timeout: Duration) -> Result<Self, Status> {
-        let (requests, receiver) = mpsc::channel(1);
+        // Room for a whole batch: every renewal is sent before any answer is read.
+        let (requests, receiver) = mpsc::channel(super::keepalive::MAX_RENEWALS_PER_BATCH);
         let mut client = LeaseClient::new(leader_channel(url)?);
         let call = client.lease_keep_alive(marked(ReceiverStream::new(receiver)));
         let responses = tokio::time::timeout(timeout, call)
@@ -75,20 +76,29 @@ impl KeepaliveProxy {
         })
     }
 
-    /// Renews `id` at the leader; the TTL it answered with.
-    pub async fn renew(&mut self, id: i64, timeout: Duration) -> Result<i64, Status> {
-        self.requests
-            .send(LeaseKeepAliveRequest { id })
-            .await
-            .map_err(|_| Status::unavailable("etcdserver: leader stream closed"))?;
-        let answer = tokio::time::timeout(timeout, self.responses.message())
-            .await
-            .map_err(|_| Status::unavailable("etcdserver: request timed out"))?;
-        match answer {
-            Ok(Some(response)) => Ok(response.ttl),
-            Ok(None) => Err(Status::unavailable("etcdserver: leader stream closed")),
-            Err(status) => Err(leader_unreachable(&status)),
+    /// Renews every lease of `ids` at the leader; the TTLs it answered with, in order (the
+    /// leader answers a stream's renewals in the order they came).
+    pub async fn renew_all(&mut self, ids: &[i64], timeout: Duration) -> Result<Vec<i64>, Status> {
+        debug_assert!(ids.len() <= super::keepalive::MAX_RENEWALS_PER_BATCH, "sends never wait");
+        for &id in ids {
+            self.requests
+                .send(LeaseKeepAliveRequest { id })
+                .await
+                .map_err(|_| Status::unavailable("etcdserver: leader stream closed"))?;
         }
+        let give_up = tokio::time::Instant::now() + timeout;
+        let mut ttls = Vec::with_capacity(ids.len());
+        while ttls.len() < ids.len() {
+            let answer = tokio::time::timeout_at(give_up, self.responses.message())
+                .await
+                .map_err(|_| Status::unavailable("etcdserver: request timed out"))?;
+            match answer {
+                Ok(Some(response)) => ttls.push(response.ttl),
+                Ok(None) => return Err(Status::unavailable("etcdserver: leader stream closed")),
+                Err(status) => return Err(leader_unreachable(&status)),
+            }
+        }
+        Ok(ttls)
     }
 }
 

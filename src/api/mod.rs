@@ -3,6 +3,7 @@
 //! semantics live in `crate::kv`, consensus in `crate::server`.
 
 pub mod cluster;
+pub mod keepalive;
 pub mod kv;
 pub mod lease;
 pub mod lease_forward;

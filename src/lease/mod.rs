@@ -10,12 +10,14 @@
 //!
 //! Keeping time across a leader change or a restart (where etcd by default hands every lease
 //! a fresh TTL): the leader checkpoints, through Raft, the time left on every lease renewed
-//! since its last checkpoint, once per checkpoint interval. A lease's stored record holds the
-//! time left at its last grant or checkpoint and the proposer's wall clock at that moment.
+//! since its last checkpoint, and answers a keepalive only once a checkpoint carrying it has
+//! applied ([`record`]; one round in flight at a time carries every renewal waiting). A
+//! lease's stored record holds the time left at its last grant or checkpoint and the
+//! proposer's wall clock at that moment.
 //! - A new leader starts each lease from the applied figure, counted on its own monotonic
-//!   clock from when it applied it, plus a grace of one checkpoint interval and one election
-//!   timeout (renewals the old leader granted but had not checkpointed; etcd extends leases by
-//!   an election timeout on promotion for the same reason).
+//!   clock from when it applied it: every answered renewal is in that figure. It adds a grace
+//!   of one checkpoint interval and one election timeout (etcd extends leases by an election
+//!   timeout on promotion), a margin for the clocks' rates, never needed for a promise.
 //! - A restart also subtracts the wall-clock time since the record's checkpoint: the only span
 //!   no monotonic clock covers is the time the member was down. A lease that ran out while the
 //!   member was down is revoked one grace after the member leads again. A wall clock that went
@@ -25,12 +27,14 @@ pub mod apply;
 pub mod clock;
 pub mod grant;
 pub mod load;
+pub mod record;
 pub mod table;
 
 use std::time::{Duration, Instant};
 
 pub use clock::LeaderClock;
 pub use grant::{GrantRules, LeaseIds};
+pub use record::{await_recorded, NotRecorded, RecordedRenewals, RenewalTicket};
 pub use table::{Lease, LeaseError, LeaseLoadError, LeaseTable};
 
 /// How the leader keeps lease time.
@@ -60,8 +64,12 @@ impl LeaseTiming {
 /// The outcome of a keepalive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Renewal {
-    /// Renewed for its full TTL (seconds).
-    Renewed { ttl_seconds: i64 },
+    /// Renewed for its full TTL (seconds), to be answered once `ticket`'s checkpoint round
+    /// is recorded ([`record`]).
+    Renewed {
+        ttl_seconds: i64,
+        ticket: RenewalTicket,
+    },
     /// No such lease (never granted, or revoked).
     NotFound,
     /// It ran out; its revoke is on the way.
@@ -96,6 +104,7 @@ pub struct Leases {
     /// The term `leader` keeps time for.
     leader_term: u64,
     timing: LeaseTiming,
+    rounds: record::RenewalRounds,
     pub counts: LeaseCounts,
 }
 
@@ -106,6 +115,7 @@ impl Leases {
             leader: None,
             leader_term: 0,
             timing,
+            rounds: record::RenewalRounds::default(),
             counts: LeaseCounts::default(),
         }
     }
@@ -136,6 +146,7 @@ impl Leases {
             (Some(term), held) if !held || self.leader_term != term => {
                 self.leader = Some(LeaderClock::promote(&self.table, self.timing.promote_grace));
                 self.leader_term = term;
+                self.rounds.new_epoch();
                 tracing::info!(
                     leases = self.table.len(),
                     term,
@@ -144,6 +155,7 @@ impl Leases {
             }
             (None, true) => {
                 self.leader = None;
+                self.rounds.new_epoch();
                 tracing::info!("no longer leader: lease time left to the new leader");
             }
             _ => {}
@@ -177,6 +189,7 @@ impl Leases {
             self.counts.renewed += 1;
             Renewal::Renewed {
                 ttl_seconds: lease.ttl_seconds,
+                ticket: self.rounds.ticket(),
             }
         } else {
             Renewal::Expired
@@ -237,6 +250,21 @@ impl Leases {
             .map_or_else(Vec::new, |clock| clock.take_checkpoints(now, limit))
     }
 
+    /// Starts a checkpoint round (see [`record`]): it carries every renewal granted so far.
+    pub fn begin_checkpoint_round(&mut self) -> RenewalTicket {
+        self.rounds.begin_round()
+    }
+
+    /// Every checkpoint of `round` applied: the renewals it carries may be answered.
+    pub fn checkpoint_round_recorded(&mut self, round: RenewalTicket) {
+        self.rounds.recorded(round);
+    }
+
+    /// What the log has recorded of this member's renewals, as it changes.
+    pub fn recorded_renewals(&self) -> tokio::sync::watch::Receiver<RecordedRenewals> {
+        self.rounds.watch()
+    }
+
     /// A checkpoint did not commit: its leases are checkpointed again next time.
     pub fn checkpoint_failed(&mut self, ids: impl IntoIterator<Item = i64>) {
         if let Some(clock) = self.leader.as_mut() {
@@ -252,6 +280,8 @@ pub struct SharedLeases {
     pub state: parking_lot::Mutex<Leases>,
     /// Woken after every applied revoke (keepalives of expired leases wait for it).
     pub revoked: tokio::sync::Notify,
+    /// Woken by a renewal waiting to be recorded: the lease duties checkpoint at once.
+    pub renewals_waiting: tokio::sync::Notify,
 }
 
 impl SharedLeases {
@@ -259,6 +289,7 @@ impl SharedLeases {
         std::sync::Arc::new(SharedLeases {
             state: parking_lot::Mutex::new(leases),
             revoked: tokio::sync::Notify::new(),
+            renewals_waiting: tokio::sync::Notify::new(),
         })
     }
 }

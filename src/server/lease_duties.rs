@@ -27,10 +27,13 @@ pub async fn run<M: Member>(member: Arc<M>, mut stop: watch::Receiver<bool>) {
     let mut checkpoint = tokio::time::interval(timing.checkpoint_interval);
     expiry.set_missed_tick_behavior(MissedTickBehavior::Delay);
     checkpoint.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let shared = Arc::clone(member.leases());
     loop {
         let checkpoint_due = tokio::select! {
             _ = expiry.tick() => false,
             _ = checkpoint.tick() => true,
+            // Keepalives wait for their renewal to be recorded: checkpoint now.
+            _ = shared.renewals_waiting.notified() => true,
             _ = stop.wait_for(|stopped| *stopped) => break,
         };
         if checkpoint_due {
@@ -73,17 +76,30 @@ fn revoke_expired<M: Member>(member: &Arc<M>) {
     }
 }
 
+/// One checkpoint round: every lease renewed since the last round, recorded through Raft in
+/// this member's term; the renewals waiting on the round are answered once all of it applied.
 async fn checkpoint_renewed<M: Member>(member: &Arc<M>) {
+    let term = crate::api::lease::leading_term(&**member);
+    let round = {
+        let mut leases = member.leases().state.lock();
+        leases.follow_role(term);
+        leases.begin_checkpoint_round()
+    };
+    let Some(term) = term else { return };
     for _ in 0..MAX_CHECKPOINT_ENTRIES_PER_ROUND {
-        let term = crate::api::lease::leading_term(&**member);
-        let due = {
-            let mut leases = member.leases().state.lock();
-            leases.follow_role(term);
-            leases.take_checkpoints(Instant::now(), MAX_CHECKPOINTS_PER_ENTRY)
-        };
-        let Some(term) = term.filter(|_| !due.is_empty()) else {
+        let due = member
+            .leases()
+            .state
+            .lock()
+            .take_checkpoints(Instant::now(), MAX_CHECKPOINTS_PER_ENTRY);
+        if due.is_empty() {
+            member
+                .leases()
+                .state
+                .lock()
+                .checkpoint_round_recorded(round);
             return;
-        };
+        }
         let full = due.len() == MAX_CHECKPOINTS_PER_ENTRY;
         let entry = LeaseCheckpoints {
             checkpoints: due
@@ -104,7 +120,13 @@ async fn checkpoint_renewed<M: Member>(member: &Arc<M>) {
             return;
         }
         if !full {
+            member
+                .leases()
+                .state
+                .lock()
+                .checkpoint_round_recorded(round);
             return;
         }
     }
+    // More renewals than a round carries: their keepalives wait for the next round.
 }
