@@ -253,7 +253,10 @@ pub async fn run(config: &RunConfig) -> Result<RunVerdict, RunError> {
     }
 
     let timeline = nemesis.run_until(deadline).await;
-    progress(origin, "faults over; waiting for the clients' last operations");
+    progress(
+        origin,
+        "faults over; waiting for the clients' last operations",
+    );
     for worker in workers {
         let _ = worker.await;
     }
@@ -306,7 +309,11 @@ pub async fn run(config: &RunConfig) -> Result<RunVerdict, RunError> {
         let lines = logs[w].take();
         progress(
             origin,
-            &format!("checking {} ({} history lines)", workload.name(), lines.len()),
+            &format!(
+                "checking {} ({} history lines)",
+                workload.name(),
+                lines.len()
+            ),
         );
         let text = lines.join("\n") + "\n";
         write(
@@ -464,7 +471,10 @@ fn judge_lease(text: &str, timeline: &str) -> (String, Judgement) {
 
 /// One line on stderr saying what a long run is doing, and since when.
 fn progress(origin: Instant, what: &str) {
-    eprintln!("cairn-jepsen: [{:.0} s] {what}", origin.elapsed().as_secs_f64());
+    eprintln!(
+        "cairn-jepsen: [{:.0} s] {what}",
+        origin.elapsed().as_secs_f64()
+    );
 }
 
 /// A workload's history as clients complete operations: one JSON line each.

@@ -10,7 +10,8 @@
 //! the history proportionate to the run.
 //!
 //! Watchers open sessions, one Watch stream each, on a random node: from a random revision
-//! between 1 and the highest revision any client of the workload has seen, or, after a
+//! among the last 2,000 before the highest any client of the workload has seen (one session
+//! in ten: anywhere from revision 1), or, after a
 //! session broke, from just after the last event it delivered (what etcd's clients do after
 //! a disconnect: the resumable case; a quarter of the sessions that end normally are resumed
 //! too, so the case is covered without faults). A session asks for progress every few
@@ -62,6 +63,15 @@ const PROGRESS_SPREAD_MS: u64 = 600;
 /// A session from an old revision ends after this many events, so that one session does not
 /// replay the whole run into the history.
 const MAX_SESSION_EVENTS: usize = 500;
+/// What arrives after a session's cancel is recorded up to this many events in all; the rest
+/// is read and dropped (the session's history simply ends earlier). The server may have
+/// thousands of catch-up events buffered when the cancel lands.
+const MAX_RECORDED_SESSION_EVENTS: usize = 2 * MAX_SESSION_EVENTS;
+/// Most sessions start this close to the newest revision; one in `FAR_START_ONE_IN` starts
+/// anywhere from revision 1. Starting anywhere every time makes the history grow with the
+/// square of the run's length (a 30-minute run's outgrew the machine's memory).
+const RECENT_REVISIONS: u64 = 2_000;
+const FAR_START_ONE_IN: u64 = 10;
 /// How long a session waits for its cancel to be acknowledged.
 const CANCEL_WAIT: Duration = Duration::from_secs(1);
 /// Pause after a broken session, so a dead node is not hammered.
@@ -493,8 +503,14 @@ async fn follow(
     if let Some(id) = watch_id {
         stream.cancel(id);
         let until = Instant::now() + CANCEL_WAIT;
+        // Once one response is dropped, so is everything after it: a gap would read as
+        // events the server failed to deliver.
+        let mut recording = true;
         while let Ok(Some(response)) = stream.next(until).await {
-            record.response(&response);
+            recording &= record.events + response.events.len() <= MAX_RECORDED_SESSION_EVENTS;
+            if recording {
+                record.response(&response);
+            }
             if response.canceled {
                 break;
             }
@@ -523,7 +539,15 @@ pub async fn watcher(
         session += 1;
         let (start, resumed) = match resume_at.take() {
             Some(revision) => (revision, true),
-            None => (1 + rng.below(shared.highest().max(0) as u64) as i64, false),
+            None => {
+                let highest = shared.highest().max(0) as u64;
+                let start = if rng.below(FAR_START_ONE_IN) == 0 {
+                    1 + rng.below(highest)
+                } else {
+                    highest.saturating_sub(rng.below(RECENT_REVISIONS)).max(1)
+                };
+                (start as i64, false)
+            }
         };
         let node = rng.below(endpoints.len() as u64) as usize;
         let mut record = SessionRecord {

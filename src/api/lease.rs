@@ -28,7 +28,6 @@ const KEEPALIVE_SEND_BUFFER: usize = 64;
 /// Attempts at a grant whose server-chosen id turned out to be taken.
 const MAX_GRANT_ATTEMPTS: usize = 3;
 
-
 pub struct LeaseService<M> {
     member: Arc<M>,
 }

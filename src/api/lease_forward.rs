@@ -79,7 +79,10 @@ impl KeepaliveProxy {
     /// Renews every lease of `ids` at the leader; the TTLs it answered with, in order (the
     /// leader answers a stream's renewals in the order they came).
     pub async fn renew_all(&mut self, ids: &[i64], timeout: Duration) -> Result<Vec<i64>, Status> {
-        debug_assert!(ids.len() <= super::keepalive::MAX_RENEWALS_PER_BATCH, "sends never wait");
+        debug_assert!(
+            ids.len() <= super::keepalive::MAX_RENEWALS_PER_BATCH,
+            "sends never wait"
+        );
         for &id in ids {
             self.requests
                 .send(LeaseKeepAliveRequest { id })

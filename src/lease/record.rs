@@ -179,7 +179,10 @@ mod tests {
             Err(NotRecorded::LeadershipChanged),
             "a round of the old epoch records nothing in the new one"
         );
-        assert_eq!(*rounds.watch().borrow(), RecordedRenewals { epoch: 2, round: 0 });
+        assert_eq!(
+            *rounds.watch().borrow(),
+            RecordedRenewals { epoch: 2, round: 0 }
+        );
     }
 
     #[tokio::test]

@@ -292,7 +292,10 @@ fn leases_are_listed_soonest_expiry_first_as_etcd_lists_them() {
     leases.follow_role(Some(1));
     assert!(matches!(
         leases.renew(2002, now + Duration::from_secs(30)),
-        Renewal::Renewed { ttl_seconds: 40, .. }
+        Renewal::Renewed {
+            ttl_seconds: 40,
+            ..
+        }
     ));
     assert_eq!(leases.ids_by_expiry(now), vec![-7, 2003, 2001, 2002]);
 }
