@@ -4,7 +4,9 @@
 //!   every WAL fsync of one follower; the leader stays, its term does not move, and writes keep
 //!   committing through the other two;
 //! - a leader cut off from its peers (its Raft traffic dropped both ways, its clients still
-//!   served) serves no linearizable read once the others have moved on.
+//!   served) serves no linearizable read once the others have moved on;
+//! - the same cut-off leader answers no keepalive with a TTL: a renewal it cannot record in
+//!   the log is a promise its successor would not keep.
 #![cfg(feature = "failpoints")]
 
 mod common;
@@ -127,4 +129,55 @@ fn a_partitioned_old_leader_serves_no_stale_linearizable_read() {
         Duration::from_secs(20),
     );
     assert_eq!(read.stdout, "new\n", "{}", read.stderr);
+}
+
+/// The id etcdctl printed for a granted lease ("lease <hex> granted with TTL(5s)").
+fn granted_lease_id(stdout: &str) -> String {
+    stdout
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("no lease id in {stdout:?}"))
+        .to_string()
+}
+
+#[test]
+fn a_cut_off_leader_promises_no_lease_time() {
+    let bin = etcd35_dir();
+    let cuts = tempfile::tempdir().expect("temp dir");
+    let cut = |i: usize| cuts.path().join(format!("cut-{i}"));
+    let mut cluster = Cluster::new(3);
+    let endpoints: Vec<String> = cluster.members.iter().map(Member::endpoint).collect();
+    for i in 0..3 {
+        let spec = format!("peer-partition=while-file({})", cut(i).display());
+        cluster.spawn_with(i, &[("CAIRN_FAILPOINTS", &spec)]);
+    }
+    wait_healthy(&bin, &endpoints);
+    let old = leader_index(&bin, &endpoints);
+    let grant = etcdctl(&bin, &endpoints[old], &["lease", "grant", "5"]);
+    assert_eq!(grant.code, 0, "{}", grant.stderr);
+    let id = granted_lease_id(&grant.stdout);
+    let renewed = etcdctl(&bin, &endpoints[old], &["lease", "keep-alive", "--once", &id]);
+    assert!(
+        renewed.stdout.contains("keepalived with TTL(5)"),
+        "a connected leader renews: {} {}",
+        renewed.stdout,
+        renewed.stderr
+    );
+    std::fs::write(cut(old), b"").expect("cut the leader off");
+    // Until it notices (one election timeout) it still believes it leads; a renewal it
+    // answered now would be a promise no successor knows of, so it must answer none.
+    let started = Instant::now();
+    let mut attempts = 0;
+    while started.elapsed() < Duration::from_secs(3) {
+        attempts += 1;
+        let renewed = etcdctl(&bin, &endpoints[old], &["lease", "keep-alive", "--once", &id]);
+        assert!(
+            !renewed.stdout.contains("keepalived with TTL(5)"),
+            "the cut-off leader promised lease time it could not record (attempt {attempts}): {}",
+            renewed.stdout
+        );
+    }
+    std::fs::remove_file(cut(old)).expect("heal");
+    wait_healthy(&bin, &endpoints);
+    eprintln!("{attempts} keepalives to the cut-off leader, none answered with a TTL");
 }

@@ -34,6 +34,12 @@ pub enum Durability {
     /// No `fdatasync`: survives a process crash, not a power loss (the file may then open at an
     /// older commit or be reported corrupt). For callers that can rebuild from their own log.
     NoSync,
+    /// A commit is visible at once but durable only at the next [`Database::checkpoint`],
+    /// which costs one `fdatasync` however many commits it covers. The file always opens,
+    /// intact, at the last checkpoint (after a crash of any kind): its pages are not reused
+    /// until the next checkpoint is durable, and commits in between write no meta page. For
+    /// callers that can replay what came after from their own log.
+    Checkpointed,
 }
 
 /// How to open a database.
@@ -52,6 +58,14 @@ pub(crate) struct WriterState {
     pub(crate) written_chain: Vec<PageId>,
     /// Encoded pages of the commit being written; kept to spare page faults on the next one.
     pub(crate) commit_buf: Vec<u8>,
+    /// Checkpointed mode: pages written since the last checkpoint and still reachable, with
+    /// their checksums (the next checkpoint's written list covers them all).
+    pub(crate) unsynced: BTreeMap<PageId, [u8; 4]>,
+    /// Checkpointed mode: the meta page of the last commit, not yet written.
+    pub(crate) pending_meta: Option<(Meta, InlineLists)>,
+    /// The last commit known durable, and its meta slot.
+    pub(crate) durable_txn: TxnId,
+    pub(crate) durable_slot: PageId,
 }
 
 /// Pages a mapping covers.
@@ -89,10 +103,12 @@ fn verify_commit(src: &Snapshot) -> Result<Vec<PageId>> {
     for (id, _) in listed {
         let page = src.page_bytes(id)?;
         verify_checksum(page, id)?;
-        if get_u64(page, 12) != Some(meta.txn) {
+        // A checkpoint's list also names pages of the unsynced commits before it; the CRC
+        // below tells a stale page from the one written.
+        if get_u64(page, 12).is_none_or(|txn| txn == 0 || txn > meta.txn) {
             return Err(Error::corrupt(
                 id,
-                format!("page not written by commit {}", meta.txn),
+                format!("page not written by commit {} or before it", meta.txn),
             ));
         }
         crc.update(&id.to_le_bytes());
@@ -165,19 +181,19 @@ impl Database {
             file.read_exact_at(&mut page, slot * PAGE_SIZE as u64)
                 .map_err(Error::io("reading a meta page"))?;
             match Meta::decode(&page, slot, len) {
-                Ok(meta) => metas.push(meta),
+                Ok((meta, inline)) => metas.push((meta, inline, slot)),
                 Err(e) => first_error = first_error.or(Some(e)),
             }
         }
-        if options.durability == Durability::Durable {
+        if options.durability != Durability::NoSync {
             // A previous process may have died with writes only in the page cache; make what
             // we are about to verify and build on durable first.
             file.sync_data().map_err(Error::io("syncing at open"))?;
         }
         let mapping = file.map().map_err(Error::io("mapping the file"))?;
-        metas.sort_by_key(|(m, _)| std::cmp::Reverse(m.txn));
+        metas.sort_by_key(|(m, _, _)| std::cmp::Reverse(m.txn));
         let mut chosen = None;
-        for (meta, inline) in metas {
+        for (meta, inline, slot) in metas {
             if (mapping.bytes().len() as u64) < meta.page_count * PAGE_SIZE as u64 {
                 return Err(Error::corrupt(meta.slot(), "file shrank while opening"));
             }
@@ -189,13 +205,13 @@ impl Database {
             };
             match verify_commit(&candidate) {
                 Ok(written_chain) => {
-                    chosen = Some((candidate, written_chain));
+                    chosen = Some((candidate, written_chain, slot));
                     break;
                 }
                 Err(e) => first_error = first_error.or(Some(e)),
             }
         }
-        let Some((snapshot, written_chain)) = chosen else {
+        let Some((snapshot, written_chain, durable_slot)) = chosen else {
             let cause = first_error.map(|e| e.to_string()).unwrap_or_default();
             return Err(Error::corrupt(
                 0,
@@ -220,6 +236,10 @@ impl Database {
                 file_len: len,
                 commit_buf: Vec::new(),
                 written_chain,
+                unsynced: BTreeMap::new(),
+                pending_meta: None,
+                durable_txn: meta.txn,
+                durable_slot,
             }),
             poisoned: Mutex::new(None),
         })
@@ -260,7 +280,11 @@ impl Database {
             let current = self.current.lock();
             let oldest_reader = self.readers.lock().keys().next().copied();
             let base = Arc::clone(&current);
-            let oldest = oldest_reader.unwrap_or(base.meta.txn).min(base.meta.txn);
+            let mut oldest = oldest_reader.unwrap_or(base.meta.txn).min(base.meta.txn);
+            if self.options.durability == Durability::Checkpointed {
+                // The last checkpoint is what the file opens at: its pages stay as they are.
+                oldest = oldest.min(writer.durable_txn);
+            }
             (base, oldest)
         };
         let mut freelist = writer.freelist.clone();
@@ -285,49 +309,71 @@ impl Database {
         for id in old_chains {
             pages.free(id)?;
         }
+        let checkpointed = self.options.durability == Durability::Checkpointed;
+        // Pages earlier unsynced commits wrote that this one still reaches: the written list
+        // (what recovery checks) must cover them until a checkpoint makes them durable.
+        let carried: Vec<PageId> = if checkpointed {
+            writer
+                .unsynced
+                .keys()
+                .filter(|id| !pages.freed.contains(id))
+                .copied()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let own_pages = |pages: &DirtyPages, free_chain: &[PageId]| -> Vec<PageId> {
+            let mut own: Vec<PageId> = pages
+                .nodes
+                .keys()
+                .chain(pages.raw.keys())
+                .chain(free_chain)
+                .copied()
+                .collect();
+            own.sort_unstable();
+            own
+        };
+        let with_carried = |own: &[PageId]| -> Vec<PageId> {
+            let mut listed: Vec<PageId> = own.iter().chain(&carried).copied().collect();
+            listed.sort_unstable();
+            debug_assert!(
+                listed.windows(2).all(|w| w[0] < w[1]),
+                "a carried page is never rewritten (it would have been freed and copied)"
+            );
+            listed
+        };
         // Size both lists; allocating a page only shrinks the free list (never lengthening its
         // encoding) and grows the written list, so this settles.
         let (mut free_chain, mut written_chain) = (Vec::new(), Vec::new());
         let mut inline = InlineLists::default();
-        let (free_ids, listed) = loop {
+        let (free_ids, own, listed) = loop {
             let free_ids = pages.freelist.all_ids();
             if free_chain.is_empty() && written_chain.is_empty() {
-                let mut listed: Vec<PageId> = pages
-                    .nodes
-                    .keys()
-                    .chain(pages.raw.keys())
-                    .copied()
-                    .collect();
-                listed.sort_unstable();
+                let own = own_pages(pages, &[]);
+                let listed = with_carried(&own);
                 // Small lists ride in the meta page: fewer pages for the commit's one sync.
                 if encoded_len(&free_ids) + encoded_len(&listed) <= META_INLINE_BYTES {
                     inline = InlineLists {
                         free: free_ids.clone(),
                         written: listed.clone(),
                     };
-                    break (free_ids, listed);
+                    break (free_ids, own, listed);
                 }
             }
             if free_chain.len() < split_into_pages(&free_ids).len() {
                 free_chain.push(pages.alloc());
                 continue;
             }
-            let mut listed: Vec<PageId> = pages
-                .nodes
-                .keys()
-                .chain(pages.raw.keys())
-                .copied()
-                .collect();
-            listed.extend_from_slice(&free_chain);
-            listed.sort_unstable();
+            let own = own_pages(pages, &free_chain);
+            let listed = with_carried(&own);
             if written_chain.len() < split_into_pages(&listed).len() {
                 written_chain.push(pages.alloc());
                 continue;
             }
-            break (free_ids, listed);
+            break (free_ids, own, listed);
         };
         let txn = pages.txn;
-        let mut ids = listed.clone();
+        let mut ids = own.clone();
         ids.extend_from_slice(&written_chain);
         ids.sort_unstable();
         debug_assert!(
@@ -351,7 +397,6 @@ impl Database {
         let mut buf = std::mem::take(&mut writer.commit_buf);
         buf.clear();
         buf.resize(ids.len() * PAGE_SIZE, 0);
-        let mut written_crc = crc32fast::Hasher::new();
         for (page, id) in buf.chunks_exact_mut(PAGE_SIZE).zip(&ids) {
             if let Some(node) = pages.nodes.get(id) {
                 node.encode_into(page, *id, txn)?;
@@ -365,11 +410,33 @@ impl Database {
                 let next = written_chain.get(index + 1).copied().unwrap_or(0);
                 let share = share(&listed, &listed_split, index);
                 encode_page(page, PageType::WrittenList, &share, *id, next, txn);
-                continue;
             }
-            // `listed` and `ids` are both sorted, so this visits `listed` in order.
+        }
+        // The checksum of every listed page, from this commit's buffer or, for a carried
+        // page, as recorded when its commit wrote it.
+        let checksum_of = |id: PageId| -> Result<[u8; 4]> {
+            match ids.binary_search(&id) {
+                Ok(at) => {
+                    let mut sum = [0u8; 4];
+                    sum.copy_from_slice(&buf[at * PAGE_SIZE..at * PAGE_SIZE + 4]);
+                    Ok(sum)
+                }
+                Err(_) => writer
+                    .unsynced
+                    .get(&id)
+                    .copied()
+                    .ok_or_else(|| Error::corrupt(id, "carried page without a checksum")),
+            }
+        };
+        let mut written_crc = crc32fast::Hasher::new();
+        let mut own_sums = Vec::with_capacity(if checkpointed { own.len() } else { 0 });
+        for &id in &listed {
+            let sum = checksum_of(id)?;
             written_crc.update(&id.to_le_bytes());
-            written_crc.update(&page[..4]);
+            written_crc.update(&sum);
+            if checkpointed && own.binary_search(&id).is_ok() {
+                own_sums.push((id, sum));
+            }
         }
         let meta = Meta {
             txn,
@@ -381,6 +448,7 @@ impl Database {
             written_crc: written_crc.finalize(),
         };
         let file_len = writer.file_len;
+        let pending_meta = checkpointed.then(|| (meta, inline.clone()));
         let written = self.write_commit(&ids, &buf, meta, inline, file_len, &pages.base);
         if buf.capacity() <= MAX_RETAINED_COMMIT_BUFFER_BYTES {
             writer.commit_buf = buf;
@@ -392,6 +460,13 @@ impl Database {
                 writer.freelist = std::mem::take(&mut pages.freelist);
                 writer.page_count = meta.page_count;
                 writer.file_len = file_len;
+                if checkpointed {
+                    for id in &pages.freed {
+                        writer.unsynced.remove(id);
+                    }
+                    writer.unsynced.extend(own_sums);
+                    writer.pending_meta = pending_meta;
+                }
                 *self.current.lock() = Arc::new(snapshot);
                 Ok(())
             }
@@ -435,9 +510,12 @@ impl Database {
             i = j;
         }
         let slot = meta.slot();
-        self.file
-            .write_all_at(&meta.encode(slot, &inline), slot * PAGE_SIZE as u64)
-            .map_err(Error::io("writing the meta page"))?;
+        // A checkpointed commit leaves the meta pages alone: they name the last checkpoint.
+        if self.options.durability != Durability::Checkpointed {
+            self.file
+                .write_all_at(&meta.encode(slot, &inline), slot * PAGE_SIZE as u64)
+                .map_err(Error::io("writing the meta page"))?;
+        }
         if self.options.durability == Durability::Durable {
             // One sync covers pages and meta: recovery verifies the written list (crate docs).
             self.file
@@ -473,6 +551,42 @@ impl Database {
             },
             new_len,
         ))
+    }
+
+    /// Makes every commit so far durable ([`Durability::Checkpointed`]; a no-op in the other
+    /// modes): writes the last commit's meta page into the slot the previous checkpoint does
+    /// not hold, then one `fdatasync` covers it and every page of the commits before it.
+    /// Waits for an open write transaction to finish. Poisons the database on an I/O error.
+    pub fn checkpoint(&self) -> Result<()> {
+        let mut writer = self.writer.lock();
+        if let Some(reason) = self.poisoned.lock().clone() {
+            return Err(Error::Poisoned(reason));
+        }
+        let Some((meta, inline)) = writer.pending_meta.take() else {
+            return Ok(());
+        };
+        let slot = 1 - writer.durable_slot;
+        let written = self
+            .file
+            .write_all_at(&meta.encode(slot, &inline), slot * PAGE_SIZE as u64)
+            .map_err(Error::io("writing the meta page"))
+            .and_then(|()| {
+                self.file
+                    .sync_data()
+                    .map_err(Error::io("syncing the checkpoint"))
+            });
+        match written {
+            Ok(()) => {
+                writer.durable_txn = meta.txn;
+                writer.durable_slot = slot;
+                writer.unsynced.clear();
+                Ok(())
+            }
+            Err(e) => {
+                *self.poisoned.lock() = Some(e.to_string());
+                Err(e)
+            }
+        }
     }
 
     /// Why the database refuses writes, if it does.

@@ -26,7 +26,7 @@ pub(crate) struct DirtyPages {
     /// reusable at once.
     allocated: HashSet<PageId>,
     /// Committed pages this transaction freed.
-    freed: HashSet<PageId>,
+    pub(crate) freed: HashSet<PageId>,
 }
 
 impl PageSource for DirtyPages {

@@ -192,7 +192,11 @@ pub use txn::{ReadTxn, WriteTxn};
 /// Size of every page, in bytes.
 pub const PAGE_SIZE: usize = 4096;
 /// Format version written in the meta pages; bumped whenever the layout above changes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format version this build opens. Version 2 lets a commit's written list name
+/// pages of earlier unsynced commits ([`Durability::Checkpointed`]); a version-1 file is read
+/// the same way and rewritten as version 2 by its next commit.
+pub const OLDEST_READABLE_FORMAT_VERSION: u32 = 1;
 /// Longest key stored inside a leaf or branch page; longer keys go to an overflow chain.
 pub const MAX_INLINE_KEY_BYTES: usize = 1024;
 /// Longest value stored inside a leaf page; longer values go to an overflow chain.
@@ -206,5 +210,6 @@ pub const MAX_TREE_DEPTH: usize = 32;
 
 /// Number of a page in the file.
 pub type PageId = u64;
-/// Id of a committed transaction; commit `t` writes meta slot `t % 2`.
+/// Id of a committed transaction; a durable commit `t` writes meta slot `t % 2`, a checkpoint
+/// the slot its predecessor does not hold.
 pub type TxnId = u64;

@@ -3,7 +3,7 @@
 use crate::error::{Error, Result};
 use crate::idlist::{decode_ids, encode_ids};
 use crate::page::{get_u32, get_u64, put_u32, put_u64, seal, verify, PageType};
-use crate::{PageId, TxnId, FORMAT_VERSION, PAGE_SIZE};
+use crate::{PageId, TxnId, FORMAT_VERSION, OLDEST_READABLE_FORMAT_VERSION, PAGE_SIZE};
 
 const MAGIC: &[u8; 8] = b"CAIRNBT\0";
 /// Where the meta page's inline id lists start.
@@ -19,7 +19,7 @@ pub(crate) struct InlineLists {
     pub(crate) written: Vec<PageId>,
 }
 
-/// One commit's root pointers, as stored in meta slot `txn % 2`.
+/// One commit's root pointers, as stored in a meta slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Meta {
     pub(crate) txn: TxnId,
@@ -50,7 +50,8 @@ impl Meta {
         }
     }
 
-    /// The meta slot (page 0 or 1) this commit is written to.
+    /// The meta slot (page 0 or 1) a durable commit is written to (a checkpoint takes the
+    /// slot the last durable commit does not hold).
     pub(crate) fn slot(&self) -> PageId {
         self.txn % 2
     }
@@ -83,10 +84,13 @@ impl Meta {
             return Err(Error::corrupt(slot, "bad magic: not a cairn-btree file"));
         }
         let version = get_u32(page, 40).unwrap_or(0);
-        if version != FORMAT_VERSION {
+        if !(OLDEST_READABLE_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(Error::corrupt(
                 slot,
-                format!("format version {version}, this build reads {FORMAT_VERSION}"),
+                format!(
+                    "format version {version}, this build reads \
+                     {OLDEST_READABLE_FORMAT_VERSION} to {FORMAT_VERSION}"
+                ),
             ));
         }
         let page_size = get_u32(page, 44).unwrap_or(0);
