@@ -156,7 +156,11 @@ fn a_cut_off_leader_promises_no_lease_time() {
     let grant = etcdctl(&bin, &endpoints[old], &["lease", "grant", "5"]);
     assert_eq!(grant.code, 0, "{}", grant.stderr);
     let id = granted_lease_id(&grant.stdout);
-    let renewed = etcdctl(&bin, &endpoints[old], &["lease", "keep-alive", "--once", &id]);
+    let renewed = etcdctl(
+        &bin,
+        &endpoints[old],
+        &["lease", "keep-alive", "--once", &id],
+    );
     assert!(
         renewed.stdout.contains("keepalived with TTL(5)"),
         "a connected leader renews: {} {}",
@@ -170,7 +174,11 @@ fn a_cut_off_leader_promises_no_lease_time() {
     let mut attempts = 0;
     while started.elapsed() < Duration::from_secs(3) {
         attempts += 1;
-        let renewed = etcdctl(&bin, &endpoints[old], &["lease", "keep-alive", "--once", &id]);
+        let renewed = etcdctl(
+            &bin,
+            &endpoints[old],
+            &["lease", "keep-alive", "--once", &id],
+        );
         assert!(
             !renewed.stdout.contains("keepalived with TTL(5)"),
             "the cut-off leader promised lease time it could not record (attempt {attempts}): {}",
