@@ -123,8 +123,7 @@ fn run_seed(seed: u64) {
             .unwrap_or_else(|e| panic!("cycle {cycle}: open after a process crash: {e}"));
         let after_crash = contents(&crashed);
         assert!(
-            after_crash == outcome.checkpointed
-                || outcome.in_flight.as_ref() == Some(&after_crash),
+            after_crash == outcome.checkpointed || outcome.in_flight.as_ref() == Some(&after_crash),
             "cycle {cycle}: after a process crash the file is not at a checkpoint"
         );
         drop(crashed);
@@ -160,7 +159,9 @@ fn the_file_opens_at_a_checkpoint_after_any_crash() {
     };
     for seed in seeds {
         if let Err(panic) = std::panic::catch_unwind(|| run_seed(seed)) {
-            eprintln!("checkpoint seed {seed} failed; replay with CAIRN_BTREE_CHECKPOINT_SEED={seed}");
+            eprintln!(
+                "checkpoint seed {seed} failed; replay with CAIRN_BTREE_CHECKPOINT_SEED={seed}"
+            );
             std::panic::resume_unwind(panic);
         }
     }
@@ -194,5 +195,8 @@ fn pages_of_the_last_checkpoint_are_not_reused_before_the_next() {
     db.checkpoint().unwrap();
     let last = contents(&db);
     let reopened = open(&SimDisk::new(disk.current_image())).unwrap();
-    assert!(contents(&reopened) == last, "the new checkpoint is what opens");
+    assert!(
+        contents(&reopened) == last,
+        "the new checkpoint is what opens"
+    );
 }

@@ -350,7 +350,8 @@ pub async fn start(config: &ServerConfig, tuning: Tuning) -> Result<RunningServe
     let (wal, cluster_id, member_id) = open_wal(&wal_dir, config, tuning.wal_segment_bytes).await?;
     super::snapshot_file::finish_interrupted_install(&snap_dir, wal.snapshot().map(|s| s.index))
         .map_err(|err| StartError::Unsupported(err.to_string()))?;
-    let backend = BtreeBackend::open(&db_path, Durability::Durable)?;
+    // Made durable by the raft loop's checkpoints; the WAL holds what comes after them.
+    let backend = BtreeBackend::open(&db_path, Durability::Checkpointed)?;
     let store = Arc::new(MvccStore::open(backend)?);
     let snapshot_conf = match wal.snapshot() {
         None => cairn_raft::ConfState::default(),

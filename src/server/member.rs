@@ -227,6 +227,7 @@ impl RaftMember {
             snapshot_index,
             node,
             store: Arc::clone(&store),
+            store_checkpoints: Default::default(),
             member_id: identity.member_id,
             published: Arc::clone(&published),
             proposals: BTreeMap::new(),

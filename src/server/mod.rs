@@ -23,3 +23,4 @@ pub mod snapshot_file;
 pub mod snapshot_receive;
 pub mod snapshot_retry;
 pub mod snapshot_send;
+pub mod store_checkpoint;

@@ -64,6 +64,8 @@ pub(super) struct RaftLoop {
     pub(super) snapshot_index: u64,
     pub(super) node: RaftNode<RaftLog>,
     pub(super) store: Arc<MvccStore<BtreeBackend>>,
+    /// When the key-space file is next made durable.
+    pub(super) store_checkpoints: super::store_checkpoint::StoreCheckpoints,
     pub(super) member_id: u64,
     pub(super) published: Arc<Published>,
     /// Appended proposals by log index.
@@ -159,6 +161,11 @@ impl RaftLoop {
                     );
                     return;
                 }
+                tracing::error!(%err, "stopping the member");
+                self.stop_with(Status::unavailable("etcdserver: server stopped"), &err);
+                return;
+            }
+            if let Err(err) = self.store_checkpoints.maybe(&self.store) {
                 tracing::error!(%err, "stopping the member");
                 self.stop_with(Status::unavailable("etcdserver: server stopped"), &err);
                 return;
@@ -600,7 +607,9 @@ impl RaftLoop {
         self.store
             .put_meta(&[(key.as_slice(), Some(conf.as_slice()))])
             .map_err(|e| format!("recording the snapshot's membership: {e}"))?;
-        // The key space is durable at `applied` ≥ `index`: a restart replays from `applied`.
+        // The key space must be durable at `applied` ≥ `index` before the log before `index`
+        // goes: a restart replays from the key space's applied index.
+        self.store_checkpoints.now(&self.store)?;
         self.node
             .storage_mut()
             .compact(cairn_raft::SnapshotMeta {
@@ -775,6 +784,11 @@ impl RaftLoop {
     /// Fails everything waiting with `status`; `reason` (empty: a requested stop) is what
     /// the process hears.
     fn stop_with(&mut self, status: Status, reason: &str) {
+        // What was applied need not be replayed at the next start (a failure here costs
+        // only that replay).
+        if let Err(err) = self.store_checkpoints.now(&self.store) {
+            tracing::warn!(%err, "the key space was not checkpointed on stopping");
+        }
         self.published.stop(reason);
         for (_, pending) in std::mem::take(&mut self.proposals) {
             let _ = pending.reply.send(Err(status.clone()));

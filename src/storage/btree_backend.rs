@@ -29,6 +29,7 @@ impl BtreeBackend {
                 .map_err(storage_error("create bucket"))?;
         }
         write.commit().map_err(storage_error("commit"))?;
+        db.checkpoint().map_err(storage_error("checkpoint"))?;
         Ok(BtreeBackend { db })
     }
 
