@@ -139,8 +139,18 @@
 //!
 //! With [`Durability::NoSync`] step 3 is skipped. A process crash loses nothing (the kernel still
 //! holds the writes), but after a power loss or kernel crash the file may open at an older commit
-//! or be reported corrupt. It is for callers, like Cairn's apply loop, that can rebuild the file
-//! from their own durable log (or a peer's snapshot).
+//! or be reported corrupt. It is for scratch files.
+//!
+//! With [`Durability::Checkpointed`] a commit does steps 1 and 2 without the meta page and
+//! without step 3: it is visible to new readers at once, durable only at the next
+//! [`Database::checkpoint`], which writes the last commit's meta page into the slot the previous
+//! checkpoint `c` does not hold and syncs once. Two rules keep `c` intact until then, so the file
+//! always opens at a checkpoint after any crash: the writer treats `c` as a live reader (pages
+//! `c` reaches are not reused), and each commit's written list also names every page the
+//! unsynced commits since `c` wrote that it still reaches (the list recovery checks then covers
+//! every page the next checkpoint depends on; such a page may carry an older transaction id, and
+//! the list's CRC tells it from a stale one). Cairn's apply loop uses this mode: its WAL makes
+//! each applied entry durable first, and replays what came after the last checkpoint.
 //!
 //! ## What a reader may assume (mmap soundness)
 //!
