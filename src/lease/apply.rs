@@ -33,9 +33,13 @@ pub fn apply_grant<B: Backend>(
     if request.id == 0 {
         return Err(KvError::LeaseNotFound);
     }
-    let record = leases
-        .table_mut()
-        .grant(request.id, request.ttl, proposed_at_unix_ms, now)?;
+    let record = leases.table_mut().grant(
+        request.id,
+        request.ttl,
+        proposed_at_unix_ms,
+        now,
+        super::unix_ms_now(),
+    )?;
     if let Err(err) = batch.put_record(
         Bucket::Lease,
         &record_key(request.id),
@@ -82,12 +86,14 @@ pub fn apply_checkpoints<B: Backend>(
     proposed_at_unix_ms: u64,
     now: Instant,
 ) -> Result<(), KvError> {
+    let now_unix_ms = super::unix_ms_now();
     for checkpoint in &request.checkpoints {
         let Some(record) = leases.table_mut().checkpoint(
             checkpoint.id,
             checkpoint.remaining_ms,
             proposed_at_unix_ms,
             now,
+            now_unix_ms,
         ) else {
             continue;
         };

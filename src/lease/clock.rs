@@ -194,9 +194,9 @@ mod tests {
     fn promotion_starts_from_the_applied_figures_plus_grace() {
         let t0 = Instant::now();
         let mut table = LeaseTable::default();
-        table.grant(1, 10, 0, t0).unwrap();
-        table.grant(2, 60, 0, t0).unwrap();
-        table.checkpoint(2, 30_000, 0, t0 + 5 * SEC).unwrap();
+        table.grant(1, 10, 0, t0, 0).unwrap();
+        table.grant(2, 60, 0, t0, 0).unwrap();
+        table.checkpoint(2, 30_000, 0, t0 + 5 * SEC, 0).unwrap();
         let clock = LeaderClock::promote(&table, 2 * SEC);
         assert_eq!(clock.remaining(1, t0), Some(12 * SEC));
         assert_eq!(clock.remaining(2, t0 + 5 * SEC), Some(32 * SEC));

@@ -165,6 +165,7 @@ impl LeaseTable {
         ttl_seconds: i64,
         proposed_at_unix_ms: u64,
         now: Instant,
+        now_unix_ms: u64,
     ) -> Result<LeaseRecord, LeaseError> {
         if ttl_seconds > MAX_LEASE_TTL_SECONDS {
             return Err(LeaseError::TtlTooLarge);
@@ -186,7 +187,7 @@ impl LeaseTable {
                 id,
                 ttl_seconds,
                 keys: BTreeSet::new(),
-                remaining: Duration::from_millis(ttl_ms as u64),
+                remaining: since_proposed(ttl_ms, proposed_at_unix_ms, now_unix_ms),
                 as_of: now,
                 record,
             },
@@ -209,12 +210,13 @@ impl LeaseTable {
         remaining_ms: i64,
         proposed_at_unix_ms: u64,
         now: Instant,
+        now_unix_ms: u64,
     ) -> Option<LeaseRecord> {
         let lease = self.leases.get_mut(&id)?;
         let ttl_ms = lease.ttl_seconds.max(0).saturating_mul(1000);
         // A checkpoint never promises more than the TTL, whatever the proposer sent.
         let remaining_ms = remaining_ms.clamp(0, ttl_ms);
-        lease.remaining = Duration::from_millis(remaining_ms as u64);
+        lease.remaining = since_proposed(remaining_ms, proposed_at_unix_ms, now_unix_ms);
         lease.as_of = now;
         lease.record.remaining_ms = remaining_ms;
         lease.record.checkpoint_unix_ms = proposed_at_unix_ms;
@@ -265,6 +267,21 @@ impl LeaseTable {
     }
 }
 
+/// Time left, applied at wall-clock `now_unix_ms`, of a figure the proposer's wall clock
+/// stamped `proposed_at_unix_ms`: the time the entry spent reaching this member (a lagging
+/// follower, a restart replaying its log) is not handed to the lease again. The rule a
+/// restart applies to stored records; a wall clock behind the proposer's counts as no time
+/// (longer, never shorter). Found by the fault tests: members applying old grants and
+/// checkpoints late, then leading, kept a lease over a minute past its last renewal.
+fn since_proposed(remaining_ms: i64, proposed_at_unix_ms: u64, now_unix_ms: u64) -> Duration {
+    let age_ms = now_unix_ms.saturating_sub(proposed_at_unix_ms);
+    Duration::from_millis(
+        u64::try_from(remaining_ms)
+            .unwrap_or(0)
+            .saturating_sub(age_ms),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,8 +314,8 @@ mod tests {
     fn a_put_attaches_its_key_and_moves_it_between_leases() {
         let now = Instant::now();
         let mut table = LeaseTable::default();
-        table.grant(1, 10, 0, now).unwrap();
-        table.grant(2, 10, 0, now).unwrap();
+        table.grant(1, 10, 0, now, 0).unwrap();
+        table.grant(2, 10, 0, now, 0).unwrap();
         table.observe(&[put("a", 1), put("b", 1), put("a", 2)]);
         assert_eq!(table.get(1).unwrap().keys, BTreeSet::from([b"b".to_vec()]));
         assert_eq!(table.get(2).unwrap().keys, BTreeSet::from([b"a".to_vec()]));
@@ -312,7 +329,7 @@ mod tests {
     fn revoke_hands_back_the_attached_keys_in_key_order() {
         let now = Instant::now();
         let mut table = LeaseTable::default();
-        table.grant(7, 5, 0, now).unwrap();
+        table.grant(7, 5, 0, now, 0).unwrap();
         table.observe(&[put("z", 7), put("m", 7), put("a", 7)]);
         assert_eq!(
             table.revoke(7).unwrap(),
@@ -328,13 +345,13 @@ mod tests {
     fn grant_refuses_a_taken_id_and_a_ttl_above_etcds_maximum() {
         let now = Instant::now();
         let mut table = LeaseTable::default();
-        table.grant(3, 5, 0, now).unwrap();
-        assert_eq!(table.grant(3, 5, 0, now), Err(LeaseError::Exists));
+        table.grant(3, 5, 0, now, 0).unwrap();
+        assert_eq!(table.grant(3, 5, 0, now, 0), Err(LeaseError::Exists));
         assert_eq!(
-            table.grant(4, MAX_LEASE_TTL_SECONDS + 1, 0, now),
+            table.grant(4, MAX_LEASE_TTL_SECONDS + 1, 0, now, 0),
             Err(LeaseError::TtlTooLarge)
         );
-        assert!(table.grant(4, MAX_LEASE_TTL_SECONDS, 0, now).is_ok());
+        assert!(table.grant(4, MAX_LEASE_TTL_SECONDS, 0, now, 0).is_ok());
     }
 
     #[test]
@@ -353,13 +370,48 @@ mod tests {
     }
 
     #[test]
+    fn a_grant_or_checkpoint_applied_late_counts_the_time_since_its_proposal() {
+        let now = Instant::now();
+        let mut table = LeaseTable::default();
+        // Applied 3 s after the proposer stamped it (a lagging follower, a replay).
+        table.grant(1, 10, 1_000_000, now, 1_003_000).unwrap();
+        assert_eq!(
+            table.get(1).unwrap().applied_deadline(),
+            now + Duration::from_secs(7)
+        );
+        table
+            .checkpoint(1, 8_000, 1_010_000, now, 1_019_000)
+            .unwrap();
+        assert_eq!(
+            table.get(1).unwrap().applied_deadline(),
+            now,
+            "a checkpoint older than its figure leaves no time"
+        );
+        // A wall clock behind the proposer's counts as no time: longer, never shorter.
+        table.grant(2, 10, 1_000_000, now, 990_000).unwrap();
+        assert_eq!(
+            table.get(2).unwrap().applied_deadline(),
+            now + Duration::from_secs(10)
+        );
+        let record = table
+            .checkpoint(2, 6_000, 1_000_000, now, 1_002_000)
+            .unwrap();
+        assert_eq!(
+            record.remaining_ms, 6_000,
+            "the stored record keeps the proposer's figure"
+        );
+    }
+
+    #[test]
     fn loading_counts_the_time_the_member_was_down_against_each_lease() {
         let start = Instant::now();
         let mut table = LeaseTable::default();
-        table.grant(1, 60, 1_000_000, start).unwrap();
-        table.grant(2, 60, 1_000_000, start).unwrap();
+        table.grant(1, 60, 1_000_000, start, 1_000_000).unwrap();
+        table.grant(2, 60, 1_000_000, start, 1_000_000).unwrap();
         // Lease 2 was checkpointed 20 s later with 45 s left.
-        table.checkpoint(2, 45_000, 1_020_000, start).unwrap();
+        table
+            .checkpoint(2, 45_000, 1_020_000, start, 1_020_000)
+            .unwrap();
         // Restarted 30 s after the grant.
         let later = start + Duration::from_secs(100);
         let loaded = LeaseTable::load(stored(&table), later, 1_030_000).unwrap();
@@ -377,11 +429,11 @@ mod tests {
     fn a_checkpoint_never_promises_more_than_the_ttl() {
         let now = Instant::now();
         let mut table = LeaseTable::default();
-        table.grant(1, 10, 0, now).unwrap();
-        let record = table.checkpoint(1, 99_000, 5, now).unwrap();
+        table.grant(1, 10, 0, now, 0).unwrap();
+        let record = table.checkpoint(1, 99_000, 5, now, 5).unwrap();
         assert_eq!(record.remaining_ms, 10_000);
-        assert_eq!(table.checkpoint(1, -5, 6, now).unwrap().remaining_ms, 0);
-        assert!(table.checkpoint(2, 1, 7, now).is_none());
+        assert_eq!(table.checkpoint(1, -5, 6, now, 6).unwrap().remaining_ms, 0);
+        assert!(table.checkpoint(2, 1, 7, now, 7).is_none());
     }
 
     #[test]

@@ -285,7 +285,7 @@ fn leases_are_listed_soonest_expiry_first_as_etcd_lists_them() {
     let now = Instant::now();
     let mut table = LeaseTable::default();
     for (id, ttl) in [(2001, 50), (2002, 40), (2003, 45), (-7, 45)] {
-        table.grant(id, ttl, 0, now).unwrap();
+        table.grant(id, ttl, 0, now, 0).unwrap();
     }
     let mut leases = Leases::new(table, LeaseTiming::new(Duration::from_secs(1)));
     assert_eq!(leases.ids_by_expiry(now), vec![2002, -7, 2003, 2001]);
@@ -308,12 +308,12 @@ fn a_member_that_leads_again_in_a_new_term_starts_from_the_applied_figures() {
     // checkpointed it; this member saw only the checkpoint.
     let run = |second_term: u64| {
         let mut table = LeaseTable::default();
-        table.grant(1, 10, 0, t0).unwrap();
+        table.grant(1, 10, 0, t0, 0).unwrap();
         let mut leases = Leases::new(table, timing);
         leases.follow_role(Some(2));
         leases
             .table_mut()
-            .checkpoint(1, 10_000, 0, t0 + Duration::from_secs(8));
+            .checkpoint(1, 10_000, 0, t0 + Duration::from_secs(8), 0);
         leases.follow_role(Some(second_term));
         leases
     };
