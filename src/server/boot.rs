@@ -366,7 +366,7 @@ pub async fn start(config: &ServerConfig, tuning: Tuning) -> Result<RunningServe
             }
         },
     };
-    let log = RaftLog::load(wal, snapshot_conf)?;
+    let mut log = RaftLog::load(wal, snapshot_conf)?;
 
     // Every applied entry was durable in the WAL first: a key space ahead of the log means
     // WAL segments went missing, and replaying from here could silently lose writes.
@@ -379,6 +379,7 @@ pub async fn start(config: &ServerConfig, tuning: Tuning) -> Result<RunningServe
             wal_dir.display()
         )));
     }
+    log.commit_at_least(applied);
     let mut raft_config = RaftConfig::new(member_id);
     raft_config.election_timeout_ticks = tuning.election_ticks;
     raft_config.applied = applied;

@@ -154,18 +154,33 @@ impl RaftLog {
                 self.recent.pop_front();
             }
         }
+        // Term and vote must be durable before anything acts on them; the commit index need
+        // not be (Raft learns it again from the leader, and a restart raises it to what the
+        // key space applied), so a change of commit alone costs no fsync: it rides along
+        // with the next append (etcd's WAL skips the sync the same way).
+        let mut must_sync = !entries.is_empty();
         if let Some(hs) = hard_state {
+            must_sync |= hs.term != self.hard_state.term || hs.vote != self.hard_state.vote;
             self.hard_state = hs;
-            records.push(Record::HardState(cairn_wal::HardState {
-                term: hs.term,
-                vote: hs.vote,
-                commit: hs.commit,
-            }));
         }
-        if !records.is_empty() {
+        if must_sync {
+            records.push(Record::HardState(cairn_wal::HardState {
+                term: self.hard_state.term,
+                vote: self.hard_state.vote,
+                commit: self.hard_state.commit,
+            }));
             pending.push(self.wal.append(records));
         }
         pending
+    }
+
+    /// Raises the commit index to `applied` at start-up: an applied entry was committed,
+    /// though the commit index recorded with the log may be older (it is not synced on its
+    /// own; see [`RaftLog::persist`]).
+    pub fn commit_at_least(&mut self, applied: u64) {
+        if self.hard_state.commit < applied {
+            self.hard_state.commit = applied;
+        }
     }
 }
 
@@ -378,6 +393,60 @@ impl Storage for RaftLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_change_of_commit_alone_is_not_synced_and_start_up_raises_it_to_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = cairn_wal::WalConfig {
+            segment_bytes: 1 << 20,
+            ..cairn_wal::WalConfig::default()
+        };
+        let (wal, _) = Wal::open(dir.path(), config.clone()).unwrap();
+        let mut log = RaftLog::load(wal, ConfState::default()).unwrap();
+        let entry = |index| Entry {
+            index,
+            term: 1,
+            kind: EntryKind::Normal,
+            data: Vec::new().into(),
+        };
+        let state = |term, commit| HardState {
+            term,
+            vote: 7,
+            commit,
+        };
+        for pending in log.persist(&[entry(1), entry(2)], Some(state(1, 1))) {
+            pending.wait().unwrap();
+        }
+        assert!(
+            log.persist(&[], Some(state(1, 2))).is_empty(),
+            "a new commit index alone waits for no sync"
+        );
+        drop(log);
+        let (wal, _) = Wal::open(dir.path(), config.clone()).unwrap();
+        let mut log = RaftLog::load(wal, ConfState::default()).unwrap();
+        assert_eq!(
+            log.initial_state().unwrap().0,
+            state(1, 1),
+            "it was not written"
+        );
+        log.commit_at_least(2);
+        assert_eq!(
+            log.initial_state().unwrap().0,
+            state(1, 2),
+            "raised to what was applied"
+        );
+        log.commit_at_least(1);
+        assert_eq!(log.initial_state().unwrap().0.commit, 2, "never lowered");
+        let pending = log.persist(&[], Some(state(2, 2)));
+        assert_eq!(pending.len(), 1, "a new term is synced");
+        for pending in pending {
+            pending.wait().unwrap();
+        }
+        drop(log);
+        let (wal, _) = Wal::open(dir.path(), config).unwrap();
+        let log = RaftLog::load(wal, ConfState::default()).unwrap();
+        assert_eq!(log.initial_state().unwrap().0, state(2, 2));
+    }
 
     #[test]
     fn membership_round_trips_and_damage_is_refused() {
