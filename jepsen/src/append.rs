@@ -30,6 +30,8 @@ use crate::run::HistoryLog;
 const ACTIVE_KEYS: u64 = 8;
 const APPENDS_PER_KEY: u64 = 32;
 const MAX_OPS_PER_TXN: u64 = 4;
+/// Keys per final-read transaction (etcd allows 128 operations in one).
+const FINAL_READ_KEYS_PER_TXN: usize = 100;
 
 /// State the workload's clients share.
 #[derive(Default)]
@@ -280,22 +282,30 @@ pub async fn final_reads(
     history: &HistoryLog,
 ) {
     let keys = shared.keys_used();
-    for chunk in keys.chunks(16) {
+    // The node that answered last is asked first: a node a fault left down (or removed)
+    // would otherwise cost every chunk a timeout, and a 30-minute run has tens of thousands
+    // of keys.
+    let mut node = 0;
+    for chunk in keys.chunks(FINAL_READ_KEYS_PER_TXN) {
         let ops: Vec<Micro> = chunk.iter().cloned().map(Micro::Read).collect();
         for attempt in 0..30 {
-            let Some(client) = connect(&endpoints[attempt % endpoints.len()]) else {
+            let at = (node + attempt) % endpoints.len();
+            let Some(client) = connect(&endpoints[at]) else {
                 continue;
             };
             let call = origin.elapsed().as_nanos() as u64;
             let (ret, ok, txn) = transact(client, &ops, origin).await;
             if ok {
+                node = at;
                 history.push(
                     json!({"client": 0, "call": call, "return": ret, "ok": ok, "txn": txn})
                         .to_string(),
                 );
                 break;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            if attempt + 1 >= endpoints.len() {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
         }
     }
 }
