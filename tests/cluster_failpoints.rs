@@ -74,18 +74,28 @@ fn a_follower_with_a_slow_disk_does_not_cause_elections() {
     eprintln!("{writes} writes in 10 s beside a member whose fsyncs take 1.5 s; leader and term unchanged");
 }
 
-#[test]
-fn a_partitioned_old_leader_serves_no_stale_linearizable_read() {
-    let bin = etcd35_dir();
-    let cuts = tempfile::tempdir().expect("temp dir");
-    let cut = |i: usize| cuts.path().join(format!("cut-{i}"));
+/// A healthy 3-member cluster whose member `i` loses its Raft traffic (both ways) while the
+/// file `cut(i)` exists; its clients are still served.
+fn cuttable_cluster(
+    bin: &std::path::Path,
+    cut: &dyn Fn(usize) -> std::path::PathBuf,
+) -> (Cluster, Vec<String>) {
     let mut cluster = Cluster::new(3);
     let endpoints: Vec<String> = cluster.members.iter().map(Member::endpoint).collect();
     for i in 0..3 {
         let spec = format!("peer-partition=while-file({})", cut(i).display());
         cluster.spawn_with(i, &[("CAIRN_FAILPOINTS", &spec)]);
     }
-    wait_healthy(&bin, &endpoints);
+    wait_healthy(bin, &endpoints);
+    (cluster, endpoints)
+}
+
+#[test]
+fn a_partitioned_old_leader_serves_no_stale_linearizable_read() {
+    let bin = etcd35_dir();
+    let cuts = tempfile::tempdir().expect("temp dir");
+    let cut = |i: usize| cuts.path().join(format!("cut-{i}"));
+    let (_cluster, endpoints) = cuttable_cluster(&bin, &cut);
     let put = etcdctl(&bin, &endpoints[0], &["put", "x", "old"]);
     assert_eq!(put.code, 0, "{}", put.stderr);
     wait_for_value(&bin, &endpoints[2], "x", "old", Duration::from_secs(10));
@@ -145,13 +155,7 @@ fn a_cut_off_leader_promises_no_lease_time() {
     let bin = etcd35_dir();
     let cuts = tempfile::tempdir().expect("temp dir");
     let cut = |i: usize| cuts.path().join(format!("cut-{i}"));
-    let mut cluster = Cluster::new(3);
-    let endpoints: Vec<String> = cluster.members.iter().map(Member::endpoint).collect();
-    for i in 0..3 {
-        let spec = format!("peer-partition=while-file({})", cut(i).display());
-        cluster.spawn_with(i, &[("CAIRN_FAILPOINTS", &spec)]);
-    }
-    wait_healthy(&bin, &endpoints);
+    let (_cluster, endpoints) = cuttable_cluster(&bin, &cut);
     let old = leader_index(&bin, &endpoints);
     let grant = etcdctl(&bin, &endpoints[old], &["lease", "grant", "5"]);
     assert_eq!(grant.code, 0, "{}", grant.stderr);

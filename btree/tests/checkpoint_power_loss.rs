@@ -8,48 +8,19 @@
 //! `CAIRN_BTREE_CHECKPOINT_SEEDS=<n>` runs n seeds (default 400, three power cycles each);
 //! `CAIRN_BTREE_CHECKPOINT_SEED=<s>` replays one.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::sync::Arc;
 
 use cairn_btree::io::sim::{SimDisk, SimRng};
-use cairn_btree::{Database, Durability, Options};
+use cairn_btree::{Database, Durability};
+use common::{apply_random_changes, contents, seeds, Model, BUCKET};
 
-type Model = BTreeMap<Vec<u8>, Vec<u8>>;
-
-const BUCKET: &[u8] = b"b";
 const COMMITS_PER_RUN: u64 = 30;
 const CYCLES_PER_SEED: usize = 3;
 
 fn open(disk: &Arc<SimDisk>) -> cairn_btree::Result<Database> {
-    Database::open_file(
-        disk.clone(),
-        Options {
-            durability: Durability::Checkpointed,
-        },
-    )
-}
-
-fn contents(db: &Database) -> Model {
-    let r = db.begin_read().unwrap();
-    r.range(BUCKET, ..).unwrap().map(|e| e.unwrap()).collect()
-}
-
-fn change(rng: &mut SimRng, w: &mut cairn_btree::WriteTxn<'_>, model: &mut Model) {
-    for _ in 0..1 + rng.below(40) {
-        let key = format!("key{:05}", rng.below(600)).into_bytes();
-        if rng.below(4) == 0 {
-            w.delete(BUCKET, &key).unwrap();
-            model.remove(&key);
-        } else {
-            let len = match rng.below(20) {
-                0 => 1000 + rng.below(9000) as usize,
-                _ => rng.below(200) as usize,
-            };
-            let value = vec![rng.below(256) as u8; len];
-            w.put(BUCKET, &key, &value).unwrap();
-            model.insert(key, value);
-        }
-    }
+    common::open(disk, Durability::Checkpointed)
 }
 
 /// What one run between power cycles left acknowledged.
@@ -75,7 +46,7 @@ fn run_until_power_loss(rng: &mut SimRng, disk: &Arc<SimDisk>, base: Model) -> R
     for _ in 0..COMMITS_PER_RUN {
         let mut next = model.clone();
         let committed = db.begin_write().and_then(|mut w| {
-            change(rng, &mut w, &mut next);
+            apply_random_changes(rng, &mut w, &mut next)?;
             w.commit()
         });
         if committed.is_err() {
@@ -147,16 +118,11 @@ fn run_seed(seed: u64) {
 
 #[test]
 fn the_file_opens_at_a_checkpoint_after_any_crash() {
-    let seeds: Vec<u64> = match std::env::var("CAIRN_BTREE_CHECKPOINT_SEED") {
-        Ok(s) => vec![s.parse().expect("CAIRN_BTREE_CHECKPOINT_SEED is a u64")],
-        Err(_) => {
-            let n = std::env::var("CAIRN_BTREE_CHECKPOINT_SEEDS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(400);
-            (0..n).collect()
-        }
-    };
+    let seeds = seeds(
+        "CAIRN_BTREE_CHECKPOINT_SEED",
+        "CAIRN_BTREE_CHECKPOINT_SEEDS",
+        400,
+    );
     for seed in seeds {
         if let Err(panic) = std::panic::catch_unwind(|| run_seed(seed)) {
             eprintln!(

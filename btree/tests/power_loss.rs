@@ -6,54 +6,18 @@
 //! `CAIRN_BTREE_POWER_SEEDS=<n>` runs n seeds (default 800, three power cycles each); `CAIRN_BTREE_POWER_SEED=<s>`
 //! replays one.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::sync::Arc;
 
 use cairn_btree::io::sim::{SimDisk, SimRng};
-use cairn_btree::{Database, Durability, Options};
+use cairn_btree::{Database, Durability};
+use common::{apply_random_changes as apply_txn, contents, seeds, Model, BUCKET};
 
-type Model = BTreeMap<Vec<u8>, Vec<u8>>;
-
-const BUCKET: &[u8] = b"b";
 const TXNS_PER_RUN: u64 = 14;
 
 fn open(disk: &Arc<SimDisk>) -> cairn_btree::Result<Database> {
-    Database::open_file(
-        disk.clone(),
-        Options {
-            durability: Durability::Durable,
-        },
-    )
-}
-
-fn contents(db: &Database) -> Model {
-    let r = db.begin_read().unwrap();
-    r.range(BUCKET, ..).unwrap().map(|e| e.unwrap()).collect()
-}
-
-/// One transaction's changes, a function of the seed and the transaction number only.
-fn apply_txn(
-    rng: &mut SimRng,
-    w: &mut cairn_btree::WriteTxn<'_>,
-    model: &mut Model,
-) -> cairn_btree::Result<()> {
-    let changes = 1 + rng.below(40);
-    for _ in 0..changes {
-        let key = format!("key{:05}", rng.below(600)).into_bytes();
-        if rng.below(4) == 0 {
-            w.delete(BUCKET, &key)?;
-            model.remove(&key);
-        } else {
-            let len = match rng.below(20) {
-                0 => 1000 + rng.below(9000) as usize,
-                _ => rng.below(200) as usize,
-            };
-            let value = vec![rng.below(256) as u8; len];
-            w.put(BUCKET, &key, &value)?;
-            model.insert(key, value);
-        }
-    }
-    Ok(())
+    common::open(disk, Durability::Durable)
 }
 
 /// Power cycles per seed: recovery must also survive losing power again right after it.
@@ -137,16 +101,7 @@ fn run_seed(seed: u64) -> (usize, usize) {
 
 #[test]
 fn acked_commit_survives_power_loss_at_every_seeded_crash_point() {
-    let seeds: Vec<u64> = match std::env::var("CAIRN_BTREE_POWER_SEED") {
-        Ok(s) => vec![s.parse().expect("CAIRN_BTREE_POWER_SEED is a u64")],
-        Err(_) => {
-            let n = std::env::var("CAIRN_BTREE_POWER_SEEDS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(800);
-            (0..n).collect()
-        }
-    };
+    let seeds = seeds("CAIRN_BTREE_POWER_SEED", "CAIRN_BTREE_POWER_SEEDS", 800);
     let (mut cut_mid_commit, mut kept_in_flight) = (0, 0);
     let many = seeds.len() >= 100;
     for seed in seeds {

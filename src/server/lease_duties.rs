@@ -86,19 +86,14 @@ async fn checkpoint_renewed<M: Member>(member: &Arc<M>) {
         leases.begin_checkpoint_round()
     };
     let Some(term) = term else { return };
-    for _ in 0..MAX_CHECKPOINT_ENTRIES_PER_ROUND {
+    for chunk in 0..MAX_CHECKPOINT_ENTRIES_PER_ROUND {
         let due = member
             .leases()
             .state
             .lock()
             .take_checkpoints(Instant::now(), MAX_CHECKPOINTS_PER_ENTRY);
         if due.is_empty() {
-            member
-                .leases()
-                .state
-                .lock()
-                .checkpoint_round_recorded(round);
-            return;
+            break;
         }
         let full = due.len() == MAX_CHECKPOINTS_PER_ENTRY;
         let entry = LeaseCheckpoints {
@@ -120,13 +115,16 @@ async fn checkpoint_renewed<M: Member>(member: &Arc<M>) {
             return;
         }
         if !full {
-            member
-                .leases()
-                .state
-                .lock()
-                .checkpoint_round_recorded(round);
+            break;
+        }
+        if chunk + 1 == MAX_CHECKPOINT_ENTRIES_PER_ROUND {
+            // More renewals than a round carries: their keepalives wait for the next round.
             return;
         }
     }
-    // More renewals than a round carries: their keepalives wait for the next round.
+    member
+        .leases()
+        .state
+        .lock()
+        .checkpoint_round_recorded(round);
 }

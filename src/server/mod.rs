@@ -8,6 +8,7 @@ pub mod identity;
 pub mod join;
 pub mod learner_gate;
 pub mod lease_duties;
+pub mod log_snapshot;
 pub mod member;
 pub mod member_changes;
 pub mod observability;
