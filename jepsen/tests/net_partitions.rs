@@ -16,9 +16,11 @@ fn socket_address(url: &str) -> SocketAddr {
         .unwrap_or_else(|err| panic!("{url}: {err}"))
 }
 
-/// Echoes whatever arrives on `address`, forever.
-async fn echo_server(address: SocketAddr) {
-    let listener = TcpListener::bind(address).await.expect("bind echo server");
+/// Echoes whatever arrives on `address`, forever; false if the address is taken.
+async fn echo_server(address: SocketAddr) -> bool {
+    let Ok(listener) = TcpListener::bind(address).await else {
+        return false;
+    };
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
             tokio::spawn(async move {
@@ -31,6 +33,7 @@ async fn echo_server(address: SocketAddr) {
             });
         }
     });
+    true
 }
 
 async fn echoes(mut stream: TcpStream) -> bool {
@@ -64,11 +67,25 @@ async fn reaches(from: Option<IpAddr>, to: SocketAddr) -> bool {
 
 #[tokio::test]
 async fn proxies_cut_exactly_the_partitioned_pairs() {
-    let net = Network::build(NetMode::Proxy, 3).expect("proxy network");
+    // The nodes' ports are chosen, released, then bound by the echo servers: another socket
+    // may take one in between (seen on a busy machine), so a taken port means new ports.
+    let mut attempts = 0;
+    let net = loop {
+        attempts += 1;
+        let net = Network::build(NetMode::Proxy, 3).expect("proxy network");
+        let mut bound = true;
+        for node in &net.nodes {
+            bound &= echo_server(socket_address(&node.listen_peer)).await;
+        }
+        if bound {
+            break net;
+        }
+        assert!(
+            attempts < 10,
+            "no free ports for the echo servers in 10 attempts"
+        );
+    };
     assert_eq!(net.mode, NetMode::Proxy);
-    for node in &net.nodes {
-        echo_server(socket_address(&node.listen_peer)).await;
-    }
     let from = |i: usize| net.nodes[i].dial_from;
     let peer = |i: usize| socket_address(&net.nodes[i].advertise_peer);
     assert!(
