@@ -93,11 +93,38 @@ fn a_key_read_after_a_keepalive_found_its_lease_gone_is_caught() {
     assert_eq!(anomalies(&text), ["expired-but-readable"]);
 }
 
+/// Reads of `keys` every half second from `from` until `to` (ns): the cluster serving.
+fn steady_reads(from: u64, to: u64, keys: &[(&str, i64)]) -> String {
+    (from..to)
+        .step_by((S / 2) as usize)
+        .map(|at| read(at, at + 10, keys))
+        .collect()
+}
+
 #[test]
 fn a_key_readable_long_after_any_renewal_outlived_its_lease() {
     let late = 8 * S + EXPIRY_SLACK_NS + S;
-    let text = life() + &read(late, late + 10, &[("l/2/1", 7)]);
+    let text = life()
+        + &steady_reads(5 * S, late, &[("l/2/1", 7)])
+        + &read(late, late + 10, &[("l/2/1", 7)]);
     assert_eq!(anomalies(&text), ["outlived-lease"]);
+}
+
+#[test]
+fn time_in_which_nothing_was_served_does_not_count_against_a_lease() {
+    // Nothing succeeds from 5 s to 40 s (no leader, so no expiry); the first read after it
+    // still holds the key, and the lease is gone soon after.
+    let back = 40 * S;
+    let late = 8 * S + EXPIRY_SLACK_NS + S;
+    assert!(back > late);
+    let text = life()
+        + &read(5 * S, 5 * S + 10, &[("l/2/1", 7)])
+        + &steady_reads(back, back + 5 * S, &[("l/2/1", 7)])
+        + &read(back + 6 * S, back + 6 * S + 10, &[]);
+    assert!(anomalies(&text).is_empty(), "{:?}", anomalies(&text));
+    // Served all along, the same reads are late.
+    let served = life() + &steady_reads(5 * S, back + 5 * S, &[("l/2/1", 7)]);
+    assert_eq!(anomalies(&served), ["outlived-lease"]);
 }
 
 #[test]
