@@ -30,6 +30,8 @@ pub fn execute_range(view: &dyn KvRead, r: &RangeRequest) -> Result<RangeRespons
             rev: r.revision,
             limit: fetch_limit,
             count_only: r.count_only,
+            // The response's count covers the whole range.
+            page: false,
         },
     )?;
     let mut kvs = result.kvs;

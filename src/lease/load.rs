@@ -6,7 +6,7 @@ use super::table::{LeaseLoadError, LeaseTable};
 use crate::mvcc::{Backend, Bucket, KeyRange, MvccError, MvccStore, RangeOptions};
 
 /// Keys read per range while attaching keys to their leases (bounds memory at start).
-const ATTACH_SCAN_KEYS: usize = 1000;
+pub(super) const ATTACH_SCAN_KEYS: usize = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -40,6 +40,7 @@ pub fn load_table<B: Backend>(
             RangeOptions {
                 rev: at,
                 limit: ATTACH_SCAN_KEYS,
+                page: true,
                 ..Default::default()
             },
         )?;

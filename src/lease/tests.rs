@@ -339,3 +339,37 @@ fn a_member_that_leads_again_in_a_new_term_starts_from_the_applied_figures() {
         (Duration::from_secs(10) + timing.promote_grace).as_secs() as i64
     );
 }
+
+#[test]
+fn a_restart_attaches_every_key_across_many_pages_of_the_key_space() {
+    let mut harness = Harness::new();
+    for id in [1, 2] {
+        harness.apply(Op::LeaseGrant(LeaseGrantRequest { ttl: 60, id }));
+    }
+    // Two and a half pages of keys: a third under lease 1, a third under lease 2.
+    let keys = super::load::ATTACH_SCAN_KEYS * 5 / 2;
+    let mut expected: BTreeMap<i64, BTreeSet<Vec<u8>>> = BTreeMap::new();
+    for n in 0..keys {
+        let key = format!("k/{n:05}").into_bytes();
+        let lease = (n % 3) as i64;
+        harness.apply(Op::Put(PutRequest {
+            key: key.clone(),
+            value: b"v".to_vec(),
+            lease,
+            ..Default::default()
+        }));
+        if lease != 0 {
+            expected.entry(lease).or_default().insert(key);
+        }
+    }
+    let table = load_table(&harness.store, harness.now(), WALL_BASE_MS).unwrap();
+    let leases = Leases::new(table, harness.leases.timing());
+    for (id, keys) in expected {
+        let found = leases.time_to_live(id, true, harness.now()).unwrap().keys;
+        assert_eq!(
+            found.into_iter().collect::<BTreeSet<_>>(),
+            keys,
+            "lease {id}"
+        );
+    }
+}

@@ -99,7 +99,7 @@ impl<B: Backend> MvccStore<B> {
             RangeOptions {
                 rev: rev - 1,
                 limit: 1,
-                count_only: false,
+                ..Default::default()
             },
         )?;
         Ok(found.kvs.into_iter().next())

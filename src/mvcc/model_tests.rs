@@ -197,6 +197,7 @@ pub(crate) fn run_model<B: Backend>(backend: B, steps: Vec<Step>) -> Result<(), 
                         rev,
                         limit,
                         count_only: false,
+                        page: false,
                     },
                 );
                 match (model.range(&range, rev), got) {

@@ -56,6 +56,10 @@ pub struct RangeOptions {
     pub limit: usize,
     /// Count only; return no key-values.
     pub count_only: bool,
+    /// Paging through a range: stop at the first key past the limit, so `count` is at most
+    /// `limit + 1` and says only whether more follow (counting a big range on every page
+    /// makes a full pass quadratic).
+    pub page: bool,
 }
 
 /// What a range read found.
@@ -238,7 +242,11 @@ impl<B: Backend> MvccStore<B> {
             let revisions = *self.revisions.read();
             let at = resolve_read_revision(options.rev, revisions)?;
             let limit = if options.count_only { 1 } else { options.limit };
-            let (found, count) = index.range(range, at, limit);
+            let (found, count) = if options.page {
+                index.page(range, at, limit)
+            } else {
+                index.range(range, at, limit)
+            };
             // Taken under the index lock, so a compaction cannot remove what `found` names.
             let snapshot = self.backend.read()?;
             (snapshot, found, count, revisions.current)

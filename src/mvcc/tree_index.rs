@@ -90,6 +90,26 @@ impl TreeIndex {
         (found, total)
     }
 
+    /// Keys in `range` existing at `at`, in key order, at most `limit` of them (0: all), and
+    /// their number plus one if more follow.
+    pub fn page(&self, range: &KeyRange, at: i64, limit: usize) -> (Vec<IndexedKey>, usize) {
+        let mut found = Vec::new();
+        let mut more = false;
+        self.visit(range, at, |key, at| {
+            if limit != 0 && found.len() == limit {
+                more = true;
+                return false;
+            }
+            found.push(IndexedKey {
+                key: key.to_vec(),
+                at,
+            });
+            true
+        });
+        let count = found.len() + usize::from(more);
+        (found, count)
+    }
+
     /// Undoes every change to `key` with main revision > `main` (see
     /// [`KeyIndex::roll_back_after`]).
     pub fn roll_back_after(&mut self, key: &[u8], main: i64) {
@@ -145,6 +165,24 @@ mod tests {
         assert_eq!((found.len(), total), (3, 3), "d did not exist at 4");
         let (found, _) = index.range(&KeyRange::from_etcd(b"b", b"d"), 6, 0);
         assert_eq!(found.len(), 1);
+    }
+
+    #[test]
+    fn a_page_stops_one_key_past_its_limit() {
+        let mut index = TreeIndex::default();
+        for (main, key) in [(2, "a"), (3, "b"), (4, "c"), (5, "d")] {
+            index.put(key.as_bytes(), Revision::new(main, 0)).unwrap();
+        }
+        index.tombstone(b"b", Revision::new(6, 0)).unwrap();
+        let all = KeyRange::from_etcd(b"a", b"\0");
+        let (found, count) = index.page(&all, 6, 2);
+        assert_eq!(count, 3, "more follow: limit + 1");
+        assert_eq!(
+            found.iter().map(|k| k.key.as_slice()).collect::<Vec<_>>(),
+            [b"a", b"c"]
+        );
+        assert_eq!(index.page(&all, 6, 3).1, 3, "exactly the limit: no more");
+        assert_eq!(index.page(&all, 6, 0).1, 3, "no limit: all of them");
     }
 
     #[test]
