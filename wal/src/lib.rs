@@ -37,10 +37,14 @@
 //! The log is one directory of segment files named `{seq:016x}-{first_index:016x}.wal`: `seq`
 //! numbers segments 1, 2, 3, … with no gaps, and `first_index` is the Raft index the first entry
 //! written into that segment was to have, so `ls` shows both the order and where each segment
-//! starts. A segment is born as `{name}.tmp`: it is preallocated to `segment_bytes` (64 MiB by
-//! default), its header and preamble are written and fdatasync'ed, then it is renamed to its final
-//! name and the directory is fsync'ed, before any record in it is acknowledged. Leftover `*.tmp`
-//! files are incomplete rotations and are deleted on open. Other file names are ignored.
+//! starts. A segment is born as a file of `segment_bytes` (64 MiB by default) written full of
+//! zeros and fdatasync'ed, so that appends overwrite data blocks and their fdatasync commits no
+//! block allocation; on a real disk a helper thread prepares it ahead of need as
+//! `next-segment.tmp` while the active segment fills up. At rotation its header and preamble
+//! are written and fdatasync'ed, then it is renamed to its final name and the directory is
+//! fsync'ed, before any record in it is acknowledged. Leftover `*.tmp` files (the spare, or an
+//! incomplete rotation: nothing in them was acknowledged) are deleted on open. Other file names
+//! are ignored.
 //!
 //! ## Segment header (64 bytes, at offset 0)
 //!
@@ -107,7 +111,7 @@
 //! ## Write discipline (what recovery relies on)
 //!
 //! - Bytes are only ever written past the end of valid data (never over data once written),
-//!   into space that is zero because it was preallocated.
+//!   into space that is zero because it was written with zeros before the segment was named.
 //! - One `write` at a time: the next write to a segment starts only after the previous one was
 //!   fdatasync'ed; a write never spans two segments. Before a new segment is created, the old
 //!   one is fdatasync'ed.
@@ -149,6 +153,7 @@ mod record;
 mod recovery;
 mod segment_scan;
 pub mod sim_disk;
+mod spare;
 mod wal;
 mod writer;
 

@@ -19,6 +19,7 @@ use crate::io::{WalDir, WalFile};
 use crate::metrics::MetricsCells;
 use crate::record::LogRecord;
 use crate::recovery::{LogState, RecoveredLog};
+use crate::spare::{Spare, SPARE_NAME};
 
 pub(crate) type Reply = oneshot::Sender<Result<(), WalError>>;
 
@@ -156,6 +157,8 @@ pub(crate) struct Writer {
     waiters: Vec<Reply>,
     /// Set once a write or fsync failed; mirrors `Queue::fatal`.
     fatal: Option<FatalCause>,
+    /// The segment to rotate into, filled ahead of need.
+    spare: Spare,
 }
 
 fn fatal(file: &str, e: std::io::Error) -> FatalCause {
@@ -203,7 +206,14 @@ impl Writer {
             staged: Vec::new(),
             waiters: Vec::new(),
             fatal: None,
+            spare: Spare::default(),
         }
+        .with_spare_under_way()
+    }
+
+    fn with_spare_under_way(mut self) -> Self {
+        self.spare.prepare(&self.dir, self.segment_bytes);
+        self
     }
 
     /// A writer for a brand-new log: creates its first segment now.
@@ -229,6 +239,7 @@ impl Writer {
             staged: Vec::new(),
             waiters: Vec::new(),
             fatal: None,
+            spare: Spare::default(),
         };
         w.rotate().map_err(|f| WalError::Io {
             file: f.file,
@@ -570,11 +581,17 @@ impl Writer {
             chain = encode_frame(&mut bytes, r, SEGMENT_HEADER_BYTES as u32, chain);
         }
         debug_assert!(bytes.len() <= SEGMENT_HEADER_BYTES + PREAMBLE_MAX_BYTES);
+        let (tmp, file) = match self.spare.take() {
+            Some(file) => (SPARE_NAME.to_string(), file),
+            None => {
+                let file = self
+                    .dir
+                    .create(&tmp, self.segment_bytes)
+                    .map_err(|e| fatal(&self.dir.describe(&tmp), e))?;
+                (tmp, file)
+            }
+        };
         let tmp_desc = self.dir.describe(&tmp);
-        let file = self
-            .dir
-            .create(&tmp, self.segment_bytes)
-            .map_err(|e| fatal(&tmp_desc, e))?;
         file.write_at(0, &bytes).map_err(|e| fatal(&tmp_desc, e))?;
         let started = Instant::now();
         file.sync_data().map_err(|e| fatal(&tmp_desc, e))?;
@@ -602,6 +619,7 @@ impl Writer {
         self.active = file;
         self.chain = chain;
         self.buf_start = bytes.len() as u64;
+        self.spare.prepare(&self.dir, self.segment_bytes);
         Ok(())
     }
 

@@ -340,15 +340,78 @@ fn leftover_tmp_segments_are_removed_on_open() {
     .unwrap();
     let (wal, rec) = Wal::open(tmp.path(), config).unwrap();
     assert_eq!(rec.next_index, 10);
-    let names: Vec<_> = std::fs::read_dir(tmp.path())
+    append_range(&wal, 10, 12, 1);
+    drop(wal);
+    assert_eq!(
+        file_names(tmp.path()),
+        ["0000000000000001-0000000000000001.wal", SPARE],
+        "the junk is gone; the spare is the one the reopened log prepared"
+    );
+}
+
+const SPARE: &str = "next-segment.tmp";
+
+/// The directory's file names, sorted.
+fn file_names(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    assert_eq!(
-        names,
-        vec!["0000000000000001-0000000000000001.wal".to_string()]
-    );
-    append_range(&wal, 10, 12, 1);
+    names.sort();
+    names
+}
+
+#[test]
+fn segments_on_a_real_disk_are_zero_filled_ahead_of_need() {
+    let tmp = tempfile::tempdir().unwrap();
+    let segment_bytes = 64u64 << 10;
+    let config = WalConfig {
+        segment_bytes,
+        ..WalConfig::default()
+    };
+    let last = {
+        let (wal, _) = Wal::open(tmp.path(), config.clone()).unwrap();
+        // About four segments' worth of 1 KiB entries.
+        append_range_sized(&wal, 1, 257, 1, 1000);
+        // Dropping the log waits for the spare being filled.
+        wal.metrics().records_synced
+    };
+    assert!(last >= 256);
+    let names = file_names(tmp.path());
+    let segments: Vec<&String> = names.iter().filter(|n| n.ends_with(".wal")).collect();
+    assert!(segments.len() >= 4, "{names:?}");
+    assert!(names.contains(&SPARE.to_string()), "{names:?}");
+    // Every segment and the spare have their full size written; the spare is all zeros.
+    for name in &names {
+        let meta = std::fs::metadata(tmp.path().join(name)).unwrap();
+        assert_eq!(meta.len(), segment_bytes, "{name}");
+        use std::os::unix::fs::MetadataExt;
+        assert!(meta.blocks() * 512 >= segment_bytes, "{name} is sparse");
+        if let Some(unwritten) = unwritten_extents(&tmp.path().join(name)) {
+            assert_eq!(
+                unwritten, 0,
+                "{name} has merely reserved (fallocated) blocks"
+            );
+        }
+    }
+    let spare = std::fs::read(tmp.path().join(SPARE)).unwrap();
+    assert!(spare.iter().all(|&b| b == 0));
+    let (wal, rec) = Wal::open(tmp.path(), config).unwrap();
+    assert_eq!(rec.next_index, 257);
+    let got = wal.read_entries(1, 257).unwrap();
+    for (i, e) in got.iter().enumerate() {
+        assert_eq!(*e, entry(i as u64 + 1, 1, 1000));
+    }
+    append_range_sized(&wal, 257, 330, 1, 1000);
+    assert_eq!(wal.read_entries(300, 330).unwrap().len(), 30);
+}
+
+fn append_range_sized(wal: &Wal, lo: u64, hi: u64, term: u64, len: usize) {
+    for i in lo..hi {
+        wal.append(vec![entry_record(i, term, len)])
+            .wait()
+            .expect("append");
+    }
 }
 
 #[test]
@@ -436,4 +499,36 @@ fn a_second_open_of_the_same_directory_is_refused_while_the_first_lives() {
     ));
     drop(wal);
     assert!(Wal::open(&dir, config).is_ok());
+}
+
+/// How many of the file's extents are reserved but unwritten (FS_IOC_FIEMAP), or `None`
+/// where the file system cannot tell.
+fn unwritten_extents(path: &std::path::Path) -> Option<usize> {
+    use std::os::unix::io::AsRawFd;
+    const FS_IOC_FIEMAP: libc::c_ulong = 0xC020_660B;
+    const FIEMAP_FLAG_SYNC: u32 = 1;
+    const FIEMAP_EXTENT_UNWRITTEN: u32 = 0x800;
+    const EXTENTS: usize = 64;
+    // struct fiemap (32 bytes) followed by EXTENTS struct fiemap_extent (56 bytes each).
+    let mut buf = vec![0u64; (32 + 56 * EXTENTS) / 8];
+    buf[1] = u64::MAX; // fm_length
+    buf[2] = u64::from(FIEMAP_FLAG_SYNC); // fm_flags, the u32 at byte 16
+                                          // fm_extent_count is the u32 at byte 24.
+    buf[3] = EXTENTS as u64;
+    let file = std::fs::File::open(path).ok()?;
+    // SAFETY: `buf` is a fiemap header with room for EXTENTS extents, alive for the call.
+    let rc = unsafe { libc::ioctl(file.as_raw_fd(), FS_IOC_FIEMAP, buf.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    let mapped = (buf[2] >> 32) as usize; // fm_mapped_extents, the u32 at byte 20
+    Some(
+        (0..mapped.min(EXTENTS))
+            .filter(|i| {
+                // fe_flags is the u32 at byte 40 of the extent.
+                let word = buf[(32 + 56 * i + 40) / 8];
+                (word as u32) & FIEMAP_EXTENT_UNWRITTEN != 0
+            })
+            .count(),
+    )
 }
