@@ -137,3 +137,94 @@ fn followers_answering_reads_locally_are_caught() {
     assert!(summary.contains("INVALID"), "{summary}");
     assert!(summary.contains("is not linearizable"), "{summary}");
 }
+
+/// Processes whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| {
+            let cmdline = std::fs::read(entry.ok()?.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            cmdline.contains(needle).then_some(cmdline)
+        })
+        .collect()
+}
+
+/// A developer's Ctrl-C (or a CI timeout's SIGTERM) must not leave five nodes running and a
+/// bridge, namespaces and iptables rules behind: the harness stops the run and cleans up.
+#[test]
+fn an_interrupted_run_leaves_no_node_or_network_behind() {
+    use std::io::{BufRead, BufReader};
+    let out = tempfile::tempdir().expect("temp dir");
+    let mut run = Command::new(harness())
+        .args(["test", "--workload", "register", "--nemesis", "partition"])
+        .args(["--nodes", "3", "--time-limit", "120", "--seed", "3"])
+        .arg("--cairn-bin")
+        .arg(common::cairn_bin())
+        .arg("--out")
+        .arg(out.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cairn-jepsen runs");
+    let harness_pid = run.id();
+    let stderr = run.stderr.take().expect("stderr piped");
+    let mut lines = BufReader::new(stderr).lines();
+    let mut namespace = None;
+    let ready = lines.by_ref().map_while(Result::ok).any(|line| {
+        // "network: namespaces cj123n0..cj123n2 on a bridge" (when root)
+        if let Some(rest) = line.split_once("network: namespaces ") {
+            namespace = rest.1.split("n0..").next().map(str::to_string);
+        }
+        line.contains("workloads and faults start")
+    });
+    assert!(ready, "the run never started");
+    let data_dir = out.path().display().to_string();
+    assert!(
+        !processes_mentioning(&data_dir).is_empty(),
+        "nodes are running"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let killed = Command::new("kill")
+        .args(["-TERM", &harness_pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = run.try_wait().expect("wait for cairn-jepsen") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the interrupted harness did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert_eq!(status.code(), Some(2), "{rest:?}");
+    assert!(rest.iter().any(|l| l.contains("interrupted")), "{rest:?}");
+    let left = processes_mentioning(&data_dir);
+    assert!(left.is_empty(), "nodes left running: {left:?}");
+    // On namespaces (as root): none of the run's namespaces or links is left.
+    if let Some(prefix) = namespace {
+        for listing in [["netns", "list"], ["-br", "link"]] {
+            let found = Command::new("ip")
+                .args(listing)
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .expect("ip runs");
+            let left: Vec<&str> = found
+                .lines()
+                .filter(|l| {
+                    l.starts_with(&format!("{prefix}n"))
+                        || l.starts_with(&format!("{prefix}v"))
+                        || l.starts_with(&format!("{prefix}br"))
+                })
+                .collect();
+            assert!(left.is_empty(), "left behind: {left:?}");
+        }
+    }
+}

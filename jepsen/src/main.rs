@@ -130,7 +130,21 @@ fn main() -> ExitCode {
                     return ExitCode::from(exit::CANNOT_RUN);
                 }
             };
-            match runtime.block_on(run::run(&config)) {
+            // Interrupted, the run is dropped where it stands: its nodes are killed and its
+            // network removed by their destructors (a killed harness would leave both behind).
+            let outcome = runtime.block_on(async {
+                tokio::select! {
+                    outcome = run::run(&config) => Some(outcome),
+                    () = interrupted() => None,
+                }
+            });
+            let Some(outcome) = outcome else {
+                eprintln!(
+                    "cairn-jepsen: interrupted; the nodes are stopped and the test network removed (histories are not written)"
+                );
+                return ExitCode::from(exit::CANNOT_RUN);
+            };
+            match outcome {
                 Ok(verdict) if verdict.valid() => ExitCode::from(exit::VALID),
                 Ok(verdict) if verdict.anomalous() => ExitCode::from(exit::ANOMALY),
                 // A checker gave up: nothing was shown either way.
@@ -141,6 +155,21 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// Resolves on the first SIGINT or SIGTERM (never, if they cannot be watched).
+async fn interrupted() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
     }
 }
 

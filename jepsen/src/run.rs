@@ -164,6 +164,7 @@ pub async fn run(config: &RunConfig) -> Result<RunVerdict, RunError> {
     })?;
     let net = Network::build(config.net, config.nodes)?;
     let mode = net.mode;
+    progress(Instant::now(), &format!("network: {}", net.describe()));
     let nodes = Nodes::start(&config.cairn_bin, &net.nodes, &config.out)?;
     let endpoints = nodes.endpoints();
     let mut nemesis = Nemesis::new(

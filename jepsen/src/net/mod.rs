@@ -88,6 +88,18 @@ enum Inner {
 }
 
 impl Network {
+    /// What was built, naming what a cleanup must leave no trace of.
+    pub fn describe(&self) -> String {
+        match &self.inner {
+            Inner::Netns(net) => format!(
+                "namespaces {}..{} on a bridge",
+                net.namespace(0),
+                net.namespace(self.nodes.len().saturating_sub(1))
+            ),
+            Inner::Proxy(_) => "loopback addresses behind proxies".to_string(),
+        }
+    }
+
     /// Builds the network for `count` nodes. `Auto` falls back to proxies when namespaces
     /// cannot be made, and says why on stderr.
     pub fn build(mode: NetMode, count: usize) -> Result<Network, NetError> {
