@@ -87,6 +87,44 @@ enum Inner {
     Proxy(ProxyNet),
 }
 
+/// Ports for nodes to bind come from below Linux's default ephemeral range (32768 on): a port
+/// the kernel picked for `bind(0)` and the harness then released could be given to an outgoing
+/// connection before the node binds it (this happened: AddrInUse on 3 runs in 6 of a test).
+const NODE_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// Where this run starts looking for node ports: apart from concurrent runs (by process and
+/// a per-process counter), which probe past each other's taken ports anyway.
+fn node_port_base() -> u16 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let run = std::process::id()
+        .wrapping_mul(8)
+        .wrapping_add(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let span = u32::from(NODE_PORTS.end - NODE_PORTS.start);
+    // run % span < span <= u16::MAX, so the sum stays in NODE_PORTS.
+    NODE_PORTS.start + ((run.wrapping_mul(40)) % span) as u16
+}
+
+/// Binds the first free port from `*next` on (wrapping within [`NODE_PORTS`]).
+fn bind_node_port(ip: IpAddr, next: &mut u16) -> Result<std::net::TcpListener, NetError> {
+    let mut last_err = None;
+    for _ in 0..(NODE_PORTS.end - NODE_PORTS.start) {
+        let port = *next;
+        *next = if port + 1 >= NODE_PORTS.end {
+            NODE_PORTS.start
+        } else {
+            port + 1
+        };
+        match std::net::TcpListener::bind((ip, port)) {
+            Ok(listener) => return Ok(listener),
+            Err(err) => last_err = Some(err),
+        }
+    }
+    Err(NetError::Port(
+        ip,
+        last_err.unwrap_or_else(|| std::io::Error::other("no port in range")),
+    ))
+}
+
 impl Network {
     /// What was built, naming what a cleanup must leave no trace of.
     pub fn describe(&self) -> String {
@@ -163,13 +201,18 @@ impl Network {
         let mut routes = Vec::new();
         let mut node_of = HashMap::new();
         let mut held = Vec::new();
+        let mut next_port = node_port_base();
         for i in 0..count.min(200) {
             let ip: IpAddr = std::net::Ipv4Addr::new(127, 0, 0, 10 + i as u8).into();
             node_of.insert(ip, i);
             let bind = || -> Result<std::net::TcpListener, NetError> {
                 std::net::TcpListener::bind((ip, 0)).map_err(|err| NetError::Port(ip, err))
             };
-            let (client, peer, client_proxy, peer_proxy) = (bind()?, bind()?, bind()?, bind()?);
+            let (client, peer) = (
+                bind_node_port(ip, &mut next_port)?,
+                bind_node_port(ip, &mut next_port)?,
+            );
+            let (client_proxy, peer_proxy) = (bind()?, bind()?);
             let port =
                 |l: &std::net::TcpListener| l.local_addr().map_err(|err| NetError::Port(ip, err));
             let (client_addr, peer_addr) = (port(&client)?, port(&peer)?);
@@ -192,7 +235,8 @@ impl Network {
                 target: peer_addr,
             });
             // The node binds these itself; holding them until every port is chosen keeps
-            // one run's ports distinct.
+            // one run's ports distinct, and being below the ephemeral range they cannot be
+            // handed to some outgoing connection before (or while) the node binds them.
             held.push(client);
             held.push(peer);
         }
