@@ -121,8 +121,14 @@ fn main() -> ExitCode {
                 () = &mut stop_signal => None,
                 reason = member.stopped() => Some(reason),
             };
+            let grace = match &stopped_itself {
+                Some(reason) if reason == cairn::server::raft_loop::SNAPSHOT_INSTALLED => {
+                    cairn::server::boot::RESTART_GRACE
+                }
+                _ => cairn::server::boot::STOP_GRACE,
+            };
             tracing::info!("stopping: finishing in-flight requests");
-            server.stop().await;
+            server.stop(grace).await;
             tracing::info!("stopped");
             return match stopped_itself {
                 None => ExitCode::SUCCESS,

@@ -121,7 +121,13 @@ impl Tuning {
 }
 
 /// How long a stop waits for in-flight requests and open streams to finish.
-const STOP_GRACE: Duration = Duration::from_secs(2);
+pub const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// The same, when the member already stopped itself to start again on a snapshot its leader
+/// sent: nothing in flight can be answered any more, and every moment spent waiting for
+/// open streams is a moment the member is away (under load a member that is away too long
+/// needs another snapshot).
+pub const RESTART_GRACE: Duration = Duration::from_millis(100);
 
 /// A running member and its client listeners.
 pub struct RunningServer {
@@ -134,13 +140,14 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
-    /// Stops accepting clients, lets in-flight requests finish or fail, stops the member.
-    pub async fn stop(self) {
+    /// Stops accepting clients, lets in-flight requests finish or fail within `grace`, stops
+    /// the member.
+    pub async fn stop(self, grace: Duration) {
         let _ = self.shutdown.send(true);
         self.watch_hub.close();
         // Long-lived streams (peers, watches, keepalives) would hold a graceful stop open
         // forever: after a grace period the listeners are dropped with what they still serve.
-        let deadline = tokio::time::Instant::now() + STOP_GRACE;
+        let deadline = tokio::time::Instant::now() + grace;
         for mut listener in self.listeners {
             if tokio::time::timeout_at(deadline, &mut listener)
                 .await
