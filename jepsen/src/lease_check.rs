@@ -102,16 +102,6 @@ pub struct LeaseHistory {
     outages: Vec<(u64, u64)>,
 }
 
-impl LeaseHistory {
-    /// How much of `from..to` fell inside outages.
-    fn outage_within(&self, from: u64, to: u64) -> u64 {
-        self.outages
-            .iter()
-            .map(|&(start, end)| end.min(to).saturating_sub(start.max(from)))
-            .sum()
-    }
-}
-
 /// The gaps longer than [`OUTAGE_GAP_NS`] between the returns of successful operations.
 fn outages(mut served: Vec<u64>) -> Vec<(u64, u64)> {
     served.sort_unstable();
@@ -299,16 +289,29 @@ pub fn fast_clock_windows(timeline: &str) -> Vec<(u64, u64)> {
     windows
 }
 
-/// The time without service from a TTL before the lease's last possible expiry (a leader
-/// lost then hands the lease on with up to a TTL left) until `read_call`.
-fn outage_allowance(history: &LeaseHistory, life: &LeaseLife, read_call: u64) -> u64 {
+/// The time without service that postponed the lease's expiry: outages from a TTL before
+/// its last possible expiry (a leader lost then hands the lease on with up to a TTL left)
+/// that began before the deadline as postponed so far. An outage after the lease should
+/// already have been revoked excuses nothing.
+fn outage_allowance(history: &LeaseHistory, life: &LeaseLife) -> u64 {
     let ttl = seconds(crate::lease::TTL_SECONDS);
-    history.outage_within(life.readable_until.saturating_sub(ttl), read_call)
+    let from = life.readable_until.saturating_sub(ttl);
+    let mut deadline = life.readable_until + EXPIRY_SLACK_NS;
+    let mut allowance = 0;
+    for &(start, end) in &history.outages {
+        if start >= deadline {
+            break;
+        }
+        let counted = end.saturating_sub(start.max(from));
+        allowance += counted;
+        deadline += counted;
+    }
+    allowance
 }
 
 fn outlived(history: &LeaseHistory, life: &LeaseLife, read_call: u64) -> bool {
     let deadline = life.readable_until + EXPIRY_SLACK_NS;
-    deadline < read_call && deadline + outage_allowance(history, life, read_call) < read_call
+    deadline < read_call && deadline + outage_allowance(history, life) < read_call
 }
 
 /// Checks `history` strictly.
@@ -355,7 +358,7 @@ pub fn check_with_fast_clocks(history: &LeaseHistory, fast_clocks: &[(u64, u64)]
             } else if outlived(history, life, read.call) {
                 verdict.note("outlived-lease", || {
                     format!("lease {lease:x} could last at most until {} ns (plus {} s in which nothing was served), but the read at line {} (called at {} ns, {} s later) holds its key {key:?}",
-                        life.readable_until, outage_allowance(history, life, read.call) / 1_000_000_000, read.line, read.call, (read.call - life.readable_until) / 1_000_000_000)
+                        life.readable_until, outage_allowance(history, life) / 1_000_000_000, read.line, read.call, (read.call - life.readable_until) / 1_000_000_000)
                 });
             }
         }

@@ -133,9 +133,11 @@ fn main() -> ExitCode {
             // Interrupted, the run is dropped where it stands: its nodes are killed and its
             // network removed by their destructors (a killed harness would leave both behind).
             let outcome = runtime.block_on(async {
+                let (interrupt, interrupted) = tokio::sync::oneshot::channel();
+                tokio::spawn(watch_interrupts(interrupt));
                 tokio::select! {
                     outcome = run::run(&config) => Some(outcome),
-                    () = interrupted() => None,
+                    _ = interrupted => None,
                 }
             });
             let Some(outcome) = outcome else {
@@ -158,19 +160,31 @@ fn main() -> ExitCode {
     }
 }
 
-/// Resolves on the first SIGINT or SIGTERM (never, if they cannot be watched).
-async fn interrupted() {
+/// On SIGINT or SIGTERM: while nodes run, asks the run to stop (`interrupt`), which drops it
+/// and so cleans up; once they are down (the checks run, on the run's own thread, and may
+/// take minutes) or on a second signal, exits at once.
+async fn watch_interrupts(interrupt: tokio::sync::oneshot::Sender<()>) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
     ) else {
-        return std::future::pending().await;
+        eprintln!("cairn-jepsen: cannot watch SIGINT/SIGTERM; an interrupted run leaves its nodes");
+        return;
     };
-    tokio::select! {
-        _ = int.recv() => {}
-        _ = term.recv() => {}
+    let mut next_signal = async || {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    };
+    next_signal().await;
+    if !run::nodes_down() {
+        let _ = interrupt.send(());
+        next_signal().await;
     }
+    eprintln!("cairn-jepsen: interrupted");
+    std::process::exit(i32::from(exit::CANNOT_RUN));
 }
 
 fn check(workload: &str, file: &std::path::Path, nemesis_file: Option<PathBuf>) -> ExitCode {

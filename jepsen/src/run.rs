@@ -156,6 +156,13 @@ fn client_seed(seed: u64, workload: usize, id: u64) -> u64 {
     seed ^ (id.wrapping_add(1000 * workload as u64)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
+static NODES_DOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the run's nodes and network are gone (its checks may still be running).
+pub fn nodes_down() -> bool {
+    NODES_DOWN.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// Runs the test and checks its histories.
 pub async fn run(config: &RunConfig) -> Result<RunVerdict, RunError> {
     std::fs::create_dir_all(&config.out).map_err(|source| RunError::Write {
@@ -277,6 +284,7 @@ pub async fn run(config: &RunConfig) -> Result<RunVerdict, RunError> {
     }
     // Stops the nodes and takes the network down before the (possibly long) checks.
     drop(nemesis);
+    NODES_DOWN.store(true, std::sync::atomic::Ordering::SeqCst);
     write(&config.out.join("nemesis.jsonl"), &timeline)?;
 
     let mut verdict = RunVerdict::default();

@@ -43,7 +43,14 @@ pub async fn serve_stream<M: Member>(
 ) {
     // Renewals this member cannot grant go to the leader over one stream.
     let mut proxy: Option<KeepaliveProxy> = None;
-    while let Some(next) = inbound.next().await {
+    let stopped = member.until_stopped();
+    tokio::pin!(stopped);
+    loop {
+        let next = tokio::select! {
+            next = inbound.next() => next,
+            () = &mut stopped => return,
+        };
+        let Some(next) = next else { break };
         let Ok(first) = next else { break };
         let mut ids = vec![first.id];
         let mut ended = false;

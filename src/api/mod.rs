@@ -78,6 +78,12 @@ pub trait Member: Send + Sync + 'static {
     /// Whether this member leads (and so keeps lease time).
     fn is_leader(&self) -> bool;
 
+    /// Resolves once the member has stopped: long-lived streams end with it rather than keep
+    /// a stopped member (its store, its index) alive after a restart.
+    async fn until_stopped(&self) {
+        std::future::pending::<()>().await
+    }
+
     /// Hands leadership to member `target` and waits until it leads (Maintenance.MoveLeader,
     /// asked of the leader).
     async fn move_leader(&self, _target: u64) -> Result<(), tonic::Status> {

@@ -349,6 +349,10 @@ impl RaftMember {
 impl api::Member for RaftMember {
     type Backend = BtreeBackend;
 
+    async fn until_stopped(&self) {
+        self.stopped().await;
+    }
+
     async fn propose(&self, op: Op) -> Result<Applied, Status> {
         self.propose_as_leader(op, 0).await
     }

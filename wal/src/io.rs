@@ -6,6 +6,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// One open segment file. Methods take `&self`: positional reads and writes need no cursor.
@@ -32,6 +33,17 @@ pub trait WalDir: Send + Sync {
     /// (the simulated disk says no: its tests stay deterministic).
     fn prepare_ahead(&self) -> bool {
         false
+    }
+    /// `create`, giving up (and removing the file) once `cancel` turns true; a failed
+    /// creation removes the file too.
+    fn create_cancellable(
+        &self,
+        name: &str,
+        len: u64,
+        cancel: &AtomicBool,
+    ) -> io::Result<Arc<dyn WalFile>> {
+        let _ = cancel;
+        self.create(name, len)
     }
     fn rename(&self, from: &str, to: &str) -> io::Result<()>;
     fn remove(&self, name: &str) -> io::Result<()>;
@@ -105,12 +117,19 @@ const FILL_CHUNK_BYTES: usize = 1 << 20;
 const FILL_SYNC_BYTES: u64 = 8 << 20;
 
 /// Writes `len` zero bytes into `file` and makes them durable: appends then overwrite data
-/// blocks and their fdatasync has no block allocation to commit (see `spare`).
-fn fill_with_zeros(file: &File, len: u64) -> io::Result<()> {
+/// blocks and their fdatasync has no block allocation to commit (see `spare`). Stops with
+/// `Interrupted` once `cancel` turns true.
+fn fill_with_zeros(file: &File, len: u64, cancel: &AtomicBool) -> io::Result<()> {
     let zeros = vec![0u8; FILL_CHUNK_BYTES];
     let mut written = 0u64;
     let mut unsynced = 0u64;
     while written < len {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                "segment fill cancelled",
+            ));
+        }
         let n = (len - written).min(FILL_CHUNK_BYTES as u64);
         // n <= FILL_CHUNK_BYTES, so the slice is in bounds.
         file.write_all_at(&zeros[..n as usize], written)?;
@@ -148,11 +167,34 @@ impl WalDir for OsDir {
             .create(true)
             .truncate(true)
             .open(self.path.join(name))?;
-        fill_with_zeros(&file, len)?;
+        fill_with_zeros(&file, len, &AtomicBool::new(false))?;
         Ok(Arc::new(OsFile { file }))
     }
     fn prepare_ahead(&self) -> bool {
         true
+    }
+    fn create_cancellable(
+        &self,
+        name: &str,
+        len: u64,
+        cancel: &AtomicBool,
+    ) -> io::Result<Arc<dyn WalFile>> {
+        let path = self.path.join(name);
+        let filled = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .and_then(|file| fill_with_zeros(&file, len, cancel).map(|()| file));
+        match filled {
+            Ok(file) => Ok(Arc::new(OsFile { file })),
+            Err(err) => {
+                // A partial file would only take disk space until the next open.
+                let _ = std::fs::remove_file(&path);
+                Err(err)
+            }
+        }
     }
     fn rename(&self, from: &str, to: &str) -> io::Result<()> {
         std::fs::rename(self.path.join(from), self.path.join(to))

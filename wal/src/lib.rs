@@ -113,8 +113,8 @@
 //! - Bytes are only ever written past the end of valid data (never over data once written),
 //!   into space that is zero because it was written with zeros before the segment was named.
 //! - One `write` at a time: the next write to a segment starts only after the previous one was
-//!   fdatasync'ed; a write never spans two segments. Before a new segment is created, the old
-//!   one is fdatasync'ed.
+//!   fdatasync'ed; a write never spans two segments. Before a new segment is named (renamed
+//!   from its temporary name), the old one is fdatasync'ed.
 //! - An append is acknowledged only after the fdatasync covering all of its records (and, for a
 //!   new segment, the directory fsync) returned success. A failed write or fsync makes the log
 //!   *fatal*: that append and every later one fails; nothing is retried.

@@ -9,6 +9,7 @@
 //! costs one header write.
 
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -24,40 +25,60 @@ const _: () = assert!(SPARE_NAME.len() > TMP_SUFFIX.len());
 /// At most one spare, in preparation or ready.
 #[derive(Default)]
 pub(crate) struct Spare {
-    preparing: Option<JoinHandle<io::Result<Arc<dyn WalFile>>>>,
+    state: Option<SpareState>,
+}
+
+enum SpareState {
+    /// Being filled by a helper thread, which gives up when `cancel` turns true.
+    Filling {
+        handle: JoinHandle<io::Result<Arc<dyn WalFile>>>,
+        cancel: Arc<AtomicBool>,
+    },
+    /// Made at once (a directory for which a helper does not pay, the simulated disk).
+    Ready(Arc<dyn WalFile>),
 }
 
 impl Spare {
-    /// Starts preparing a spare of `len` bytes, unless one is already under way or `dir`
-    /// creates files too cheaply to bother ([`WalDir::prepare_ahead`]).
+    /// Starts preparing a spare of `len` bytes unless one exists: on a helper thread where
+    /// creating a segment is slow ([`WalDir::prepare_ahead`]), at once otherwise (so the
+    /// simulated disk's tests go through the same rotation, deterministically).
     pub(crate) fn prepare(&mut self, dir: &Arc<dyn WalDir>, len: u64) {
-        if self.preparing.is_some() || !dir.prepare_ahead() {
+        if self.state.is_some() {
             return;
         }
-        let dir = dir.clone();
+        if !dir.prepare_ahead() {
+            // A failure here is met again, and reported, by the rotation that needs it.
+            self.state = dir.create(SPARE_NAME, len).ok().map(SpareState::Ready);
+            return;
+        }
+        let cancel = Arc::new(AtomicBool::new(false));
+        let (dir, stop) = (dir.clone(), cancel.clone());
         let spawned = std::thread::Builder::new()
             .name("cairn-wal-spare".into())
-            .spawn(move || dir.create(SPARE_NAME, len));
+            .spawn(move || dir.create_cancellable(SPARE_NAME, len, &stop));
         // No thread to be had: rotation will create the segment itself.
-        self.preparing = spawned.ok();
+        self.state = spawned
+            .ok()
+            .map(|handle| SpareState::Filling { handle, cancel });
     }
 
     /// The prepared spare (waiting for it if it is still being filled), named
     /// [`SPARE_NAME`]; `None` if none was started or its preparation failed (rotation then
     /// creates the segment itself and meets any lasting disk error there).
     pub(crate) fn take(&mut self) -> Option<Arc<dyn WalFile>> {
-        let handle = self.preparing.take()?;
-        match handle.join() {
-            Ok(Ok(file)) => Some(file),
-            Ok(Err(_)) | Err(_) => None,
+        match self.state.take()? {
+            SpareState::Ready(file) => Some(file),
+            SpareState::Filling { handle, .. } => handle.join().ok()?.ok(),
         }
     }
 }
 
 impl Drop for Spare {
-    /// The helper holds the directory (and its lock): it is done before the log is.
+    /// The helper holds the directory (and its lock): it stops, and is done, before the log
+    /// is (a stop soon after a start does not wait for 64 MiB of zeros).
     fn drop(&mut self) {
-        if let Some(handle) = self.preparing.take() {
+        if let Some(SpareState::Filling { handle, cancel }) = self.state.take() {
+            cancel.store(true, Ordering::Relaxed);
             let _ = handle.join();
         }
     }

@@ -142,10 +142,12 @@ fn sim_open(disk: &SimDisk, segment_bytes: u64) -> Result<(Wal, cairn_wal::Recov
     Wal::open_dir(disk.dir(), config)
 }
 
-/// A copy of a simulated disk's files.
+/// A copy of a simulated disk's segment files (not the spare prepared for the next one,
+/// which every open deletes and makes anew).
 fn snapshot(disk: &SimDisk) -> Vec<(String, Vec<u8>)> {
     disk.file_names()
         .into_iter()
+        .filter(|n| n.ends_with(".wal"))
         .map(|n| {
             let c = disk.read_file(&n).unwrap();
             (n, c)

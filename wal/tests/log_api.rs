@@ -143,7 +143,12 @@ fn release_never_deletes_the_segment_being_written() {
     let (wal, _) = open(&disk);
     append_range(&wal, 1, 100, 1);
     wal.release_before(u64::MAX).wait().unwrap();
-    assert_eq!(disk.file_names().len(), 1);
+    let segments: Vec<String> = disk
+        .file_names()
+        .into_iter()
+        .filter(|n| n.ends_with(".wal"))
+        .collect();
+    assert_eq!(segments.len(), 1, "{segments:?}");
     assert_eq!(wal.next_index(), 100);
     drop(wal);
     let (_, rec) = open(&disk);
@@ -338,9 +343,10 @@ fn leftover_tmp_segments_are_removed_on_open() {
         b"junk",
     )
     .unwrap();
-    let (wal, rec) = Wal::open(tmp.path(), config).unwrap();
+    let (wal, rec) = Wal::open(tmp.path(), config.clone()).unwrap();
     assert_eq!(rec.next_index, 10);
     append_range(&wal, 10, 12, 1);
+    await_full_spare(tmp.path(), config.segment_bytes);
     drop(wal);
     assert_eq!(
         file_names(tmp.path()),
@@ -350,6 +356,15 @@ fn leftover_tmp_segments_are_removed_on_open() {
 }
 
 const SPARE: &str = "next-segment.tmp";
+
+/// Waits until the helper has written the whole spare (a log dropped earlier cancels it).
+fn await_full_spare(dir: &std::path::Path, segment_bytes: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::fs::metadata(dir.join(SPARE)).map_or(true, |m| m.len() < segment_bytes) {
+        assert!(std::time::Instant::now() < deadline, "no spare prepared");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
 
 /// The directory's file names, sorted.
 fn file_names(dir: &std::path::Path) -> Vec<String> {
@@ -373,7 +388,7 @@ fn segments_on_a_real_disk_are_zero_filled_ahead_of_need() {
         let (wal, _) = Wal::open(tmp.path(), config.clone()).unwrap();
         // About four segments' worth of 1 KiB entries.
         append_range_sized(&wal, 1, 257, 1, 1000);
-        // Dropping the log waits for the spare being filled.
+        await_full_spare(tmp.path(), segment_bytes);
         wal.metrics().records_synced
     };
     assert!(last >= 256);
@@ -531,4 +546,20 @@ fn unwritten_extents(path: &std::path::Path) -> Option<usize> {
             })
             .count(),
     )
+}
+
+#[test]
+fn a_log_closed_while_its_spare_fills_leaves_no_partial_spare() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = WalConfig::default();
+    for round in 0..3 {
+        let (wal, _) = Wal::open(tmp.path(), config.clone()).unwrap();
+        append_range(&wal, 1 + round * 5, 6 + round * 5, 1);
+        drop(wal);
+        if let Ok(meta) = std::fs::metadata(tmp.path().join(SPARE)) {
+            assert_eq!(meta.len(), config.segment_bytes, "a partial spare is left");
+        }
+    }
+    let (_, rec) = Wal::open(tmp.path(), config).unwrap();
+    assert_eq!(rec.next_index, 16);
 }

@@ -87,30 +87,48 @@ enum Inner {
     Proxy(ProxyNet),
 }
 
-/// Ports for nodes to bind come from below Linux's default ephemeral range (32768 on): a port
-/// the kernel picked for `bind(0)` and the harness then released could be given to an outgoing
+/// Ports for nodes to bind come from below the kernel's ephemeral range: a port the kernel
+/// picked for `bind(0)` and the harness then released could be given to an outgoing
 /// connection before the node binds it (this happened: AddrInUse on 3 runs in 6 of a test).
-const NODE_PORTS: std::ops::Range<u16> = 20_000..32_000;
+/// With the default range (32768 on) that is 20000-32000; where the ephemeral range starts
+/// too low to leave room, the race is back (rare: a run would exit 2, not report an anomaly).
+fn node_ports() -> std::ops::Range<u16> {
+    const SPAN: u16 = 12_000;
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let end = ephemeral_start.min(32_000);
+    if end >= 1_024 + SPAN {
+        end - SPAN..end
+    } else {
+        20_000..32_000
+    }
+}
 
 /// Where this run starts looking for node ports: apart from concurrent runs (by process and
 /// a per-process counter), which probe past each other's taken ports anyway.
-fn node_port_base() -> u16 {
+fn node_port_base(ports: &std::ops::Range<u16>) -> u16 {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let run = std::process::id()
         .wrapping_mul(8)
         .wrapping_add(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-    let span = u32::from(NODE_PORTS.end - NODE_PORTS.start);
-    // run % span < span <= u16::MAX, so the sum stays in NODE_PORTS.
-    NODE_PORTS.start + ((run.wrapping_mul(40)) % span) as u16
+    let span = u32::from(ports.end - ports.start);
+    // run % span < span <= u16::MAX, so the sum stays in the range.
+    ports.start + ((run.wrapping_mul(40)) % span) as u16
 }
 
-/// Binds the first free port from `*next` on (wrapping within [`NODE_PORTS`]).
-fn bind_node_port(ip: IpAddr, next: &mut u16) -> Result<std::net::TcpListener, NetError> {
+/// Binds the first free port of `ports` from `*next` on (wrapping around).
+fn bind_node_port(
+    ip: IpAddr,
+    ports: &std::ops::Range<u16>,
+    next: &mut u16,
+) -> Result<std::net::TcpListener, NetError> {
     let mut last_err = None;
-    for _ in 0..(NODE_PORTS.end - NODE_PORTS.start) {
+    for _ in 0..(ports.end - ports.start) {
         let port = *next;
-        *next = if port + 1 >= NODE_PORTS.end {
-            NODE_PORTS.start
+        *next = if port + 1 >= ports.end {
+            ports.start
         } else {
             port + 1
         };
@@ -201,7 +219,8 @@ impl Network {
         let mut routes = Vec::new();
         let mut node_of = HashMap::new();
         let mut held = Vec::new();
-        let mut next_port = node_port_base();
+        let ports = node_ports();
+        let mut next_port = node_port_base(&ports);
         for i in 0..count.min(200) {
             let ip: IpAddr = std::net::Ipv4Addr::new(127, 0, 0, 10 + i as u8).into();
             node_of.insert(ip, i);
@@ -209,8 +228,8 @@ impl Network {
                 std::net::TcpListener::bind((ip, 0)).map_err(|err| NetError::Port(ip, err))
             };
             let (client, peer) = (
-                bind_node_port(ip, &mut next_port)?,
-                bind_node_port(ip, &mut next_port)?,
+                bind_node_port(ip, &ports, &mut next_port)?,
+                bind_node_port(ip, &ports, &mut next_port)?,
             );
             let (client_proxy, peer_proxy) = (bind()?, bind()?);
             let port =
