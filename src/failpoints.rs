@@ -3,8 +3,8 @@
 //! chosen at start through `CAIRN_FAILPOINTS`, e.g.
 //! `CAIRN_FAILPOINTS="wal-fsync=delay(1500);apply=crash"`.
 //!
-//! Places: `wal-fsync` and `wal-fsync-after` (before waiting for a WAL append's fsync, and
-//! once it is done, before the entries count as persisted), `apply` (before applying a run of
+//! Places: `wal-fsync` and `wal-fsync-after` (before a Raft turn's entries are written and
+//! fdatasync'ed to the WAL, and once that is done, before they count as persisted), `apply` (before applying a run of
 //! committed entries), `btree-commit` and `btree-commit-after` (around the B+tree commit of
 //! an applied batch), `compaction` (before applying a compaction), `snapshot-send` (before
 //! each chunk of a snapshot sent to a follower), `snapshot-install` (before a received

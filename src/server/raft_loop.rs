@@ -286,29 +286,35 @@ impl RaftLoop {
             }
             // Sent before the local append: followers persist in parallel with the leader.
             self.send_messages(ready.messages);
-            for pending in self
-                .node
-                .storage_mut()
-                .persist(&ready.entries, ready.hard_state)
-            {
-                // The loop is the WAL's only appender: an append's wait is its write+fdatasync.
-                let started = Instant::now();
-                #[cfg(feature = "failpoints")]
+            // The loop is the WAL's only appender: persisting is a write+fdatasync, done on
+            // this thread (an idle log writes inline) or waited for.
+            let started = Instant::now();
+            #[cfg(feature = "failpoints")]
+            if !ready.entries.is_empty() {
                 crate::failpoints::reach("wal-fsync");
-                #[cfg(feature = "failpoints")]
                 if crate::failpoints::error("wal-fsync") {
                     return Err(
                         "WAL append failed: fsync error injected (failpoint wal-fsync)".into(),
                     );
                 }
-                let outcome = pending.wait();
+            }
+            let pending = self
+                .node
+                .storage_mut()
+                .persist(&ready.entries, ready.hard_state);
+            let synced = !pending.is_empty();
+            for pending in pending {
+                pending
+                    .wait()
+                    .map_err(|e| format!("WAL append failed: {e}"))?;
+                #[cfg(feature = "failpoints")]
+                crate::failpoints::reach("wal-fsync-after");
+            }
+            if synced {
                 self.observability
                     .metrics
                     .wal_fsync_duration
                     .observe(started.elapsed().as_secs_f64());
-                outcome.map_err(|e| format!("WAL append failed: {e}"))?;
-                #[cfg(feature = "failpoints")]
-                crate::failpoints::reach("wal-fsync-after");
             }
             self.send_messages(ready.persisted_messages);
             self.apply(&ready.committed_entries)?;

@@ -93,6 +93,9 @@ pub struct Wal {
 
 struct WalInner {
     shared: Arc<Shared>,
+    /// The writer state, held by the writer thread while it writes a batch and by an inline
+    /// append ([`Wal::append_inline`]) while it writes its own.
+    state: Arc<Mutex<Writer>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     segment_bytes: u64,
 }
@@ -208,13 +211,19 @@ impl Wal {
                 torn_tail,
             }
         };
-        let handle = std::thread::Builder::new()
-            .name("cairn-wal-writer".into())
-            .spawn(move || writer.run())
-            .map_err(|e| WalError::io("writer thread", e))?;
+        let state = Arc::new(Mutex::new(writer));
+        let handle = {
+            let (state, shared) = (state.clone(), shared.clone());
+            let max_batch_bytes = limits.max_batch_bytes;
+            std::thread::Builder::new()
+                .name("cairn-wal-writer".into())
+                .spawn(move || Writer::run(state, shared, max_batch_bytes))
+                .map_err(|e| WalError::io("writer thread", e))?
+        };
         let wal = Wal {
             inner: Arc::new(WalInner {
                 shared,
+                state,
                 writer: Mutex::new(Some(handle)),
                 segment_bytes: config.segment_bytes,
             }),
@@ -265,6 +274,25 @@ impl Wal {
     /// continue the log (`index == next_index`); an invalid record rejects the whole call.
     pub fn append(&self, records: Vec<Record>) -> AppendFuture {
         self.append_log_records(records.into_iter().map(LogRecord::from).collect())
+    }
+
+    /// [`Wal::append`], written on the calling thread when the log is idle (nothing queued,
+    /// no batch being written): the returned future is then already resolved, and the
+    /// caller was spared two thread hand-offs. Otherwise the records are queued as by
+    /// `append`. Blocks for a write and an fdatasync: not for use inside an async runtime.
+    pub fn append_inline(&self, records: Vec<Record>) -> AppendFuture {
+        let records: Vec<LogRecord> = records.into_iter().map(LogRecord::from).collect();
+        let frame_bytes = records.iter().map(|r| frame_len(r.body_len())).sum();
+        match Writer::append_inline(&self.inner.state, &self.inner.shared, records, frame_bytes) {
+            Ok(outcome) => AppendFuture {
+                state: AppendState::Ready(outcome.err()),
+            },
+            Err(records) => self.enqueue(|done| Op::Append {
+                records,
+                frame_bytes,
+                done,
+            }),
+        }
     }
 
     /// Durably discards entries with index ≥ `index` (no-op past the end).

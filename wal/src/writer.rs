@@ -140,7 +140,6 @@ pub(crate) struct Writer {
     shared: Arc<Shared>,
     dir: Arc<dyn WalDir>,
     segment_bytes: u64,
-    max_batch_bytes: usize,
     segments: VecDeque<SegmentName>,
     active: Arc<dyn WalFile>,
     /// Chain CRC of the last record encoded.
@@ -185,7 +184,6 @@ impl Writer {
             shared,
             dir,
             segment_bytes: limits.segment_bytes,
-            max_batch_bytes: limits.max_batch_bytes,
             segments: log
                 .segments
                 .into_iter()
@@ -226,7 +224,6 @@ impl Writer {
             shared,
             dir,
             segment_bytes: limits.segment_bytes,
-            max_batch_bytes: limits.max_batch_bytes,
             segments: VecDeque::new(),
             active: Arc::new(NoFile),
             chain: 0,
@@ -256,35 +253,43 @@ impl Writer {
     }
 
     /// Serves the queue until shutdown, draining whatever was queued before it.
-    pub(crate) fn run(mut self) {
-        let _guard = PanicGuard(self.shared.clone());
+    /// Serves the queue until shutdown, draining whatever was queued before it. Operations
+    /// are taken from the queue only while holding the writer: an inline append
+    /// ([`Writer::append_inline`]), which holds it too, then knows that nothing queued before
+    /// it is still unwritten when it finds the queue empty.
+    pub(crate) fn run(writer: Arc<Mutex<Writer>>, shared: Arc<Shared>, max_batch_bytes: usize) {
+        let _guard = PanicGuard(shared.clone());
         let mut taken_ops = 0u64;
         let mut last_batch_ops = 0usize;
         loop {
             // After a batch of several appends their callers are busy waking up and will
             // queue the next batch; watching would only take CPU from them.
             if last_batch_ops <= 1 {
-                self.await_work_briefly(taken_ops);
+                await_work_briefly(&shared, taken_ops);
             }
-            let ops = {
-                let mut q = self.shared.lock_queue();
+            {
+                let mut q = shared.lock_queue();
                 while q.ops.is_empty() && !q.shutdown {
                     q.writer_parked = true;
-                    q = self
-                        .shared
-                        .queue_cv
-                        .wait(q)
-                        .unwrap_or_else(|e| e.into_inner());
+                    q = shared.queue_cv.wait(q).unwrap_or_else(|e| e.into_inner());
                 }
                 q.writer_parked = false;
                 if q.ops.is_empty() {
                     return;
                 }
+            }
+            let Ok(mut w) = writer.lock() else {
+                // An inline append panicked while writing: the state is not to be trusted.
+                poisoned(&shared);
+                return;
+            };
+            let ops = {
+                let mut q = shared.lock_queue();
                 // Everything queued while the last fsync ran goes into this one, up to a bound.
                 let mut taken = Vec::new();
                 let mut bytes = 0usize;
                 while let Some(op) = q.ops.front() {
-                    if !taken.is_empty() && bytes + op.frame_bytes() > self.max_batch_bytes {
+                    if !taken.is_empty() && bytes + op.frame_bytes() > max_batch_bytes {
                         break;
                     }
                     bytes += op.frame_bytes();
@@ -294,27 +299,46 @@ impl Writer {
                 }
                 taken
             };
+            debug_assert!(!ops.is_empty(), "only this thread takes from the queue");
             taken_ops += ops.len() as u64;
             last_batch_ops = ops.len();
-            self.process(ops);
+            w.process(ops);
         }
     }
 
-    /// Right after a lone append's commit the next append usually arrives within microseconds
-    /// (its caller was just woken); watching for it, yielding the CPU meanwhile, avoids the cost
-    /// of parking and waking this thread. It never delays work: it returns as soon as anything
-    /// is queued.
-    fn await_work_briefly(&self, taken_ops: u64) {
-        let started = Instant::now();
-        while self.shared.enqueued_ops.load(Ordering::Acquire) == taken_ops
-            && started.elapsed() < IDLE_WATCH
+    /// Appends `records` on the caller's thread when the log is idle (nothing queued, the
+    /// writer thread not writing), sparing the caller the hand-off to the writer thread and
+    /// back (two thread wake-ups, tens of microseconds each): the outcome. Gives the records
+    /// back otherwise.
+    pub(crate) fn append_inline(
+        writer: &Mutex<Writer>,
+        shared: &Arc<Shared>,
+        records: Vec<LogRecord>,
+        frame_bytes: usize,
+    ) -> Result<Result<(), WalError>, Vec<LogRecord>> {
+        let Ok(mut w) = writer.try_lock() else {
+            return Err(records);
+        };
         {
-            std::thread::yield_now();
+            let q = shared.lock_queue();
+            if !q.ops.is_empty() || q.shutdown {
+                return Err(records);
+            }
         }
+        // Ops queued from here on come after this one: the writer thread needs the lock held.
+        let _guard = PanicGuard(shared.clone());
+        let (done, mut outcome) = oneshot::channel();
+        w.process(vec![Op::Append {
+            records,
+            frame_bytes,
+            done,
+        }]);
+        // A processed append is always answered; no answer would mean a closed log.
+        Ok(outcome.try_recv().unwrap_or(Err(WalError::Closed)))
     }
 
     fn fatal_cause(&self) -> Option<FatalCause> {
-        // Only this thread makes the log fatal (the panic guard runs after it is gone).
+        // Only the holder of the writer makes the log fatal (the panic guard runs after).
         self.fatal.clone()
     }
 
@@ -647,24 +671,40 @@ impl Writer {
     }
 }
 
-/// If the writer thread panics (a broken invariant), the log turns fatal so that appenders get
-/// an error instead of waiting forever on a queue nobody serves.
+/// Right after a lone append's commit the next append usually arrives within microseconds
+/// (its caller was just woken); watching for it, yielding the CPU meanwhile, avoids the cost
+/// of parking and waking the writer thread. It never delays work: it returns as soon as
+/// anything is queued.
+fn await_work_briefly(shared: &Shared, taken_ops: u64) {
+    let started = Instant::now();
+    while shared.enqueued_ops.load(Ordering::Acquire) == taken_ops && started.elapsed() < IDLE_WATCH
+    {
+        std::thread::yield_now();
+    }
+}
+
+/// If writing panics (a broken invariant), on the writer thread or inline, the log turns
+/// fatal so that appenders get an error instead of waiting forever on a queue nobody serves.
 struct PanicGuard(Arc<Shared>);
 
 impl Drop for PanicGuard {
     fn drop(&mut self) {
-        if !std::thread::panicking() {
-            return;
+        if std::thread::panicking() {
+            poisoned(&self.0);
         }
-        let mut q = self.0.lock_queue();
-        let cause = q.fatal.get_or_insert(FatalCause {
-            file: "wal writer thread".into(),
-            cause: "panicked".into(),
-        });
-        let err = cause.clone();
-        for op in q.ops.drain(..) {
-            op.fail(err.to_error());
-        }
+    }
+}
+
+/// Makes the log fatal after a panic while writing and fails everything queued.
+fn poisoned(shared: &Shared) {
+    let mut q = shared.lock_queue();
+    let cause = q.fatal.get_or_insert(FatalCause {
+        file: "wal writer".into(),
+        cause: "panicked".into(),
+    });
+    let err = cause.clone();
+    for op in q.ops.drain(..) {
+        op.fail(err.to_error());
     }
 }
 

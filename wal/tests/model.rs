@@ -97,7 +97,12 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                 if with_hard_state {
                     records.push(Record::HardState(hs));
                 }
-                wal.append(records).wait().unwrap();
+                // Both ways in: queued for the writer thread, or written by this thread.
+                if new.len() % 2 == 0 {
+                    wal.append(records).wait().unwrap();
+                } else {
+                    wal.append_inline(records).wait().unwrap();
+                }
                 m.entries.extend(new);
                 if with_hard_state {
                     m.hard_state = Some(hs);
