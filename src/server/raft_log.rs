@@ -123,6 +123,18 @@ impl RaftLog {
         self.first_index + self.terms.len() as u64
     }
 
+    /// Whether [`RaftLog::persist`] of these will write and fdatasync the WAL. Term and vote
+    /// must be durable before anything acts on them; the commit index need not be (Raft
+    /// learns it again from the leader, and a restart raises it to what the key space
+    /// applied), so a change of commit alone costs no fsync: it rides along with the next
+    /// append (etcd's WAL skips the sync the same way).
+    pub fn must_sync(&self, entries: &[Entry], hard_state: Option<&HardState>) -> bool {
+        !entries.is_empty()
+            || hard_state.is_some_and(|hs| {
+                hs.term != self.hard_state.term || hs.vote != self.hard_state.vote
+            })
+    }
+
     /// Makes what a `Ready` asks durable: entries (replacing any conflicting suffix), then
     /// the hard state. Returns when the WAL has synced them.
     pub fn persist(
@@ -143,6 +155,7 @@ impl RaftLog {
             // Raft hands out contiguous entries that continue the log.
             debug_assert_eq!(first.index, self.next_index(), "entries leave a gap");
         }
+        let must_sync = self.must_sync(entries, hard_state.as_ref());
         let mut records: Vec<Record> = entries
             .iter()
             .map(|e| Record::Entry(encode_entry(e)))
@@ -154,13 +167,7 @@ impl RaftLog {
                 self.recent.pop_front();
             }
         }
-        // Term and vote must be durable before anything acts on them; the commit index need
-        // not be (Raft learns it again from the leader, and a restart raises it to what the
-        // key space applied), so a change of commit alone costs no fsync: it rides along
-        // with the next append (etcd's WAL skips the sync the same way).
-        let mut must_sync = !entries.is_empty();
         if let Some(hs) = hard_state {
-            must_sync |= hs.term != self.hard_state.term || hs.vote != self.hard_state.vote;
             self.hard_state = hs;
         }
         if must_sync {

@@ -290,7 +290,11 @@ impl RaftLoop {
             // this thread (an idle log writes inline) or waited for.
             let started = Instant::now();
             #[cfg(feature = "failpoints")]
-            if !ready.entries.is_empty() {
+            if self
+                .node
+                .storage()
+                .must_sync(&ready.entries, ready.hard_state.as_ref())
+            {
                 crate::failpoints::reach("wal-fsync");
                 if crate::failpoints::error("wal-fsync") {
                     return Err(

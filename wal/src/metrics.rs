@@ -17,6 +17,7 @@ pub(crate) struct MetricsCells {
     bytes: AtomicU64,
     fsync_us_sum: AtomicU64,
     buckets: [AtomicU64; FSYNC_DURATION_BUCKETS_US.len() + 1],
+    inline_appends: AtomicU64,
 }
 
 /// A snapshot of the log's counters. Records and bytes per fsync are `records / fsyncs` and
@@ -34,6 +35,8 @@ pub struct WalMetrics {
     /// Fsync counts per bucket of [`FSYNC_DURATION_BUCKETS_US`] (not cumulative), plus the
     /// overflow bucket last.
     pub fsync_duration_buckets: Vec<u64>,
+    /// Appends written on their caller's thread (`Wal::append_inline` finding the log idle).
+    pub inline_appends: u64,
 }
 
 impl MetricsCells {
@@ -50,6 +53,10 @@ impl MetricsCells {
         self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn record_inline_append(&self) {
+        self.inline_appends.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn snapshot(&self) -> WalMetrics {
         WalMetrics {
             fsyncs: self.fsyncs.load(Ordering::Relaxed),
@@ -61,6 +68,7 @@ impl MetricsCells {
                 .iter()
                 .map(|b| b.load(Ordering::Relaxed))
                 .collect(),
+            inline_appends: self.inline_appends.load(Ordering::Relaxed),
         }
     }
 }

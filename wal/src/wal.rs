@@ -106,7 +106,7 @@ impl Drop for WalInner {
         self.shared.queue_cv.notify_all();
         let handle = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(h) = handle {
-            // A panicked writer has already failed its waiters by dropping their senders.
+            // A panicked writer has already failed its waiters (see the writer's panic guard).
             let _ = h.join();
         }
     }

@@ -1,7 +1,8 @@
-//! The single writer thread: takes every queued operation, encodes the records into the active
-//! segment, writes them with one `write` and one fdatasync (group commit), publishes them to the
-//! in-memory index, and only then acknowledges. Rotation, truncation and release happen here too,
-//! so they are ordered with appends by the queue alone.
+//! The writer: takes every queued operation, encodes the records into the active segment,
+//! writes them with one `write` and one fdatasync (group commit), publishes them to the
+//! in-memory index, and only then acknowledges. Rotation, truncation and release happen here
+//! too. Its state is held by the writer thread, or by an inline append when the log is idle;
+//! either way operations reach the disk in the order of the calls that made them.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -252,13 +253,15 @@ impl Writer {
             .unwrap_or_default()
     }
 
-    /// Serves the queue until shutdown, draining whatever was queued before it.
     /// Serves the queue until shutdown, draining whatever was queued before it. Operations
     /// are taken from the queue only while holding the writer: an inline append
     /// ([`Writer::append_inline`]), which holds it too, then knows that nothing queued before
     /// it is still unwritten when it finds the queue empty.
     pub(crate) fn run(writer: Arc<Mutex<Writer>>, shared: Arc<Shared>, max_batch_bytes: usize) {
-        let _guard = PanicGuard(shared.clone());
+        let _guard = PanicGuard {
+            shared: shared.clone(),
+            writer: writer.clone(),
+        };
         let mut taken_ops = 0u64;
         let mut last_batch_ops = 0usize;
         loop {
@@ -311,11 +314,16 @@ impl Writer {
     /// back (two thread wake-ups, tens of microseconds each): the outcome. Gives the records
     /// back otherwise.
     pub(crate) fn append_inline(
-        writer: &Mutex<Writer>,
+        writer: &Arc<Mutex<Writer>>,
         shared: &Arc<Shared>,
         records: Vec<LogRecord>,
         frame_bytes: usize,
     ) -> Result<Result<(), WalError>, Vec<LogRecord>> {
+        // Declared before the lock it may take, so that it runs after the lock is released.
+        let _guard = PanicGuard {
+            shared: shared.clone(),
+            writer: writer.clone(),
+        };
         let Ok(mut w) = writer.try_lock() else {
             return Err(records);
         };
@@ -326,7 +334,7 @@ impl Writer {
             }
         }
         // Ops queued from here on come after this one: the writer thread needs the lock held.
-        let _guard = PanicGuard(shared.clone());
+        shared.metrics.record_inline_append();
         let (done, mut outcome) = oneshot::channel();
         w.process(vec![Op::Append {
             records,
@@ -684,13 +692,27 @@ fn await_work_briefly(shared: &Shared, taken_ops: u64) {
 }
 
 /// If writing panics (a broken invariant), on the writer thread or inline, the log turns
-/// fatal so that appenders get an error instead of waiting forever on a queue nobody serves.
-struct PanicGuard(Arc<Shared>);
+/// fatal so that appenders get an error instead of waiting forever: those queued and those
+/// whose records were being written.
+struct PanicGuard {
+    shared: Arc<Shared>,
+    writer: Arc<Mutex<Writer>>,
+}
 
 impl Drop for PanicGuard {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            poisoned(&self.0);
+        if !std::thread::panicking() {
+            return;
+        }
+        poisoned(&self.shared);
+        // The panicking holder's guard is gone by now (declared after this one).
+        let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let cause = self.shared.lock_queue().fatal.clone();
+        for waiter in w.waiters.drain(..) {
+            let err = cause
+                .as_ref()
+                .map_or(WalError::Closed, FatalCause::to_error);
+            let _ = waiter.send(Err(err));
         }
     }
 }

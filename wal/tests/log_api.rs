@@ -565,25 +565,65 @@ fn a_log_closed_while_its_spare_fills_leaves_no_partial_spare() {
 }
 
 #[test]
-fn an_inline_append_keeps_the_order_of_calls_with_queued_work() {
+fn an_inline_append_made_while_the_writer_thread_writes_queues_behind_its_work() {
     let disk = SimDisk::new();
     let (wal, _) = open(&disk);
     append_range(&wal, 1, 20, 1);
-    // A truncation queued (not yet written) and an inline append after it: the inline one
-    // finds the queue busy and goes behind the truncation.
+    disk.close_sync_gate();
+    // The writer thread is inside the truncation's fsync, holding the writer.
     let truncated = wal.truncate_from(10);
+    while disk.syncs_held() == 0 {
+        std::thread::yield_now();
+    }
+    let inline_before = wal.metrics().inline_appends;
     let appended = wal.append_inline(vec![entry_record(10, 2, 50)]);
+    assert_eq!(wal.metrics().inline_appends, inline_before, "it was queued");
+    disk.open_sync_gate();
     truncated.wait().unwrap();
     appended.wait().unwrap();
     assert_eq!(wal.next_index(), 11);
     assert_eq!(wal.read_entries(10, 11).unwrap()[0], entry(10, 2, 50));
-    // Idle: written at once, and durable.
-    let done = wal.append_inline(vec![entry_record(11, 2, 7)]);
-    done.wait().unwrap();
     drop(wal);
     let (wal, rec) = open(&disk);
-    assert_eq!(rec.next_index, 12);
-    assert_eq!(wal.read_entries(9, 12).unwrap()[2], entry(11, 2, 7));
+    assert_eq!(rec.next_index, 11);
+    assert_eq!(wal.read_entries(9, 11).unwrap()[1], entry(10, 2, 50));
+}
+
+#[test]
+fn an_idle_log_writes_an_inline_append_at_once_and_queued_ones_share_the_next_fsync() {
+    let disk = SimDisk::new();
+    let (wal, _) = open(&disk);
+    append_range(&wal, 1, 5, 1);
+    // Long enough for the writer thread to stop watching the queue and park.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let base = wal.metrics();
+    disk.close_sync_gate();
+    let inline = {
+        let wal = wal.clone();
+        std::thread::spawn(move || wal.append_inline(vec![entry_record(5, 1, 10)]).wait())
+    };
+    while disk.syncs_held() == 0 {
+        std::thread::yield_now();
+    }
+    assert_eq!(wal.metrics().inline_appends, base.inline_appends + 1);
+    // The inline append holds the writer inside its fsync; these queue up behind it.
+    let rest: Vec<_> = (6..=13)
+        .map(|i| wal.append(vec![entry_record(i, 1, 10)]))
+        .collect();
+    disk.open_sync_gate();
+    inline.join().unwrap().unwrap();
+    for f in rest {
+        f.wait().unwrap();
+    }
+    assert_eq!(
+        wal.metrics().fsyncs - base.fsyncs,
+        2,
+        "one fsync for the inline append, one for the eight queued behind it"
+    );
+    drop(wal);
+    let (wal, rec) = open(&disk);
+    assert_eq!(rec.next_index, 14);
+    assert_eq!(wal.read_entries(5, 6).unwrap()[0], entry(5, 1, 10));
 }
 
 #[test]
