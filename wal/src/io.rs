@@ -40,9 +40,8 @@ pub trait WalDir: Send + Sync {
         &self,
         name: &str,
         len: u64,
-        cancel: &AtomicBool,
+        _cancel: &AtomicBool,
     ) -> io::Result<Arc<dyn WalFile>> {
-        let _ = cancel;
         self.create(name, len)
     }
     fn rename(&self, from: &str, to: &str) -> io::Result<()>;
@@ -161,14 +160,7 @@ impl WalDir for OsDir {
         Ok(Arc::new(OsFile { file }))
     }
     fn create(&self, name: &str, len: u64) -> io::Result<Arc<dyn WalFile>> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(self.path.join(name))?;
-        fill_with_zeros(&file, len, &AtomicBool::new(false))?;
-        Ok(Arc::new(OsFile { file }))
+        self.create_cancellable(name, len, &AtomicBool::new(false))
     }
     fn prepare_ahead(&self) -> bool {
         true

@@ -75,6 +75,7 @@ struct SimState {
     power_cut_at_op: Option<u64>,
     fail_next_sync: bool,
     fail_next_write: bool,
+    fail_next_create: bool,
 }
 
 impl SimState {
@@ -190,6 +191,11 @@ impl SimDisk {
         self.lock().fail_next_write = true;
     }
 
+    /// The next file creation fails with an I/O error (a full disk, say).
+    pub fn fail_next_create(&self) {
+        self.lock().fail_next_create = true;
+    }
+
     /// Simulates losing power and rebooting: unsynced state is resolved per `mode`, the power
     /// comes back, and files no longer named in the directory are gone.
     pub fn power_loss(&self, mode: LossMode, rng: &mut SimRng) {
@@ -251,6 +257,7 @@ impl SimDisk {
         s.power_cut_at_op = None;
         s.fail_next_sync = false;
         s.fail_next_write = false;
+        s.fail_next_create = false;
     }
 
     /// Names in the (live) directory.
@@ -395,6 +402,9 @@ impl WalDir for SimDir {
     fn create(&self, name: &str, len: u64) -> io::Result<Arc<dyn WalFile>> {
         let mut s = self.disk.lock();
         s.spend_op()?;
+        if std::mem::take(&mut s.fail_next_create) {
+            return Err(io::Error::other("simulated create error"));
+        }
         let len = usize::try_from(len).map_err(io::Error::other)?;
         let id = s.next_id;
         s.next_id += 1;

@@ -181,7 +181,7 @@ impl Writer {
             "resume needs the recovered segments"
         );
         let active = log.segments[log.segments.len() - 1].file.clone();
-        Writer {
+        let mut w = Writer {
             shared,
             dir,
             segment_bytes: limits.segment_bytes,
@@ -206,13 +206,9 @@ impl Writer {
             waiters: Vec::new(),
             fatal: None,
             spare: Spare::default(),
-        }
-        .with_spare_under_way()
-    }
-
-    fn with_spare_under_way(mut self) -> Self {
-        self.spare.prepare(&self.dir, self.segment_bytes);
-        self
+        };
+        w.spare.prepare(&w.dir, w.segment_bytes);
+        w
     }
 
     /// A writer for a brand-new log: creates its first segment now.
@@ -259,8 +255,8 @@ impl Writer {
     /// it is still unwritten when it finds the queue empty.
     pub(crate) fn run(writer: Arc<Mutex<Writer>>, shared: Arc<Shared>, max_batch_bytes: usize) {
         let _guard = PanicGuard {
-            shared: shared.clone(),
-            writer: writer.clone(),
+            shared: &shared,
+            writer: &writer,
         };
         let mut taken_ops = 0u64;
         let mut last_batch_ops = 0usize;
@@ -314,16 +310,13 @@ impl Writer {
     /// back (two thread wake-ups, tens of microseconds each): the outcome. Gives the records
     /// back otherwise.
     pub(crate) fn append_inline(
-        writer: &Arc<Mutex<Writer>>,
-        shared: &Arc<Shared>,
+        writer: &Mutex<Writer>,
+        shared: &Shared,
         records: Vec<LogRecord>,
         frame_bytes: usize,
     ) -> Result<Result<(), WalError>, Vec<LogRecord>> {
         // Declared before the lock it may take, so that it runs after the lock is released.
-        let _guard = PanicGuard {
-            shared: shared.clone(),
-            writer: writer.clone(),
-        };
+        let _guard = PanicGuard { shared, writer };
         let Ok(mut w) = writer.try_lock() else {
             return Err(records);
         };
@@ -694,17 +687,17 @@ fn await_work_briefly(shared: &Shared, taken_ops: u64) {
 /// If writing panics (a broken invariant), on the writer thread or inline, the log turns
 /// fatal so that appenders get an error instead of waiting forever: those queued and those
 /// whose records were being written.
-struct PanicGuard {
-    shared: Arc<Shared>,
-    writer: Arc<Mutex<Writer>>,
+struct PanicGuard<'a> {
+    shared: &'a Shared,
+    writer: &'a Mutex<Writer>,
 }
 
-impl Drop for PanicGuard {
+impl Drop for PanicGuard<'_> {
     fn drop(&mut self) {
         if !std::thread::panicking() {
             return;
         }
-        poisoned(&self.shared);
+        poisoned(self.shared);
         // The panicking holder's guard is gone by now (declared after this one).
         let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let cause = self.shared.lock_queue().fatal.clone();

@@ -13,6 +13,13 @@ fn open(disk: &SimDisk) -> (Wal, cairn_wal::Recovered) {
     Wal::open_dir(disk.dir(), small_config()).expect("open")
 }
 
+/// Waits until a `sync_data` is held at the disk's closed sync gate.
+fn await_held_sync(disk: &SimDisk) {
+    while disk.syncs_held() == 0 {
+        std::thread::yield_now();
+    }
+}
+
 fn append_range(wal: &Wal, lo: u64, hi: u64, term: u64) {
     for i in lo..hi {
         wal.append(vec![entry_record(i, term, (i % 97) as usize)])
@@ -451,9 +458,7 @@ fn appends_queued_during_an_fsync_share_the_next_single_fsync() {
     let base = wal.metrics().fsyncs;
     disk.close_sync_gate();
     let first = wal.append(vec![entry_record(1, 1, 10)]);
-    while disk.syncs_held() == 0 {
-        std::thread::yield_now();
-    }
+    await_held_sync(&disk);
     // The writer is inside the first fsync; these queue up behind it.
     let rest: Vec<_> = (2..=9)
         .map(|i| wal.append(vec![entry_record(i, 1, 10)]))
@@ -572,9 +577,7 @@ fn an_inline_append_made_while_the_writer_thread_writes_queues_behind_its_work()
     disk.close_sync_gate();
     // The writer thread is inside the truncation's fsync, holding the writer.
     let truncated = wal.truncate_from(10);
-    while disk.syncs_held() == 0 {
-        std::thread::yield_now();
-    }
+    await_held_sync(&disk);
     let inline_before = wal.metrics().inline_appends;
     let appended = wal.append_inline(vec![entry_record(10, 2, 50)]);
     assert_eq!(wal.metrics().inline_appends, inline_before, "it was queued");
@@ -602,9 +605,7 @@ fn an_idle_log_writes_an_inline_append_at_once_and_queued_ones_share_the_next_fs
         let wal = wal.clone();
         std::thread::spawn(move || wal.append_inline(vec![entry_record(5, 1, 10)]).wait())
     };
-    while disk.syncs_held() == 0 {
-        std::thread::yield_now();
-    }
+    await_held_sync(&disk);
     assert_eq!(wal.metrics().inline_appends, base.inline_appends + 1);
     // The inline append holds the writer inside its fsync; these queue up behind it.
     let rest: Vec<_> = (6..=13)
@@ -680,4 +681,67 @@ fn inline_and_queued_appenders_on_many_threads_keep_every_append() {
     for (i, e) in wal.read_entries(1, 401).unwrap().iter().enumerate() {
         assert_eq!(*e, entry(i as u64 + 1, 1, 100));
     }
+}
+
+/// The simulated disk's segment files.
+fn segment_count(disk: &SimDisk) -> usize {
+    disk.file_names()
+        .iter()
+        .filter(|n| n.ends_with(".wal"))
+        .count()
+}
+
+/// Appends entries from `*next` on until the log has `segments` segments.
+fn append_until_segments(wal: &Wal, disk: &SimDisk, next: &mut u64, segments: usize) {
+    while segment_count(disk) < segments {
+        wal.append(vec![entry_record(*next, 1, 100)])
+            .wait()
+            .expect("append");
+        *next += 1;
+    }
+}
+
+#[test]
+fn a_spare_that_could_not_be_made_leaves_rotation_to_create_the_segment() {
+    let disk = SimDisk::new();
+    let (wal, _) = open(&disk);
+    let mut next = 1;
+    // The first rotation takes the spare made at open; making the next spare fails.
+    disk.fail_next_create();
+    append_until_segments(&wal, &disk, &mut next, 2);
+    assert!(!disk.file_names().iter().any(|n| n == "next-segment.tmp"));
+    // The second rotation has no spare and creates its segment itself.
+    append_until_segments(&wal, &disk, &mut next, 3);
+    drop(wal);
+    let (wal, rec) = open(&disk);
+    assert_eq!(rec.next_index, next);
+    for (i, e) in wal.read_entries(1, next).unwrap().iter().enumerate() {
+        assert_eq!(*e, entry(i as u64 + 1, 1, 100));
+    }
+}
+
+#[test]
+fn a_segment_that_cannot_be_created_makes_the_log_fatal_naming_it() {
+    let disk = SimDisk::new();
+    let (wal, _) = open(&disk);
+    let mut next = 1;
+    disk.fail_next_create();
+    append_until_segments(&wal, &disk, &mut next, 2);
+    // No spare, and the rotation's own creation fails too.
+    disk.fail_next_create();
+    let failed = loop {
+        match wal.append(vec![entry_record(next, 1, 100)]).wait() {
+            Ok(()) => next += 1,
+            Err(err) => break err,
+        }
+    };
+    match &failed {
+        WalError::Fatal { file, .. } => assert!(file.ends_with(".wal.tmp"), "{file}"),
+        other => panic!("expected a fatal error, got {other:?}"),
+    }
+    let later = wal.append_inline(vec![entry_record(next, 1, 100)]).wait();
+    assert!(matches!(later, Err(WalError::Fatal { .. })), "{later:?}");
+    drop(wal);
+    let (_, rec) = open(&disk);
+    assert_eq!(rec.next_index, next, "every acknowledged append is there");
 }

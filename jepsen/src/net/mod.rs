@@ -106,13 +106,19 @@ fn node_ports() -> std::ops::Range<u16> {
     }
 }
 
-/// Where this run starts looking for node ports: apart from concurrent runs (by process and
-/// a per-process counter), which probe past each other's taken ports anyway.
-fn node_port_base(ports: &std::ops::Range<u16>) -> u16 {
+/// A number telling this network apart from others built at the same time: by process, and
+/// by a per-process counter (tests build several at once).
+fn run_number() -> u32 {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let run = std::process::id()
+    std::process::id()
         .wrapping_mul(8)
-        .wrapping_add(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        .wrapping_add(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+}
+
+/// Where this run starts looking for node ports: apart from concurrent runs, which probe
+/// past each other's taken ports anyway.
+fn node_port_base(ports: &std::ops::Range<u16>) -> u16 {
+    let run = run_number();
     let span = u32::from(ports.end - ports.start);
     // run % span < span <= u16::MAX, so the sum stays in the range.
     ports.start + ((run.wrapping_mul(40)) % span) as u16

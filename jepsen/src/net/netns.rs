@@ -6,7 +6,6 @@
 
 use std::net::Ipv4Addr;
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::{Grudge, NetError};
 
@@ -45,8 +44,7 @@ impl Netns {
     pub fn create(nodes: usize) -> Result<Netns, NetError> {
         // Runs in one process (tests run several at once) and across processes get distinct
         // names and subnets.
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let run = (std::process::id() * 8 + NEXT.fetch_add(1, Ordering::Relaxed)) % 10_000;
+        let run = super::run_number() % 10_000;
         let mut net = Netns {
             run,
             nodes,
