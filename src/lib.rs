@@ -10,6 +10,7 @@
 //! - [`version`]: what `--version`, `Maintenance.Status` and `/version` report.
 
 pub mod api;
+pub mod coalesced_writes;
 pub mod config;
 pub mod ctl;
 #[cfg(feature = "failpoints")]

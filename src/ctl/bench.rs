@@ -388,9 +388,10 @@ pub async fn run(
     let mut channels = Vec::new();
     for i in 0..args.conns.max(1) {
         let endpoint = &endpoints[i % endpoints.len()];
-        let channel = connect::connect_one(endpoint, global.dial_timeout, global.command_timeout)
-            .await
-            .map_err(|err| CtlError::Unreachable(format!("{endpoint}: {err}")))?;
+        let channel =
+            connect::connect_for_load(endpoint, global.dial_timeout, global.command_timeout)
+                .await
+                .map_err(|err| CtlError::Unreachable(format!("{endpoint}: {err}")))?;
         channels.push(channel);
     }
     match &args.workload {

@@ -70,6 +70,29 @@ pub async fn connect_one(
     dial(target, dial_timeout).await
 }
 
+/// A connection of the load generator: as [`connect_one`], writing through
+/// [`crate::coalesced_writes`] so that its many clients' requests share system calls.
+pub async fn connect_for_load(
+    endpoint: &str,
+    dial_timeout: Duration,
+    command_timeout: Duration,
+) -> Result<Channel, String> {
+    if endpoint.starts_with("https://") {
+        // TLS dials through tonic's own connector.
+        return connect_one(endpoint, dial_timeout, command_timeout).await;
+    }
+    let target = Endpoint::from_shared(endpoint_url(endpoint))
+        .map_err(|err| format!("bad endpoint: {err}"))?
+        .connect_timeout(dial_timeout)
+        .timeout(command_timeout);
+    let dialing = target.connect_with_connector(crate::coalesced_writes::CoalescingConnector);
+    match tokio::time::timeout(dial_timeout, dialing).await {
+        Ok(Ok(channel)) => Ok(channel),
+        Ok(Err(err)) => Err(error_chain(&err)),
+        Err(_) => Err("dial timed out".to_string()),
+    }
+}
+
 /// A connection for long-lived streams (watch): no per-call timeout.
 pub async fn connect_streaming(
     endpoints: &[String],

@@ -603,7 +603,7 @@ pub async fn start(config: &ServerConfig, tuning: Tuning) -> Result<RunningServe
         listeners.push(tokio::spawn(async move {
             use tonic::codegen::tokio_stream::StreamExt;
             let incoming = tokio_stream_from(listener)
-                .map(|accepted| accepted.map(super::coalesced_writes::CoalescedWrites::new));
+                .map(|accepted| accepted.map(crate::coalesced_writes::CoalescedWrites::new));
             let result = tonic::transport::Server::builder()
                 // Plain HTTP/1.1 too: /health, /version and /metrics share the port, as etcd's.
                 .accept_http1(true)

@@ -3,7 +3,6 @@
 
 pub mod apply;
 pub mod boot;
-pub mod coalesced_writes;
 pub mod dial_source;
 pub mod identity;
 pub mod join;

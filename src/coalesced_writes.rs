@@ -1,5 +1,5 @@
-//! Client connections whose writes wait one pass of the scheduler, so that answers finishing
-//! together leave in one `writev`.
+//! Connections whose writes wait one pass of the scheduler, so that messages finishing
+//! together leave in one `writev`: the server's client connections, and the load generator's.
 //!
 //! Every answer on an HTTP/2 connection is finished by its own task, which wakes the
 //! connection's task; tokio runs a task woken that way next, on the same worker (its "LIFO
@@ -138,6 +138,37 @@ impl Connected for CoalescedWrites {
 
     fn connect_info(&self) -> TcpConnectInfo {
         self.inner.connect_info()
+    }
+}
+
+/// Dials plain-TCP connections with coalesced writes, for a tonic `Endpoint`: the load
+/// generator's hundred clients share a few connections, and their requests then leave
+/// together as the server's answers do.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CoalescingConnector;
+
+impl tower_service::Service<tonic::codegen::http::Uri> for CoalescingConnector {
+    type Response = hyper_util::rt::TokioIo<CoalescedWrites>;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<Self::Response>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: tonic::codegen::http::Uri) -> Self::Future {
+        Box::pin(async move {
+            let Some(authority) = uri.authority() else {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("no host:port in {uri}"),
+                ));
+            };
+            let stream = TcpStream::connect(authority.as_str()).await?;
+            // As the server: small messages must not wait for the peer's delayed ACK.
+            stream.set_nodelay(true)?;
+            Ok(hyper_util::rt::TokioIo::new(CoalescedWrites::new(stream)))
+        })
     }
 }
 
