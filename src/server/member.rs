@@ -19,6 +19,7 @@ use tonic::Status;
 
 use super::apply::{Applied, ENTRY_FORMAT_VERSION};
 use super::raft_log::RaftLog;
+use super::read_queue::ReadQueue;
 use super::registry::MemberRegistry;
 use crate::api::{self, Limits};
 use crate::lease::{unix_ms_now, GrantRules, LeaseIds, SharedLeases};
@@ -36,9 +37,8 @@ pub(super) enum Command {
         request: Request,
         reply: oneshot::Sender<Result<Applied, Status>>,
     },
-    Read {
-        reply: oneshot::Sender<Result<(), Status>>,
-    },
+    /// Linearizable reads joined the read queue: take them into a ReadIndex round.
+    ReadsWaiting,
     /// A message from a peer.
     Step(cairn_raft::Message),
     /// Hand leadership to a member (the caller waits for it to lead).
@@ -138,6 +138,7 @@ pub struct RaftMember {
     store: Arc<MvccStore<BtreeBackend>>,
     commands: mpsc::SyncSender<Command>,
     published: Arc<Published>,
+    reads: Arc<ReadQueue>,
     next_request_id: AtomicU64,
     limits: Limits,
     request_timeout: Duration,
@@ -217,6 +218,7 @@ impl RaftMember {
         // retry, clients hear "too many requests") instead of growing memory without limit.
         let (commands, receiver) = mpsc::sync_channel(MAX_QUEUED_COMMANDS);
         let published = Arc::new(Published::new());
+        let reads = Arc::new(ReadQueue::default());
         let snapshot_index = cairn_raft::Storage::snapshot(node.storage()).map_or(0, |s| s.index);
         let raft_loop = super::raft_loop::RaftLoop {
             observability,
@@ -235,6 +237,7 @@ impl RaftMember {
             transport,
             attributes: Arc::clone(&attributes),
             registry: Arc::clone(&registry),
+            reads: Arc::clone(&reads),
             reads_waiting_confirmation: HashMap::new(),
             reads_waiting_apply: Vec::new(),
             next_read: 0,
@@ -264,6 +267,7 @@ impl RaftMember {
             store,
             commands,
             published,
+            reads,
             next_request_id: AtomicU64::new(start),
             limits,
             request_timeout: timing.request_timeout,
@@ -373,7 +377,15 @@ impl api::Member for RaftMember {
 
     async fn read_barrier(&self) -> Result<(), Status> {
         let (reply, receiver) = oneshot::channel();
-        self.send(Command::Read { reply })?;
+        if self.reads.join(reply) {
+            // Reads the runtime is about to run join this round first: one wake-up of the
+            // loop for the burst, not one for every few reads.
+            tokio::task::yield_now().await;
+            if let Err(status) = self.send(Command::ReadsWaiting) {
+                // Nobody will take the queue: fail it, this read among it.
+                self.reads.fail_all(&status);
+            }
+        }
         self.wait(receiver).await
     }
 

@@ -16,6 +16,7 @@ pub mod peer_codec;
 pub mod peer_transport;
 pub mod raft_log;
 pub mod raft_loop;
+pub mod read_queue;
 pub mod reconfig_check;
 pub mod registry;
 pub mod request_gate;

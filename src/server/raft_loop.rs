@@ -22,6 +22,7 @@ use super::apply::{
 use super::member::{Command, MemberAttributesTable, Published};
 use super::peer_transport::PeerTransport;
 use super::raft_log::RaftLog;
+use super::read_queue::{ReadQueue, ReadReply};
 use super::reconfig_check::ClusterView;
 use super::registry::MemberRegistry;
 use crate::kv::KvError;
@@ -76,10 +77,12 @@ pub(super) struct RaftLoop {
     pub(super) attributes: Arc<MemberAttributesTable>,
     /// The members as applied (shared with the services, changed only here).
     pub(super) registry: Arc<parking_lot::RwLock<MemberRegistry>>,
-    /// Reads waiting for the leader to confirm it still leads, by context.
-    pub(super) reads_waiting_confirmation: HashMap<u64, oneshot::Sender<Result<(), Status>>>,
-    /// Confirmed reads waiting for the applied index to reach theirs.
-    pub(super) reads_waiting_apply: Vec<(u64, oneshot::Sender<Result<(), Status>>)>,
+    /// Linearizable reads not yet taken into a round (shared with the services).
+    pub(super) reads: Arc<ReadQueue>,
+    /// Rounds of reads waiting for the leader to confirm it still leads, by context.
+    pub(super) reads_waiting_confirmation: HashMap<u64, Vec<ReadReply>>,
+    /// Confirmed rounds of reads waiting for the applied index to reach theirs.
+    pub(super) reads_waiting_apply: Vec<(u64, Vec<ReadReply>)>,
     pub(super) next_read: u64,
     pub(super) snapshots: SnapshotDuties,
 }
@@ -255,16 +258,24 @@ impl RaftLoop {
                 }
                 true
             }
-            Command::Read { reply } => {
+            Command::ReadsWaiting => {
+                // Every read taken here arrived before this read index is asked for.
+                let replies = self.reads.take();
+                if replies.is_empty() {
+                    return true;
+                }
                 self.next_read += 1;
                 let context = self.next_read.to_le_bytes().to_vec();
                 match self.node.read_index(context) {
                     Ok(()) => {
                         self.reads_waiting_confirmation
-                            .insert(self.next_read, reply);
+                            .insert(self.next_read, replies);
                     }
                     Err(err) => {
-                        let _ = reply.send(Err(dropped(&err)));
+                        let status = dropped(&err);
+                        for reply in replies {
+                            let _ = reply.send(Err(status.clone()));
+                        }
                     }
                 }
                 true
@@ -326,20 +337,23 @@ impl RaftLoop {
                 let Ok(context) = <[u8; 8]>::try_from(read.context.as_slice()) else {
                     continue;
                 };
-                if let Some(reply) = self
+                if let Some(replies) = self
                     .reads_waiting_confirmation
                     .remove(&u64::from_le_bytes(context))
                 {
-                    self.reads_waiting_apply.push((read.index, reply));
+                    self.reads_waiting_apply.push((read.index, replies));
                 }
             }
             for context in ready.dropped_reads {
                 if let Ok(context) = <[u8; 8]>::try_from(context.as_slice()) {
-                    if let Some(reply) = self
+                    if let Some(replies) = self
                         .reads_waiting_confirmation
                         .remove(&u64::from_le_bytes(context))
                     {
-                        let _ = reply.send(Err(Status::unavailable("etcdserver: leader changed")));
+                        for reply in replies {
+                            let _ =
+                                reply.send(Err(Status::unavailable("etcdserver: leader changed")));
+                        }
                     }
                 }
             }
@@ -723,7 +737,7 @@ impl RaftLoop {
             .into_iter()
             .partition(|(index, _)| *index <= applied);
         self.reads_waiting_apply = waiting;
-        for (_, reply) in ready {
+        for reply in ready.into_iter().flat_map(|(_, replies)| replies) {
             let _ = reply.send(Ok(()));
         }
     }
@@ -757,11 +771,11 @@ impl RaftLoop {
         for (_, reply) in self.forwarded.drain() {
             let _ = reply.send(Err(status.clone()));
         }
-        for (_, reply) in self.reads_waiting_confirmation.drain() {
+        let confirming = self.reads_waiting_confirmation.drain().map(|(_, r)| r);
+        let applying = self.reads_waiting_apply.drain(..).map(|(_, r)| r);
+        for reply in confirming.chain(applying).flatten() {
             let _ = reply.send(Err(status.clone()));
         }
-        for (_, reply) in self.reads_waiting_apply.drain(..) {
-            let _ = reply.send(Err(status.clone()));
-        }
+        self.reads.fail_all(&status);
     }
 }
