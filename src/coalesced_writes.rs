@@ -164,7 +164,12 @@ impl tower_service::Service<tonic::codegen::http::Uri> for CoalescingConnector {
                     format!("no host:port in {uri}"),
                 ));
             };
-            let stream = TcpStream::connect(authority.as_str()).await?;
+            // As tonic's own connector: no port means HTTP's.
+            let address = match authority.port_u16() {
+                Some(_) => authority.as_str().to_string(),
+                None => format!("{}:80", authority.host()),
+            };
+            let stream = TcpStream::connect(address).await?;
             // As the server: small messages must not wait for the peer's delayed ACK.
             stream.set_nodelay(true)?;
             Ok(hyper_util::rt::TokioIo::new(CoalescedWrites::new(stream)))

@@ -38,9 +38,9 @@ impl<M> LeaseService<M> {
     }
 }
 
-/// The term this member leads in, if it leads.
+/// The term this member keeps lease time in (see [`Member::lease_term`]).
 pub fn leading_term<M: Member + ?Sized>(member: &M) -> Option<u64> {
-    member.is_leader().then(|| member.header().raft_term)
+    member.lease_term()
 }
 
 fn unexpected(applied: Applied) -> Status {

@@ -75,8 +75,12 @@ pub trait Member: Send + Sync + 'static {
     /// The minimum-TTL rule for this member's Raft timing.
     fn grant_rules(&self) -> crate::lease::GrantRules;
 
-    /// Whether this member leads (and so keeps lease time).
+    /// Whether this member leads.
     fn is_leader(&self) -> bool;
+
+    /// The term in which this member keeps lease time: it leads and has applied every entry
+    /// committed before its term. None otherwise.
+    fn lease_term(&self) -> Option<u64>;
 
     /// Resolves once the member has stopped: long-lived streams end with it rather than keep
     /// a stopped member (its store, its index) alive after a restart.

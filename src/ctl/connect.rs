@@ -77,7 +77,7 @@ pub async fn connect_for_load(
     dial_timeout: Duration,
     command_timeout: Duration,
 ) -> Result<Channel, String> {
-    if endpoint.starts_with("https://") {
+    if endpoint.to_ascii_lowercase().starts_with("https://") {
         // TLS dials through tonic's own connector.
         return connect_one(endpoint, dial_timeout, command_timeout).await;
     }

@@ -19,7 +19,7 @@ use tonic::Status;
 
 use super::apply::{Applied, ENTRY_FORMAT_VERSION};
 use super::raft_log::RaftLog;
-use super::read_queue::ReadQueue;
+use super::read_queue::{ReadQueue, SignalOnDrop};
 use super::registry::MemberRegistry;
 use crate::api::{self, Limits};
 use crate::lease::{unix_ms_now, GrantRules, LeaseIds, SharedLeases};
@@ -99,6 +99,8 @@ pub(super) struct Published {
     pub(super) leader: Arc<AtomicU64>,
     pub(super) commit: AtomicU64,
     pub(super) applied: AtomicU64,
+    /// The term of the entry at `applied`.
+    pub(super) applied_term: AtomicU64,
     pub(super) stopped: AtomicBool,
     /// Whether this member is a learner (the client services refuse most requests then).
     pub(super) learner: Arc<AtomicBool>,
@@ -113,10 +115,23 @@ impl Published {
             leader: Arc::default(),
             commit: AtomicU64::new(0),
             applied: AtomicU64::new(0),
+            applied_term: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
             learner: Arc::default(),
             stop_reason: tokio::sync::watch::Sender::new(None),
         }
+    }
+
+    /// The term in which `member_id` leads with every entry committed before that term
+    /// applied, or None. It leads from its election, but an entry an earlier leader committed
+    /// may reach its applied state only once it commits an entry of its own term: lease
+    /// time kept any sooner would start from figures older than the last renewal answered.
+    pub(super) fn leading_term_applied(&self, member_id: u64) -> Option<u64> {
+        let term = self.term.load(Ordering::Relaxed);
+        let leads = self.leader.load(Ordering::Relaxed) == member_id;
+        // Entries apply in log order: one of this term means all before it have applied.
+        let caught_up = self.applied_term.load(Ordering::Relaxed) == term;
+        (leads && caught_up).then_some(term)
     }
 
     /// Marks the loop stopped; the first reason given is the one kept.
@@ -378,13 +393,18 @@ impl api::Member for RaftMember {
     async fn read_barrier(&self) -> Result<(), Status> {
         let (reply, receiver) = oneshot::channel();
         if self.reads.join(reply) {
+            // The loop is signalled even if this read is dropped meanwhile (its client gave
+            // up): every read queued behind the signal depends on it.
+            let signal = SignalOnDrop::new(|| {
+                if let Err(status) = self.send(Command::ReadsWaiting) {
+                    // Nobody will take the queue: fail it (this read among it).
+                    self.reads.fail_all(&status);
+                }
+            });
             // Reads the runtime is about to run join this round first: one wake-up of the
             // loop for the burst, not one for every few reads.
             tokio::task::yield_now().await;
-            if let Err(status) = self.send(Command::ReadsWaiting) {
-                // Nobody will take the queue: fail it, this read among it.
-                self.reads.fail_all(&status);
-            }
+            drop(signal);
         }
         self.wait(receiver).await
     }
@@ -502,6 +522,10 @@ impl api::Member for RaftMember {
         self.published.leader.load(Ordering::Relaxed) == self.identity.member_id
     }
 
+    fn lease_term(&self) -> Option<u64> {
+        self.published.leading_term_applied(self.identity.member_id)
+    }
+
     fn members(&self) -> Vec<MemberInfo> {
         self.member_list()
     }
@@ -570,5 +594,30 @@ impl super::peer_transport::RaftInbox for RaftMember {
             member_id,
             url: url.to_string(),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_leader_keeps_lease_time_only_once_an_entry_of_its_term_has_applied() {
+        let published = Published::new();
+        published.term.store(5, Ordering::Relaxed);
+        published.leader.store(7, Ordering::Relaxed);
+        // Elected in term 5, the last applied entry still of term 4: the previous leader's
+        // last checkpoints may be committed and not yet applied here.
+        published.applied_term.store(4, Ordering::Relaxed);
+        assert_eq!(published.leading_term_applied(7), None);
+        published.applied_term.store(5, Ordering::Relaxed);
+        assert_eq!(published.leading_term_applied(7), Some(5));
+        assert_eq!(
+            published.leading_term_applied(8),
+            None,
+            "another member leads"
+        );
+        published.leader.store(8, Ordering::Relaxed);
+        assert_eq!(published.leading_term_applied(7), None, "no longer leads");
     }
 }

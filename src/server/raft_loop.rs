@@ -138,6 +138,12 @@ impl RaftLoop {
                 next_tick += tick;
                 // Forwarded proposals whose clients gave up (lost on the way).
                 self.forwarded.retain(|_, waiting| !waiting.is_closed());
+                // Likewise reads whose read index was asked of a leader that never answered.
+                self.reads_waiting_confirmation
+                    .retain(|_, replies| replies.iter().any(|reply| !reply.is_closed()));
+                // A backstop: queued reads are taken at least once a tick whatever became
+                // of their signal.
+                self.handle(Command::ReadsWaiting);
                 if self.transport.was_removed() {
                     tracing::error!("{REMOVED_MESSAGE}; the data dir of this member must be removed before it can join again");
                     self.stop_with(
@@ -725,6 +731,9 @@ impl RaftLoop {
             }
         }
         self.published.applied.store(last.index, Ordering::Relaxed);
+        self.published
+            .applied_term
+            .store(last.term, Ordering::Relaxed);
         if membership_changed {
             self.follow_membership(&before)?;
         }

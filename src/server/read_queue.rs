@@ -51,9 +51,70 @@ impl ReadQueue {
     }
 }
 
+/// Runs its signal when dropped, so that the loop hears of queued reads even if the read
+/// that owes the signal is cancelled first (its client gave up while it yielded): every read
+/// queued behind a signal depends on it.
+pub struct SignalOnDrop<F: FnOnce()> {
+    signal: Option<F>,
+}
+
+impl<F: FnOnce()> SignalOnDrop<F> {
+    pub fn new(signal: F) -> Self {
+        SignalOnDrop {
+            signal: Some(signal),
+        }
+    }
+}
+
+impl<F: FnOnce()> Drop for SignalOnDrop<F> {
+    fn drop(&mut self) {
+        if let Some(signal) = self.signal.take() {
+            signal();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::future::Future;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Waker};
+
+    /// The shape of a linearizable read: join, owe the signal across a yield, then wait.
+    async fn read(queue: &ReadQueue, signals: &AtomicUsize) {
+        let (reply, _answer) = oneshot::channel();
+        if queue.join(reply) {
+            let signal = SignalOnDrop::new(|| {
+                signals.fetch_add(1, Ordering::Relaxed);
+            });
+            tokio::task::yield_now().await;
+            drop(signal);
+        }
+        std::future::pending::<()>().await;
+    }
+
+    #[tokio::test]
+    async fn a_read_cancelled_before_signalling_still_signals_for_the_reads_behind_it() {
+        let (queue, signals) = (ReadQueue::default(), AtomicUsize::new(0));
+        let mut context = Context::from_waker(Waker::noop());
+        let mut first = Box::pin(read(&queue, &signals));
+        assert!(first.as_mut().poll(&mut context).is_pending(), "yielding");
+        let mut second = Box::pin(read(&queue, &signals));
+        assert!(
+            second.as_mut().poll(&mut context).is_pending(),
+            "queued behind"
+        );
+        assert_eq!(signals.load(Ordering::Relaxed), 0);
+        drop(first);
+        assert_eq!(
+            signals.load(Ordering::Relaxed),
+            1,
+            "the loop still hears of both"
+        );
+        assert_eq!(queue.take().len(), 2);
+        drop(second);
+    }
 
     #[test]
     fn reads_joining_before_the_take_share_one_signal_and_later_ones_signal_again() {
