@@ -15,7 +15,9 @@
 //! lease's stored record holds the time left at its last grant or checkpoint and the
 //! proposer's wall clock at that moment.
 //! - A new leader starts each lease from the applied figure, counted on its own monotonic
-//!   clock from when it applied it: every answered renewal is in that figure. It adds a grace
+//!   clock from when it applied it: every answered renewal is in that figure, once the leader
+//!   has applied an entry of its own term (the server starts the clock only then: see
+//!   `Member::lease_term`). It adds a grace
 //!   of one checkpoint interval and one election timeout (etcd extends leases by an election
 //!   timeout on promotion), a margin for the clocks' rates, never needed for a promise.
 //! - A restart also subtracts the wall-clock time since the record's checkpoint: the only span
