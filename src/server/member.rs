@@ -99,8 +99,10 @@ pub(super) struct Published {
     pub(super) leader: Arc<AtomicU64>,
     pub(super) commit: AtomicU64,
     pub(super) applied: AtomicU64,
-    /// The term of the entry at `applied`.
-    pub(super) applied_term: AtomicU64,
+    /// The term in which this member keeps lease time (0: it does not): see [`lease_term`].
+    /// One value, published by the loop, so that no reader pairs a role with another
+    /// moment's applied state.
+    pub(super) lease_term: AtomicU64,
     pub(super) stopped: AtomicBool,
     /// Whether this member is a learner (the client services refuse most requests then).
     pub(super) learner: Arc<AtomicBool>,
@@ -115,23 +117,11 @@ impl Published {
             leader: Arc::default(),
             commit: AtomicU64::new(0),
             applied: AtomicU64::new(0),
-            applied_term: AtomicU64::new(0),
+            lease_term: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
             learner: Arc::default(),
             stop_reason: tokio::sync::watch::Sender::new(None),
         }
-    }
-
-    /// The term in which `member_id` leads with every entry committed before that term
-    /// applied, or None. It leads from its election, but an entry an earlier leader committed
-    /// may reach its applied state only once it commits an entry of its own term: lease
-    /// time kept any sooner would start from figures older than the last renewal answered.
-    pub(super) fn leading_term_applied(&self, member_id: u64) -> Option<u64> {
-        let term = self.term.load(Ordering::Relaxed);
-        let leads = self.leader.load(Ordering::Relaxed) == member_id;
-        // Entries apply in log order: one of this term means all before it have applied.
-        let caught_up = self.applied_term.load(Ordering::Relaxed) == term;
-        (leads && caught_up).then_some(term)
     }
 
     /// Marks the loop stopped; the first reason given is the one kept.
@@ -145,6 +135,16 @@ impl Published {
             true
         });
     }
+}
+
+/// The term in which a member keeps lease time: it leads in `term` and has applied an entry
+/// of that term, or None. It leads from its election, but an entry an earlier leader
+/// committed may reach its applied state only once it commits an entry of its own term:
+/// lease time kept any sooner would start from figures older than the last renewal answered
+/// (and checkpoints applied later do not move a leader's clock).
+pub(super) fn lease_term(leads: bool, term: u64, applied_term: u64) -> Option<u64> {
+    // Entries apply in log order: one of this term means all before it have applied.
+    (leads && applied_term == term).then_some(term)
 }
 
 /// The handle the services use.
@@ -256,6 +256,7 @@ impl RaftMember {
             reads_waiting_confirmation: HashMap::new(),
             reads_waiting_apply: Vec::new(),
             next_read: 0,
+            applied_term: 0,
             snapshots: super::raft_loop::SnapshotDuties {
                 retries: Default::default(),
                 snap_dir: db_path
@@ -523,7 +524,10 @@ impl api::Member for RaftMember {
     }
 
     fn lease_term(&self) -> Option<u64> {
-        self.published.leading_term_applied(self.identity.member_id)
+        match self.published.lease_term.load(Ordering::Relaxed) {
+            0 => None,
+            term => Some(term),
+        }
     }
 
     fn members(&self) -> Vec<MemberInfo> {
@@ -603,21 +607,14 @@ mod tests {
 
     #[test]
     fn a_new_leader_keeps_lease_time_only_once_an_entry_of_its_term_has_applied() {
-        let published = Published::new();
-        published.term.store(5, Ordering::Relaxed);
-        published.leader.store(7, Ordering::Relaxed);
         // Elected in term 5, the last applied entry still of term 4: the previous leader's
         // last checkpoints may be committed and not yet applied here.
-        published.applied_term.store(4, Ordering::Relaxed);
-        assert_eq!(published.leading_term_applied(7), None);
-        published.applied_term.store(5, Ordering::Relaxed);
-        assert_eq!(published.leading_term_applied(7), Some(5));
+        assert_eq!(lease_term(true, 5, 4), None);
+        assert_eq!(lease_term(true, 5, 5), Some(5));
         assert_eq!(
-            published.leading_term_applied(8),
+            lease_term(false, 5, 5),
             None,
-            "another member leads"
+            "a follower keeps no lease time"
         );
-        published.leader.store(8, Ordering::Relaxed);
-        assert_eq!(published.leading_term_applied(7), None, "no longer leads");
     }
 }

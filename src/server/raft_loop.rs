@@ -84,6 +84,8 @@ pub(super) struct RaftLoop {
     /// Confirmed rounds of reads waiting for the applied index to reach theirs.
     pub(super) reads_waiting_apply: Vec<(u64, Vec<ReadReply>)>,
     pub(super) next_read: u64,
+    /// The term of the last entry applied.
+    pub(super) applied_term: u64,
     pub(super) snapshots: SnapshotDuties,
 }
 
@@ -731,9 +733,7 @@ impl RaftLoop {
             }
         }
         self.published.applied.store(last.index, Ordering::Relaxed);
-        self.published
-            .applied_term
-            .store(last.term, Ordering::Relaxed);
+        self.applied_term = last.term;
         if membership_changed {
             self.follow_membership(&before)?;
         }
@@ -763,6 +763,11 @@ impl RaftLoop {
         self.published
             .commit
             .store(status.commit, Ordering::Relaxed);
+        let lease_term =
+            super::member::lease_term(status.role == Role::Leader, status.term, self.applied_term);
+        self.published
+            .lease_term
+            .store(lease_term.unwrap_or(0), Ordering::Relaxed);
     }
 
     /// Fails everything waiting with `status`; `reason` (empty: a requested stop) is what
