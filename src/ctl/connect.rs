@@ -67,7 +67,7 @@ pub async fn connect_one(
         .map_err(|err| format!("bad endpoint: {err}"))?
         .connect_timeout(dial_timeout)
         .timeout(command_timeout);
-    dial(target, dial_timeout).await
+    dial(target.connect(), dial_timeout).await
 }
 
 /// A connection of the load generator: as [`connect_one`], writing through
@@ -86,11 +86,7 @@ pub async fn connect_for_load(
         .connect_timeout(dial_timeout)
         .timeout(command_timeout);
     let dialing = target.connect_with_connector(crate::coalesced_writes::CoalescingConnector);
-    match tokio::time::timeout(dial_timeout, dialing).await {
-        Ok(Ok(channel)) => Ok(channel),
-        Ok(Err(err)) => Err(error_chain(&err)),
-        Err(_) => Err("dial timed out".to_string()),
-    }
+    dial(dialing, dial_timeout).await
 }
 
 /// A connection for long-lived streams (watch): no per-call timeout.
@@ -103,7 +99,7 @@ pub async fn connect_streaming(
         let target = Endpoint::from_shared(endpoint_url(endpoint))
             .map_err(|err| CtlError::BadArgs(format!("bad endpoint: {err}")))?
             .connect_timeout(dial_timeout);
-        match dial(target, dial_timeout).await {
+        match dial(target.connect(), dial_timeout).await {
             Ok(channel) => return Ok(channel),
             Err(err) => failures.push(format!("{endpoint}: {err}")),
         }
@@ -111,8 +107,11 @@ pub async fn connect_streaming(
     Err(CtlError::Unreachable(failures.join("; ")))
 }
 
-async fn dial(target: Endpoint, dial_timeout: Duration) -> Result<Channel, String> {
-    match tokio::time::timeout(dial_timeout, target.connect()).await {
+async fn dial(
+    dialing: impl std::future::Future<Output = Result<Channel, tonic::transport::Error>>,
+    dial_timeout: Duration,
+) -> Result<Channel, String> {
+    match tokio::time::timeout(dial_timeout, dialing).await {
         Ok(Ok(channel)) => Ok(channel),
         Ok(Err(err)) => Err(error_chain(&err)),
         Err(_) => Err("dial timed out".to_string()),
