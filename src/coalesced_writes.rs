@@ -1,13 +1,22 @@
-//! Connections whose writes wait one pass of the scheduler, so that messages finishing
-//! together leave in one `writev`: the server's client connections, and the load generator's.
+//! Connections that hold what h2 writes and send it with one system call when h2 flushes,
+//! after letting the scheduler run once: the server's client connections, and the load
+//! generator's.
 //!
 //! Every answer on an HTTP/2 connection is finished by its own task, which wakes the
 //! connection's task; tokio runs a task woken that way next, on the same worker (its "LIFO
 //! slot"), so the connection wrote each answer with a system call of its own even when a
 //! hundred finished at once (a checkpoint round answering every waiting keepalive, a burst
 //! of reads): 0.67 writes a response under 100 concurrent clients, and `writev` was a quarter
-//! of the server's time on keepalives. Yielding once before the first write of a burst lets
-//! the other ready tasks queue their frames first; h2 then writes them all together.
+//! of the server's time on keepalives. Yielding once before a burst goes out lets the other
+//! ready tasks queue their frames first; h2 then hands them all over together.
+//!
+//! h2 itself sends a DATA frame of more than 256 bytes from the caller's buffer rather than
+//! copying it into its own, and must write out everything before it can take the next such
+//! frame: a put of a 256-byte value cost the load generator 1.47 `writev`s a request, each
+//! carrying the loopback receiver's TCP work too (a third of the generator's time). So this
+//! connection tells h2 it has no vectored writes (h2 then copies frames up to 1 KiB) and
+//! keeps every write in its own buffer until h2 flushes: one system call a flush however
+//! many frames it carries.
 //!
 //! A yield costs a trip through the run queue and the I/O driver (6-15 us measured on a
 //! single client's serializable gets), so a connection yields only while yielding pays: after
@@ -15,7 +24,7 @@
 //! `MAX_SKIPPED_BURSTS`) go out at once, and then one yield tries again.
 
 use std::future::Future;
-use std::io::{self, IoSlice};
+use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
@@ -25,23 +34,33 @@ use tonic::transport::server::{Connected, TcpConnectInfo};
 
 /// Where a burst of writes stands.
 enum Burst {
-    /// The last burst was flushed: the next write yields first.
+    /// Nothing held since the last flush: the next flush of held bytes yields first.
     Flushed,
-    /// Yielding to the tasks that were ready before this write.
+    /// Yielding to the tasks that were ready before this flush.
     Yielding(Pin<Box<dyn Future<Output = ()> + Send>>),
-    /// Yielded already: writes go straight to the socket until the next flush.
+    /// Yielded already (or skipping the yield): the held bytes go to the socket now.
     Writing,
 }
 
 /// Most bursts written without yielding after yields that gathered nothing.
 const MAX_SKIPPED_BURSTS: u32 = 7;
 
+/// Most bytes held between flushes; a write that would pass it sends what is held first.
+const MAX_HELD: usize = 64 * 1024;
+
+/// The buffer kept between bursts; one that grew past it is given back after its burst, so
+/// that an idle connection holds no more memory than h2's own write buffer.
+const KEPT_CAPACITY: usize = 16 * 1024;
+
 /// A client connection (see the module docs).
 pub struct CoalescedWrites {
     inner: TcpStream,
+    /// Bytes h2 has written and the socket has not yet taken, from `sent` on.
+    held: Vec<u8>,
+    sent: usize,
     burst: Burst,
-    /// Bytes offered by the write that started the current yield.
-    offered_before_yield: usize,
+    /// `held.len()` when the current yield started.
+    held_before_yield: usize,
     /// Yields in a row that gathered nothing.
     idle_yields: u32,
     /// Bursts still to write without yielding.
@@ -52,16 +71,18 @@ impl CoalescedWrites {
     pub fn new(inner: TcpStream) -> CoalescedWrites {
         CoalescedWrites {
             inner,
+            held: Vec::new(),
+            sent: 0,
             burst: Burst::Flushed,
-            offered_before_yield: 0,
+            held_before_yield: 0,
             idle_yields: 0,
             skip_yields: 0,
         }
     }
 
-    /// Ready once this burst may write: it has yielded to the tasks queued before it, or
-    /// yielding does not pay on this connection now. `offered`: the bytes h2 asks to write.
-    fn poll_yielded(&mut self, cx: &mut Context<'_>, offered: usize) -> Poll<()> {
+    /// Ready once this burst may go out: it has yielded to the tasks queued before it, or
+    /// yielding does not pay on this connection now.
+    fn poll_yielded(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
             match &mut self.burst {
                 Burst::Flushed if self.skip_yields > 0 => {
@@ -69,12 +90,12 @@ impl CoalescedWrites {
                     self.burst = Burst::Writing;
                 }
                 Burst::Flushed => {
-                    self.offered_before_yield = offered;
+                    self.held_before_yield = self.held.len();
                     self.burst = Burst::Yielding(Box::pin(tokio::task::yield_now()));
                 }
                 Burst::Yielding(yielding) => {
                     ready!(yielding.as_mut().poll(cx));
-                    if offered > self.offered_before_yield {
+                    if self.held.len() > self.held_before_yield {
                         self.idle_yields = 0;
                     } else {
                         self.idle_yields = (self.idle_yields + 1).min(3);
@@ -85,6 +106,44 @@ impl CoalescedWrites {
                 Burst::Writing => return Poll::Ready(()),
             }
         }
+    }
+
+    /// Writes every held byte to the socket.
+    fn poll_send_held(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.sent < self.held.len() {
+            let written =
+                ready!(Pin::new(&mut self.inner).poll_write(cx, &self.held[self.sent..]))?;
+            if written == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.sent += written;
+        }
+        self.held.clear();
+        self.sent = 0;
+        if self.held.capacity() > KEPT_CAPACITY {
+            self.held.shrink_to(KEPT_CAPACITY);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Takes `bufs` into the held bytes, or, when they would not fit, sends what is held
+    /// first; a write bigger than the whole buffer then goes straight to the socket.
+    fn poll_hold(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let offered: usize = bufs.iter().map(|buf| buf.len()).sum();
+        if self.held.len() + offered > MAX_HELD {
+            ready!(self.poll_send_held(cx))?;
+            if offered > MAX_HELD {
+                return Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+            }
+        }
+        for buf in bufs {
+            self.held.extend_from_slice(buf);
+        }
+        Poll::Ready(Ok(offered))
     }
 }
 
@@ -104,31 +163,35 @@ impl AsyncWrite for CoalescedWrites {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        ready!(self.poll_yielded(cx, buf.len()));
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        self.poll_hold(cx, &[io::IoSlice::new(buf)])
     }
 
     fn poll_write_vectored(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
+        bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let offered = bufs.iter().map(|buf| buf.len()).sum();
-        ready!(self.poll_yielded(cx, offered));
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        self.poll_hold(cx, bufs)
     }
 
+    /// No: h2 then copies frames of up to 1 KiB into its buffer instead of asking for a
+    /// write of each (see the module docs); the held buffer gathers the rest.
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        false
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.held.len() > self.sent {
+            ready!(self.poll_yielded(cx));
+            ready!(self.poll_send_held(cx))?;
+        }
         ready!(Pin::new(&mut self.inner).poll_flush(cx))?;
         self.burst = Burst::Flushed;
         Poll::Ready(Ok(()))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_send_held(cx))?;
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
@@ -189,11 +252,21 @@ mod tests {
         (CoalescedWrites::new(accepted.unwrap().0), dialed.unwrap())
     }
 
-    /// One poll of a write of `bytes`, as h2 makes it.
-    async fn write_once(connection: &mut CoalescedWrites, bytes: &[u8]) -> Poll<usize> {
+    async fn write(connection: &mut CoalescedWrites, bytes: &[u8]) {
+        let written = std::future::poll_fn(|cx| Pin::new(&mut *connection).poll_write(cx, bytes))
+            .await
+            .unwrap();
+        assert_eq!(written, bytes.len(), "a write is taken whole");
+    }
+
+    /// One poll of a flush, as h2 makes it.
+    async fn flush_once(connection: &mut CoalescedWrites) -> Poll<()> {
         std::future::poll_fn(|cx| {
-            Poll::Ready(match Pin::new(&mut *connection).poll_write(cx, bytes) {
-                Poll::Ready(written) => Poll::Ready(written.unwrap()),
+            Poll::Ready(match Pin::new(&mut *connection).poll_flush(cx) {
+                Poll::Ready(flushed) => {
+                    flushed.unwrap();
+                    Poll::Ready(())
+                }
                 Poll::Pending => Poll::Pending,
             })
         })
@@ -206,53 +279,117 @@ mod tests {
             .unwrap();
     }
 
+    /// Waits briefly for bytes: whatever the peer has received by then.
+    async fn received_now(peer: &mut TcpStream) -> Vec<u8> {
+        let mut received = vec![0u8; 4 * MAX_HELD];
+        match tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            peer.read(&mut received),
+        )
+        .await
+        {
+            Ok(read) => received.truncate(read.unwrap()),
+            Err(_) => received.clear(),
+        }
+        received
+    }
+
     #[tokio::test]
-    async fn a_burst_yields_once_and_stops_yielding_while_yields_gather_nothing() {
+    async fn writes_are_held_until_a_flush_which_yields_once_first() {
         let (mut connection, mut peer) = connected_pair().await;
+        assert!(!connection.is_write_vectored(), "h2 must copy small frames");
+        write(&mut connection, b"ab").await;
+        write(&mut connection, &[b'c'; 300]).await;
+        assert!(
+            received_now(&mut peer).await.is_empty(),
+            "held until flushed"
+        );
         assert_eq!(
-            write_once(&mut connection, b"a").await,
+            flush_once(&mut connection).await,
             Poll::Pending,
             "yields first"
         );
-        assert_eq!(write_once(&mut connection, b"a").await, Poll::Ready(1));
-        assert_eq!(
-            write_once(&mut connection, b"b").await,
-            Poll::Ready(1),
-            "same burst"
-        );
-        flush(&mut connection).await;
-        // That yield gathered nothing more: the next burst goes out at once.
-        assert_eq!(write_once(&mut connection, b"c").await, Poll::Ready(1));
-        flush(&mut connection).await;
-        assert_eq!(write_once(&mut connection, b"d").await, Poll::Pending);
-        // This one gathered more (h2 offers its grown buffer): keep yielding.
-        assert_eq!(write_once(&mut connection, b"de").await, Poll::Ready(2));
-        flush(&mut connection).await;
-        assert_eq!(write_once(&mut connection, b"f").await, Poll::Pending);
-        assert_eq!(write_once(&mut connection, b"f").await, Poll::Ready(1));
-        flush(&mut connection).await;
-        let mut received = [0u8; 6];
+        assert!(received_now(&mut peer).await.is_empty());
+        // What the other tasks queued meanwhile joins the burst.
+        write(&mut connection, b"d").await;
+        assert_eq!(flush_once(&mut connection).await, Poll::Ready(()));
+        let mut expected = b"ab".to_vec();
+        expected.extend_from_slice(&[b'c'; 300]);
+        expected.push(b'd');
+        let mut received = vec![0u8; expected.len()];
         peer.read_exact(&mut received).await.unwrap();
-        assert_eq!(&received, b"abcdef", "every byte, in order");
+        assert_eq!(received, expected, "every byte, in order");
+        assert_eq!(
+            flush_once(&mut connection).await,
+            Poll::Ready(()),
+            "nothing held"
+        );
     }
 
     #[tokio::test]
     async fn idle_yields_in_a_row_skip_more_bursts_up_to_a_bound() {
         let (mut connection, _peer) = connected_pair().await;
         let mut skipped_after_each_idle_yield = Vec::new();
-        assert_eq!(write_once(&mut connection, b"x").await, Poll::Pending);
+        write(&mut connection, b"x").await;
+        assert_eq!(flush_once(&mut connection).await, Poll::Pending);
         for _ in 0..5 {
-            // The yield ends with nothing more offered: an idle one.
-            assert_eq!(write_once(&mut connection, b"x").await, Poll::Ready(1));
-            flush(&mut connection).await;
+            // The yield ends with nothing more held: an idle one.
+            assert_eq!(flush_once(&mut connection).await, Poll::Ready(()));
             let mut skipped = 0;
             // Bursts out at once, until one yields again.
-            while write_once(&mut connection, b"x").await.is_ready() {
-                flush(&mut connection).await;
+            loop {
+                write(&mut connection, b"x").await;
+                if flush_once(&mut connection).await.is_pending() {
+                    break;
+                }
                 skipped += 1;
             }
             skipped_after_each_idle_yield.push(skipped);
         }
         assert_eq!(skipped_after_each_idle_yield, [1, 3, 7, 7, 7]);
+        // A yield that gathers more resets the count: the next burst yields again.
+        write(&mut connection, b"y").await;
+        assert_eq!(flush_once(&mut connection).await, Poll::Ready(()));
+        write(&mut connection, b"z").await;
+        assert_eq!(flush_once(&mut connection).await, Poll::Pending);
+    }
+
+    #[tokio::test]
+    async fn a_write_past_the_held_limit_sends_what_is_held_first_and_keeps_order() {
+        let (mut connection, mut peer) = connected_pair().await;
+        let reader = tokio::spawn(async move {
+            let mut received = vec![0u8; 10 + MAX_HELD + 1 + 5];
+            peer.read_exact(&mut received).await.unwrap();
+            received
+        });
+        write(&mut connection, &[1; 10]).await;
+        let big = vec![2u8; MAX_HELD + 1];
+        let mut offered = &big[..];
+        while !offered.is_empty() {
+            let written =
+                std::future::poll_fn(|cx| Pin::new(&mut connection).poll_write(cx, offered))
+                    .await
+                    .unwrap();
+            offered = &offered[written..];
+        }
+        write(&mut connection, &[3; 5]).await;
+        flush(&mut connection).await;
+        let received = reader.await.unwrap();
+        assert!(received[..10].iter().all(|&b| b == 1));
+        assert!(received[10..10 + MAX_HELD + 1].iter().all(|&b| b == 2));
+        assert!(received[10 + MAX_HELD + 1..].iter().all(|&b| b == 3));
+        assert!(connection.held.capacity() <= KEPT_CAPACITY.max(MAX_HELD));
+    }
+
+    #[tokio::test]
+    async fn shutdown_sends_what_is_held() {
+        let (mut connection, mut peer) = connected_pair().await;
+        write(&mut connection, b"last words").await;
+        std::future::poll_fn(|cx| Pin::new(&mut connection).poll_shutdown(cx))
+            .await
+            .unwrap();
+        let mut received = Vec::new();
+        peer.read_to_end(&mut received).await.unwrap();
+        assert_eq!(received, b"last words");
     }
 }

@@ -286,7 +286,7 @@ async fn phase(
     clients: usize,
     count: u64,
     rate: u64,
-) -> (Histogram, u64, Duration) {
+) -> PhaseOutcome {
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let progress = progress_bar(Arc::clone(&next), count);
@@ -298,6 +298,7 @@ async fn phase(
             let mut client = KvClient::new(channel).max_decoding_message_size(64 << 20);
             let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (client_index as u64 + 1));
             let (mut latency, mut errors) = (Histogram::default(), 0u64);
+            let mut first_error = None;
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
                 if n >= count {
@@ -312,24 +313,42 @@ async fn phase(
                 match one_request(&workload, &mut client, n, &mut rng).await {
                     Ok(()) => latency
                         .record(u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX)),
-                    Err(_) => errors += 1,
+                    Err(status) => {
+                        errors += 1;
+                        first_error.get_or_insert(status);
+                    }
                 }
             }
-            (latency, errors)
+            (latency, errors, first_error)
         }));
     }
-    let (mut latency, mut errors) = (Histogram::default(), 0);
+    let (mut latency, mut errors, mut first_error) = (Histogram::default(), 0, None);
     for task in tasks {
-        if let Ok((h, e)) = task.await {
+        if let Ok((h, e, first)) = task.await {
             latency.merge(&h);
             errors += e;
+            first_error = first_error.or(first);
         }
     }
     if let Some(progress) = progress {
         progress.abort();
         eprint!("\r{:width$}\r", "", width = PROGRESS_WIDTH + 30);
     }
-    (latency, errors, started.elapsed())
+    PhaseOutcome {
+        latency,
+        errors,
+        first_error,
+        elapsed: started.elapsed(),
+    }
+}
+
+/// What one phase of a run measured.
+struct PhaseOutcome {
+    latency: Histogram,
+    errors: u64,
+    /// The first failure, to say why requests failed.
+    first_error: Option<tonic::Status>,
+    elapsed: Duration,
 }
 
 /// Characters of the progress bar.
@@ -371,10 +390,12 @@ async fn preload(channels: &[Channel], keys: &KeyArgs, val_size: usize) -> Resul
         },
         val_size,
     });
-    let (_, errors, _) = phase(workload, channels, 16, keys.key_space_size, 0).await;
-    if errors > 0 {
+    let outcome = phase(workload, channels, 16, keys.key_space_size, 0).await;
+    if let Some(status) = outcome.first_error {
         return Err(CtlError::Failed(format!(
-            "preloading the key space: {errors} puts failed"
+            "preloading the key space: {} puts failed, the first with: {}",
+            outcome.errors,
+            status.message()
         )));
     }
     Ok(())
@@ -444,14 +465,21 @@ pub async fn run(
         )
         .await;
     }
-    let (latency, errors, elapsed) =
-        phase(workload, &channels, args.clients, args.total, args.rate).await;
+    let outcome = phase(workload, &channels, args.clients, args.total, args.rate).await;
+    if let Some(status) = &outcome.first_error {
+        // The report counts them; standard error says why.
+        eprintln!(
+            "warning: {} requests failed, the first with: {}",
+            outcome.errors,
+            status.message()
+        );
+    }
     Ok(Report {
         workload: name,
-        requests: latency.count(),
-        errors,
-        elapsed,
-        latency,
+        requests: outcome.latency.count(),
+        errors: outcome.errors,
+        elapsed: outcome.elapsed,
+        latency: outcome.latency,
     })
 }
 
