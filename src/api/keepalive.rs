@@ -4,7 +4,8 @@
 //! A stream's renewals are taken in batches: whatever the client has sent by the time the
 //! stream is read is renewed on the clock at once, and the whole batch waits for one
 //! checkpoint round, so a client renewing many leases pays for one log entry, not one each.
-//! Answers go back in the order the renewals came.
+//! Renewals a recorded checkpoint already covers (`crate::lease`) wait only for one read
+//! barrier for the batch. Answers go back in the order the renewals came.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -101,7 +102,7 @@ async fn renew_batch<M: Member>(
 ) -> Vec<Result<i64, Status>> {
     let give_up = Instant::now() + patience;
     // Everything the clock grants is granted before any waiting: one round records it all.
-    let granted: Vec<Option<(i64, RenewalTicket)>> = {
+    let granted: Vec<Option<(i64, RenewalTicket, bool)>> = {
         let mut leases = member.leases().state.lock();
         leases.follow_role(leading_term(member));
         let now = Instant::now();
@@ -110,15 +111,25 @@ async fn renew_batch<M: Member>(
                 Renewal::Renewed {
                     ttl_seconds,
                     ticket,
-                } => Some((ttl_seconds, ticket)),
+                    covered,
+                } => Some((ttl_seconds, ticket, covered)),
                 _ => None,
             })
             .collect()
     };
+    // Covered renewals are answered once this member has shown it led, with the log applied,
+    // after they arrived: a revoke committed before then has applied and wins. If that fails
+    // they wait for their round like the rest.
+    let any_covered = granted.iter().flatten().any(|&(_, _, covered)| covered);
+    let caught_up = any_covered && member.read_barrier().await.is_ok();
     let mut outcomes = Vec::with_capacity(ids.len());
     for (&id, granted) in ids.iter().zip(granted) {
         outcomes.push(match granted {
-            Some((ttl_seconds, ticket)) => {
+            Some((ttl_seconds, _, true)) if caught_up => {
+                let alive = member.leases().state.lock().table().get(id).is_some();
+                Ok(Renewed::Ttl(if alive { ttl_seconds } else { 0 }))
+            }
+            Some((ttl_seconds, ticket, _)) => {
                 await_recorded_renewal(member, id, ttl_seconds, ticket, give_up).await
             }
             None => renew(member, id, give_up).await,
@@ -170,9 +181,11 @@ async fn renew<M: Member>(member: &M, id: i64, give_up: Instant) -> Result<Renew
             (leases.renew(id, Instant::now()), revoked)
         };
         match renewal {
+            // Rare (a renewal retried after an election or an expiry): the round is enough.
             Renewal::Renewed {
                 ttl_seconds,
                 ticket,
+                ..
             } => return await_recorded_renewal(member, id, ttl_seconds, ticket, give_up).await,
             Renewal::NotFound => return Ok(Renewed::Ttl(0)),
             // It ran out: answer once its revoke has applied, so that a client told "gone"

@@ -25,6 +25,9 @@ pub struct LeaderClock {
     renewed: HashSet<i64>,
     /// Expired leases whose revoke was proposed, and when.
     revoking: HashMap<i64, Instant>,
+    /// Per lease, the deadline its last checkpoint recorded by this clock stands for (taken
+    /// at `m` with `r` left: `m + r`); any later leader keeps it, plus its grace.
+    recorded: HashMap<i64, Instant>,
 }
 
 impl LeaderClock {
@@ -58,6 +61,7 @@ impl LeaderClock {
         }
         self.renewed.remove(&id);
         self.revoking.remove(&id);
+        self.recorded.remove(&id);
     }
 
     /// Renews a lease for another `ttl`; false if it has already run out (its revoke is
@@ -114,6 +118,25 @@ impl LeaderClock {
             }
         }
         checkpoints
+    }
+
+    /// `checkpoints` (id, ms left), taken at `taken_at`, committed. The latest figure is what
+    /// a later leader starts from, so it replaces any earlier one even if it is lower.
+    pub fn checkpoints_recorded(&mut self, checkpoints: &[(i64, i64)], taken_at: Instant) {
+        for &(id, remaining_ms) in checkpoints {
+            if self.deadlines.contains_key(&id) {
+                let left = Duration::from_millis(u64::try_from(remaining_ms).unwrap_or(0));
+                self.recorded.insert(id, taken_at + left);
+            }
+        }
+    }
+
+    /// Whether the log already keeps `id` alive until `until`, using at most `share` of the
+    /// grace a later leader adds.
+    pub fn covers(&self, id: i64, until: Instant, share: Duration) -> bool {
+        self.recorded
+            .get(&id)
+            .is_some_and(|&recorded| until <= recorded + share)
     }
 
     /// Puts leases back on the renewed list after their checkpoint failed to commit.
@@ -188,6 +211,39 @@ mod tests {
         assert!(clock.take_checkpoints(t0 + 3 * SEC, 10).is_empty());
         clock.checkpoint_failed([1, 7]);
         assert_eq!(clock.take_checkpoints(t0 + 4 * SEC, 10), vec![(1, 8_000)]);
+    }
+
+    #[test]
+    fn a_recorded_checkpoint_covers_renewals_within_the_share_until_a_revoke() {
+        let t0 = Instant::now();
+        let share = SEC / 2;
+        let mut clock = LeaderClock::default();
+        clock.granted(1, 10 * SEC, t0);
+        assert!(
+            !clock.covers(1, t0 + 10 * SEC, share),
+            "a grant covers nothing"
+        );
+        clock.renew(1, 10 * SEC, t0 + SEC);
+        let due = clock.take_checkpoints(t0 + 2 * SEC, 10);
+        assert_eq!(due, vec![(1, 9_000)]);
+        assert!(
+            !clock.covers(1, t0 + 11 * SEC, share),
+            "not until it commits"
+        );
+        clock.checkpoints_recorded(&due, t0 + 2 * SEC);
+        // Recorded: alive until t0 + 11 s; a renewal may promise up to half a second more.
+        assert!(clock.covers(1, t0 + 11 * SEC, share));
+        assert!(clock.covers(1, t0 + 11 * SEC + share, share));
+        assert!(!clock.covers(1, t0 + 11 * SEC + share + Duration::from_millis(1), share));
+        // A later, lower figure replaces it: a later leader would start from that one.
+        clock.checkpoints_recorded(&[(1, 1_000)], t0 + 3 * SEC);
+        assert!(!clock.covers(1, t0 + 11 * SEC, share));
+        clock.removed(1);
+        clock.checkpoints_recorded(&[(1, 9_000)], t0 + 3 * SEC);
+        assert!(
+            !clock.covers(1, t0 + 4 * SEC, share),
+            "a revoked lease stays uncovered"
+        );
     }
 
     #[test]

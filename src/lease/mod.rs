@@ -10,16 +10,26 @@
 //!
 //! Keeping time across a leader change or a restart (where etcd by default hands every lease
 //! a fresh TTL): the leader checkpoints, through Raft, the time left on every lease renewed
-//! since its last checkpoint, and answers a keepalive only once a checkpoint carrying it has
-//! applied ([`record`]; one round in flight at a time carries every renewal waiting). A
-//! lease's stored record holds the time left at its last grant or checkpoint and the
-//! proposer's wall clock at that moment.
+//! since its last checkpoint, and answers a keepalive only once the log holds a figure that
+//! keeps its promise. A lease's stored record holds the time left at its last grant or
+//! checkpoint and the proposer's wall clock at that moment.
+//! - Usually that means waiting for a checkpoint carrying the renewal ([`record`]; one round
+//!   in flight at a time carries every renewal waiting).
+//! - A renewal the log already covers is answered at once: when the lease's last checkpoint
+//!   this leader recorded (taken at `m` with `r` left) has `m + r + promise_share` at or past
+//!   `now + TTL`. Any later leader starts the lease from that figure (or a later one) plus the
+//!   whole grace, so it keeps the promise with `promote_grace - promise_share` to spare for
+//!   the members' wall-clock difference that the late-apply correction below subtracts. The
+//!   keepalive service first confirms leadership and catches up with the log (a ReadIndex
+//!   barrier, as etcd waits for its applied index), so a revoke committed before the renewal
+//!   arrived is seen. Clients renewing the same lease several times a second (load
+//!   generators, many leases per client) are answered without a log entry each round.
 //! - A new leader starts each lease from the applied figure, counted on its own monotonic
-//!   clock from when it applied it: every answered renewal is in that figure, once the leader
-//!   has applied an entry of its own term (the server starts the clock only then: see
-//!   `Member::lease_term`). It adds a grace
-//!   of one checkpoint interval and one election timeout (etcd extends leases by an election
-//!   timeout on promotion), a margin for the clocks' rates, never needed for a promise.
+//!   clock from when it applied it: every answered renewal is covered by that figure, once
+//!   the leader has applied an entry of its own term (the server starts the clock only then:
+//!   see `Member::lease_term`). It adds a grace of one second and one election timeout (etcd
+//!   extends leases by an election timeout on promotion), of which a promise may use
+//!   `promise_share`; the rest is a margin for the clocks.
 //! - A restart also subtracts the wall-clock time since the record's checkpoint: the only span
 //!   no monotonic clock covers is the time the member was down. A lease that ran out while the
 //!   member was down is revoked one grace after the member leads again. A wall clock that went
@@ -42,10 +52,14 @@ pub use table::{Lease, LeaseError, LeaseLoadError, LeaseTable};
 /// How the leader keeps lease time.
 #[derive(Debug, Clone, Copy)]
 pub struct LeaseTiming {
-    /// How often the leader checkpoints renewed leases.
+    /// How often the leader checkpoints renewed leases (at once, too, when a keepalive waits
+    /// for its renewal to be recorded).
     pub checkpoint_interval: Duration,
     /// Added to every lease's applied deadline when a member takes over as leader.
     pub promote_grace: Duration,
+    /// How much of `promote_grace` a renewal answered from an earlier checkpoint may use
+    /// (see the module docs); the rest stays a margin.
+    pub promise_share: Duration,
     /// How often the leader looks for expired leases.
     pub expiry_check_interval: Duration,
 }
@@ -53,10 +67,13 @@ pub struct LeaseTiming {
 impl LeaseTiming {
     /// The timing for a member with this election timeout.
     pub fn new(election_timeout: Duration) -> Self {
-        let checkpoint_interval = Duration::from_secs(1);
         LeaseTiming {
-            checkpoint_interval,
-            promote_grace: checkpoint_interval + election_timeout,
+            // Often enough that a lease renewed a few times a second is always covered by a
+            // recent checkpoint (renewal interval + checkpoint interval < promise share);
+            // a checkpoint carries only the leases renewed since the last one.
+            checkpoint_interval: Duration::from_millis(200),
+            promote_grace: Duration::from_secs(1) + election_timeout,
+            promise_share: Duration::from_millis(500),
             // etcd looks every 500 ms too.
             expiry_check_interval: Duration::from_millis(500),
         }
@@ -67,10 +84,12 @@ impl LeaseTiming {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Renewal {
     /// Renewed for its full TTL (seconds), to be answered once `ticket`'s checkpoint round
-    /// is recorded ([`record`]).
+    /// is recorded ([`record`]), or, if `covered`, once a read barrier shows this member led
+    /// and had applied the log after the renewal arrived (see the module docs).
     Renewed {
         ttl_seconds: i64,
         ticket: RenewalTicket,
+        covered: bool,
     },
     /// No such lease (never granted, or revoked).
     NotFound,
@@ -95,6 +114,8 @@ pub struct LeaseCounts {
     pub granted: u64,
     pub revoked: u64,
     pub renewed: u64,
+    /// Renewals a recorded checkpoint covered.
+    pub renewed_from_checkpoint: u64,
     pub expired: u64,
 }
 
@@ -189,9 +210,12 @@ impl Leases {
         };
         if clock.renew(id, lease.ttl(), now) {
             self.counts.renewed += 1;
+            let covered = clock.covers(id, now + lease.ttl(), self.timing.promise_share);
+            self.counts.renewed_from_checkpoint += u64::from(covered);
             Renewal::Renewed {
                 ttl_seconds: lease.ttl_seconds,
                 ticket: self.rounds.ticket(),
+                covered,
             }
         } else {
             Renewal::Expired
@@ -265,6 +289,22 @@ impl Leases {
     /// What the log has recorded of this member's renewals, as it changes.
     pub fn recorded_renewals(&self) -> tokio::sync::watch::Receiver<RecordedRenewals> {
         self.rounds.watch()
+    }
+
+    /// Checkpoints this member took at `taken_at`, leading in `term`, committed: the log now
+    /// guarantees each lease its figure (see [`LeaderClock::checkpoints_recorded`]).
+    pub fn checkpoints_recorded(
+        &mut self,
+        term: u64,
+        taken_at: Instant,
+        checkpoints: &[(i64, i64)],
+    ) {
+        if self.leader_term != term {
+            return;
+        }
+        if let Some(clock) = self.leader.as_mut() {
+            clock.checkpoints_recorded(checkpoints, taken_at);
+        }
     }
 
     /// A checkpoint did not commit: its leases are checkpointed again next time.

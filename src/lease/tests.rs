@@ -2,7 +2,9 @@
 //! renewals, expiries, revokes, checkpoints and restarts, applied through the real apply path
 //! on an in-memory store. The model is the documented arithmetic (`crate::lease`): a lease
 //! runs out one TTL after its grant or last renewal; a restart starts it from its last
-//! checkpointed deadline (or now, if that has passed) plus the promotion grace.
+//! checkpointed deadline (or now, if that has passed) plus the promotion grace. Every
+//! renewal answered (at once when a recorded checkpoint covers it, else by the next
+//! checkpoint) is a promise that every restart must keep.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -43,6 +45,8 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (1i64..6).prop_map(|id| Step::Revoke { id }),
         3 => (1i64..6).prop_map(|id| Step::Renew { id }),
         4 => (0u64..4000).prop_map(|ms| Step::Advance { ms }),
+        // Renewals a fraction of a second apart: the ones a recorded checkpoint covers.
+        3 => (0u64..300).prop_map(|ms| Step::Advance { ms }),
         2 => Just(Step::Expire),
         2 => Just(Step::Checkpoint),
         1 => Just(Step::Restart),
@@ -55,6 +59,12 @@ struct ModelLease {
     ttl_ms: u64,
     deadline: u64,
     checkpointed_deadline: u64,
+    /// The deadline the last checkpoint this leader recorded stands for.
+    recorded_deadline: Option<u64>,
+    /// The latest deadline answered to a client.
+    promised: u64,
+    /// A renewal waiting for the next checkpoint to be answered.
+    waiting: Option<u64>,
 }
 
 struct Harness {
@@ -67,6 +77,7 @@ struct Harness {
     /// Which lease each key's latest version is attached to.
     attached: BTreeMap<&'static str, i64>,
     grace_ms: u64,
+    share_ms: u64,
 }
 
 impl Harness {
@@ -83,6 +94,7 @@ impl Harness {
             model: BTreeMap::new(),
             attached: BTreeMap::new(),
             grace_ms: timing.promote_grace.as_millis() as u64,
+            share_ms: timing.promise_share.as_millis() as u64,
         }
     }
 
@@ -160,6 +172,9 @@ impl Harness {
                             ttl_ms: ttl as u64 * 1000,
                             deadline,
                             checkpointed_deadline: deadline,
+                            recorded_deadline: None,
+                            promised: 0,
+                            waiting: None,
                         },
                     );
                 }
@@ -194,8 +209,19 @@ impl Harness {
                 match self.model.get_mut(&id) {
                     None => prop_assert_eq!(renewal, Renewal::NotFound),
                     Some(lease) if lease.deadline > self.now_ms => {
-                        prop_assert!(matches!(renewal, Renewal::Renewed { .. }), "{:?}", renewal);
+                        let Renewal::Renewed { covered, .. } = renewal else {
+                            return Err(TestCaseError::fail(format!("{renewal:?}")));
+                        };
                         lease.deadline = self.now_ms + lease.ttl_ms;
+                        let expected = lease
+                            .recorded_deadline
+                            .is_some_and(|recorded| lease.deadline <= recorded + self.share_ms);
+                        prop_assert_eq!(covered, expected, "lease {} covered", id);
+                        if covered {
+                            lease.promised = lease.promised.max(lease.deadline);
+                        } else {
+                            lease.waiting = Some(lease.deadline);
+                        }
                     }
                     Some(_) => prop_assert_eq!(renewal, Renewal::Expired),
                 }
@@ -230,18 +256,37 @@ impl Harness {
                     .map(|&(id, remaining_ms)| LeaseCheckpoint { id, remaining_ms })
                     .collect();
                 self.apply(Op::LeaseCheckpoints(LeaseCheckpoints { checkpoints }));
+                self.leases.checkpoints_recorded(1, now, &due);
                 for (id, remaining_ms) in due {
                     let lease = self.model.get_mut(&id).unwrap();
                     lease.checkpointed_deadline = self.now_ms + remaining_ms as u64;
+                    lease.recorded_deadline = Some(lease.checkpointed_deadline);
+                }
+                // The round is recorded: the renewals waiting on it are answered.
+                for lease in self.model.values_mut() {
+                    if let Some(deadline) = lease.waiting.take() {
+                        lease.promised = lease.promised.max(deadline);
+                    }
                 }
             }
             Step::Restart => {
                 let table = load_table(&self.store, now, WALL_BASE_MS + self.now_ms).unwrap();
                 self.leases = Leases::new(table, self.leases.timing());
                 self.leases.follow_role(Some(1));
-                for lease in self.model.values_mut() {
+                for (id, lease) in &mut self.model {
                     lease.deadline = lease.checkpointed_deadline.max(self.now_ms) + self.grace_ms;
                     lease.checkpointed_deadline = lease.deadline - self.grace_ms;
+                    // Every answered renewal is kept, with the unshared grace to spare.
+                    prop_assert!(
+                        lease.promised + (self.grace_ms - self.share_ms) <= lease.deadline,
+                        "lease {} promised {} kept until {}",
+                        id,
+                        lease.promised,
+                        lease.deadline
+                    );
+                    // A renewal not yet recorded was never answered (leadership changed).
+                    lease.waiting = None;
+                    lease.recorded_deadline = None;
                 }
             }
         }

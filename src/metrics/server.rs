@@ -86,6 +86,9 @@ pub struct ServerMetrics {
     /// `cairn_lease_renewed_total` (etcd: `etcd_debugging_lease_renewed_total`): keepalives
     /// this member granted as leader.
     pub lease_renewed: Counter,
+    /// `cairn_lease_renewed_from_checkpoint_total`: of those, the ones a checkpoint already
+    /// in the log covered (answered without waiting for one of their own).
+    pub lease_renewed_from_checkpoint: Counter,
     /// `cairn_lease_expired_total`: leases this member, as leader, found run out.
     pub lease_expired: Counter,
 }
@@ -211,6 +214,10 @@ impl ServerMetrics {
             lease_renewed: r.counter(
                 "cairn_lease_renewed_total",
                 "The number of keepalives this member granted as leader.",
+            )?,
+            lease_renewed_from_checkpoint: r.counter(
+                "cairn_lease_renewed_from_checkpoint_total",
+                "The number of keepalives granted as leader that a checkpoint already in the log covered.",
             )?,
             lease_expired: r.counter(
                 "cairn_lease_expired_total",
@@ -362,6 +369,23 @@ impl ServerMetrics {
             .inc();
     }
 
+    /// The series a successful call of `path` records, looked up once so that the per-call
+    /// path does no label lookups (they were 4% of the server's time on small reads).
+    pub fn grpc_ok_series(&self, path: &str) -> Option<GrpcOkSeries> {
+        let rpc = GrpcMethod::from_path(path)?;
+        let ok = grpc_code_name(tonic::Code::Ok);
+        Some(GrpcOkSeries {
+            started: self
+                .grpc_started
+                .with(&[rpc.method, rpc.service, rpc.grpc_type()]),
+            requests: self.grpc_requests.with(&[ok, rpc.method]),
+            duration: self.grpc_request_duration.with(&[rpc.method]),
+            handled: self
+                .grpc_handled
+                .with(&[ok, rpc.method, rpc.service, rpc.grpc_type()]),
+        })
+    }
+
     /// Creates `path`'s etcd-named series at zero for every status code, as etcd does for each
     /// method it serves, so that rates and error ratios exist before the first request.
     pub fn preregister_grpc(&self, path: &str) {
@@ -374,5 +398,28 @@ impl ServerMetrics {
             self.grpc_handled
                 .with(&[grpc_code_name(code), rpc.method, rpc.service, kind]);
         }
+    }
+}
+
+/// One method's series for calls that succeed (see [`ServerMetrics::grpc_ok_series`]).
+#[derive(Clone)]
+pub struct GrpcOkSeries {
+    started: Counter,
+    requests: Counter,
+    duration: Histogram,
+    handled: Counter,
+}
+
+impl GrpcOkSeries {
+    /// As [`ServerMetrics::grpc_started`].
+    pub fn record_started(&self) {
+        self.started.inc();
+    }
+
+    /// As [`ServerMetrics::observe_grpc`] with code OK.
+    pub fn record_ok(&self, elapsed: Duration) {
+        self.requests.inc();
+        self.duration.observe_duration(elapsed);
+        self.handled.inc();
     }
 }

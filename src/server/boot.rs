@@ -596,9 +596,7 @@ pub async fn start(config: &ServerConfig, tuning: Tuning) -> Result<RunningServe
                     leader: member.leader_cell(),
                 }),
             ),
-            GrpcMetricsLayer {
-                observability: Arc::clone(&observability),
-            },
+            GrpcMetricsLayer::new(Arc::clone(&observability)),
         );
         listeners.push(tokio::spawn(async move {
             use tonic::codegen::tokio_stream::StreamExt;

@@ -87,11 +87,12 @@ async fn checkpoint_renewed<M: Member>(member: &Arc<M>) {
     };
     let Some(term) = term else { return };
     for chunk in 0..MAX_CHECKPOINT_ENTRIES_PER_ROUND {
+        let taken_at = Instant::now();
         let due = member
             .leases()
             .state
             .lock()
-            .take_checkpoints(Instant::now(), MAX_CHECKPOINTS_PER_ENTRY);
+            .take_checkpoints(taken_at, MAX_CHECKPOINTS_PER_ENTRY);
         if due.is_empty() {
             break;
         }
@@ -114,6 +115,11 @@ async fn checkpoint_renewed<M: Member>(member: &Arc<M>) {
             leases.checkpoint_failed(due.into_iter().map(|(id, _)| id));
             return;
         }
+        member
+            .leases()
+            .state
+            .lock()
+            .checkpoints_recorded(term, taken_at, &due);
         if !full {
             break;
         }

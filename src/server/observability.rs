@@ -12,7 +12,7 @@ use tonic::codegen::http;
 use super::member::RaftMember;
 use crate::api::Member;
 use crate::http::{Alarm, HealthSource, ReadProbe};
-use crate::metrics::{Registry, ServerMetrics};
+use crate::metrics::{GrpcOkSeries, Registry, ServerMetrics};
 use crate::mvcc::{KeyRange, RangeOptions};
 
 /// The member's metrics and the registry that renders them.
@@ -94,6 +94,10 @@ impl HealthSource for MemberHealth {
         catch_up(&metrics.lease_granted, counts.granted);
         catch_up(&metrics.lease_revoked, counts.revoked);
         catch_up(&metrics.lease_renewed, counts.renewed);
+        catch_up(
+            &metrics.lease_renewed_from_checkpoint,
+            counts.renewed_from_checkpoint,
+        );
         catch_up(&metrics.lease_expired, counts.expired);
         let watch = self.watch_hub.hub.lock().stats();
         let gauge = |value: usize| i64::try_from(value).unwrap_or(i64::MAX);
@@ -154,7 +158,22 @@ pub const SERVED_GRPC_PATHS: &[&str] = &[
 /// Counts and times every gRPC call by method and status code.
 #[derive(Clone)]
 pub struct GrpcMetricsLayer {
-    pub observability: Arc<Observability>,
+    observability: Arc<Observability>,
+    /// The success series of each of [`SERVED_GRPC_PATHS`], in its order.
+    ok_series: Arc<[Option<GrpcOkSeries>]>,
+}
+
+impl GrpcMetricsLayer {
+    pub fn new(observability: Arc<Observability>) -> Self {
+        let ok_series = SERVED_GRPC_PATHS
+            .iter()
+            .map(|path| observability.metrics.grpc_ok_series(path))
+            .collect();
+        GrpcMetricsLayer {
+            observability,
+            ok_series,
+        }
+    }
 }
 
 impl<S> tower_layer::Layer<S> for GrpcMetricsLayer {
@@ -163,7 +182,7 @@ impl<S> tower_layer::Layer<S> for GrpcMetricsLayer {
     fn layer(&self, inner: S) -> Self::Service {
         GrpcMetrics {
             inner,
-            observability: Arc::clone(&self.observability),
+            layer: self.clone(),
         }
     }
 }
@@ -171,7 +190,7 @@ impl<S> tower_layer::Layer<S> for GrpcMetricsLayer {
 #[derive(Clone)]
 pub struct GrpcMetrics<S> {
     inner: S,
-    observability: Arc<Observability>,
+    layer: GrpcMetricsLayer,
 }
 
 impl<S, B, R> tonic::codegen::Service<http::Request<B>> for GrpcMetrics<S>
@@ -188,23 +207,28 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let path = request.uri().path().to_string();
         // Only methods actually served are counted: a client inventing paths must not be
         // able to grow the metrics without bound.
-        let grpc = SERVED_GRPC_PATHS.contains(&path.as_str())
-            && request
-                .headers()
-                .get(http::header::CONTENT_TYPE)
-                .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-        let observability = Arc::clone(&self.observability);
-        if grpc {
-            observability.metrics.grpc_started(&path);
+        let path = request.uri().path();
+        let served = SERVED_GRPC_PATHS
+            .iter()
+            .position(|served| *served == path)
+            .filter(|_| {
+                request
+                    .headers()
+                    .get(http::header::CONTENT_TYPE)
+                    .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+            });
+        let layer = self.layer.clone();
+        if let Some(series) = served.and_then(|index| layer.ok_series[index].as_ref()) {
+            series.record_started();
         }
         let started = Instant::now();
         let future = self.inner.call(request);
         Box::pin(async move {
             let response = future.await;
-            if grpc {
+            let counted = served.and_then(|index| Some((index, layer.ok_series[index].as_ref()?)));
+            if let Some((index, series)) = counted {
                 // Errors come back as trailers-only responses, with the status in the headers;
                 // a success's status follows in the trailers, and is OK.
                 let code = match &response {
@@ -216,9 +240,15 @@ where
                         .map_or(tonic::Code::Ok, tonic::Code::from),
                     Err(_) => tonic::Code::Internal,
                 };
-                observability
-                    .metrics
-                    .observe_grpc(&path, code, started.elapsed());
+                if code == tonic::Code::Ok {
+                    series.record_ok(started.elapsed());
+                } else {
+                    layer.observability.metrics.observe_grpc(
+                        SERVED_GRPC_PATHS[index],
+                        code,
+                        started.elapsed(),
+                    );
+                }
             }
             response
         })
