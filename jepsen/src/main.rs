@@ -144,7 +144,9 @@ fn main() -> ExitCode {
                 eprintln!(
                     "cairn-jepsen: interrupted; the nodes are stopped and the test network removed (histories are not written)"
                 );
-                return ExitCode::from(exit::CANNOT_RUN);
+                // Not through the runtime's drop, which would wait for every client and proxy
+                // task to notice its nodes are gone (a CI run once timed out on it).
+                std::process::exit(i32::from(exit::CANNOT_RUN));
             };
             match outcome {
                 Ok(verdict) if verdict.valid() => ExitCode::from(exit::VALID),

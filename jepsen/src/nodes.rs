@@ -216,6 +216,13 @@ impl Nodes {
 
 impl Drop for Nodes {
     fn drop(&mut self) {
+        // Every node gets its SIGKILL before any is waited for: a node stuck in a disk write
+        // on a loaded machine then delays the others' end by nothing.
+        for node in &mut self.nodes {
+            if let Some(child) = node.child.as_mut() {
+                let _ = child.kill();
+            }
+        }
         for i in 0..self.nodes.len() {
             self.kill(i);
         }
