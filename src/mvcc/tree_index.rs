@@ -4,16 +4,27 @@
 //! in this range, as of revision R" into the revisions of the records to fetch. It is rebuilt
 //! from storage on start.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use super::key_index::{KeyAt, KeyIndex, KeyIndexError};
 use super::key_range::KeyRange;
 use super::revision::Revision;
 
 /// Every key's history.
+///
+/// Histories live in one slab, reached two ways: by hash, because most reads name a single
+/// key and an ordered map's search compared it with a dozen keys each behind a pointer (a
+/// tenth of the server's time on single-key gets), and in key order for ranges. A range
+/// walks the ordered map and reads each history straight from the slab (a hash probe per key
+/// made a 100,000-key count three times slower).
 #[derive(Debug, Default, Clone)]
 pub struct TreeIndex {
-    keys: BTreeMap<Vec<u8>, KeyIndex>,
+    histories: Vec<KeyIndex>,
+    /// Slab slots no key uses (their history is empty).
+    free_slots: Vec<usize>,
+    by_key: HashMap<Arc<[u8]>, usize>,
+    ordered: BTreeMap<Arc<[u8]>, usize>,
 }
 
 /// A key as a read sees it.
@@ -24,37 +35,79 @@ pub struct IndexedKey {
 }
 
 impl TreeIndex {
+    fn history_mut(&mut self, key: &[u8]) -> Option<&mut KeyIndex> {
+        let slot = *self.by_key.get(key)?;
+        self.histories.get_mut(slot)
+    }
+
+    fn history(&self, key: &[u8]) -> Option<&KeyIndex> {
+        self.histories.get(*self.by_key.get(key)?)
+    }
+
     pub fn put(&mut self, key: &[u8], rev: Revision) -> Result<(), KeyIndexError> {
-        match self.keys.get_mut(key) {
+        match self.history_mut(key) {
             Some(index) => index.put(rev),
             None => {
                 let mut index = KeyIndex::default();
                 index.put(rev)?;
-                self.keys.insert(key.to_vec(), index);
+                self.insert_new(key, index);
                 Ok(())
             }
         }
     }
 
+    fn insert_new(&mut self, key: &[u8], index: KeyIndex) {
+        let slot = match self.free_slots.pop() {
+            Some(slot) => {
+                self.histories[slot] = index;
+                slot
+            }
+            None => {
+                self.histories.push(index);
+                self.histories.len() - 1
+            }
+        };
+        let key: Arc<[u8]> = Arc::from(key);
+        self.ordered.insert(Arc::clone(&key), slot);
+        self.by_key.insert(key, slot);
+        // Why: a key reachable one way and not the other would be invisible to some reads.
+        debug_assert_eq!(self.ordered.len(), self.by_key.len(), "both ways agree");
+        debug_assert_eq!(
+            self.by_key.len() + self.free_slots.len(),
+            self.histories.len(),
+            "every slot is a key's or free"
+        );
+    }
+
+    fn remove(&mut self, key: &[u8]) {
+        if let Some(slot) = self.by_key.remove(key) {
+            self.ordered.remove(key);
+            self.histories[slot] = KeyIndex::default();
+            self.free_slots.push(slot);
+        }
+    }
+
     pub fn tombstone(&mut self, key: &[u8], rev: Revision) -> Result<(), KeyIndexError> {
-        self.keys
-            .get_mut(key)
+        self.history_mut(key)
             .ok_or(KeyIndexError::NotFound)?
             .tombstone(rev)
     }
 
     /// Adds a key found in storage while rebuilding, from its oldest stored record.
     pub fn restore(&mut self, key: &[u8], created: Revision, modified: Revision, version: i64) {
-        self.keys
-            .insert(key.to_vec(), KeyIndex::restore(created, modified, version));
+        let index = KeyIndex::restore(created, modified, version);
+        match self.history_mut(key) {
+            Some(existing) => *existing = index,
+            None => self.insert_new(key, index),
+        }
     }
 
     pub fn contains_key(&self, key: &[u8]) -> bool {
-        self.keys.contains_key(key)
+        self.by_key.contains_key(key)
     }
 
     pub fn get(&self, key: &[u8], at: i64) -> Option<KeyAt> {
-        self.keys.get(key)?.get(at)
+        self.history(key)?.get(at)
     }
 
     /// Visits, in key order, every key in `range` that exists at main revision `at`, until
@@ -64,17 +117,13 @@ impl TreeIndex {
             return;
         }
         if let KeyRange::Single(key) = range {
-            // One search, where a range over the map searches for both of its ends (a
-            // tenth of the server's time on single-key gets).
-            if let Some((key, index)) = self.keys.get_key_value(key.as_slice()) {
-                if let Some(found) = index.get(at) {
-                    visit(key, found);
-                }
+            if let Some(found) = self.history(key).and_then(|index| index.get(at)) {
+                visit(key, found);
             }
             return;
         }
-        for (key, index) in self.keys.range::<[u8], _>(range.bounds()) {
-            if let Some(found) = index.get(at) {
+        for (key, &slot) in self.ordered.range::<[u8], _>(range.bounds()) {
+            if let Some(found) = self.histories[slot].get(at) {
                 if !visit(key, found) {
                     return;
                 }
@@ -123,33 +172,41 @@ impl TreeIndex {
     /// Undoes every change to `key` with main revision > `main` (see
     /// [`KeyIndex::roll_back_after`]).
     pub fn roll_back_after(&mut self, key: &[u8], main: i64) {
-        if let Some(index) = self.keys.get_mut(key) {
+        if let Some(index) = self.history_mut(key) {
             if index.roll_back_after(main) {
-                self.keys.remove(key);
+                self.remove(key);
             }
         }
     }
 
     /// The revisions ≤ `at` that reads from `at` on need, as [`TreeIndex::compact`] would
     /// return them, without changing anything.
-    pub fn compaction_keep_set(&self, at: i64) -> std::collections::HashSet<Revision> {
-        self.keys
+    pub fn compaction_keep_set(&self, at: i64) -> HashSet<Revision> {
+        self.by_key
             .values()
-            .filter_map(|index| index.compaction_keep(at))
+            .filter_map(|&slot| self.histories[slot].compaction_keep(at))
             .collect()
     }
 
     /// Compacts every key's history at main revision `at`, dropping keys with nothing left.
     pub fn compact(&mut self, at: i64) {
-        self.keys.retain(|_, index| !index.compact(at));
+        let mut emptied = Vec::new();
+        for (key, &slot) in &self.by_key {
+            if self.histories[slot].compact(at) {
+                emptied.push(Arc::clone(key));
+            }
+        }
+        for key in emptied {
+            self.remove(&key);
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.keys.len()
+        self.by_key.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.by_key.is_empty()
     }
 }
 
