@@ -121,8 +121,12 @@ async fn copy(
         }
         let read = tokio::select! {
             read = from.read(&mut buffer) => read,
-            // The partition may have begun while this side waited for bytes.
-            _ = grudge.changed() => continue,
+            // The partition may have begun while this side waited for bytes; the proxy may
+            // be gone (a closed watch answers at once: looping on it would spin).
+            changed = grudge.changed() => match changed {
+                Ok(()) => continue,
+                Err(_) => return,
+            },
         };
         let n = match read {
             Ok(0) | Err(_) => return,
