@@ -418,3 +418,31 @@ fn a_restart_attaches_every_key_across_many_pages_of_the_key_space() {
         );
     }
 }
+
+#[test]
+fn a_renewal_soon_after_a_recorded_checkpoint_is_covered_and_survives_a_restart() {
+    let mut harness = Harness::new();
+    let steps = [
+        Step::Grant { id: 1, ttl: 5 },
+        Step::Advance { ms: 300 },
+        Step::Renew { id: 1 },
+        Step::Checkpoint,
+        Step::Advance { ms: 200 },
+        Step::Renew { id: 1 },
+    ];
+    for step in &steps {
+        harness.run(step).unwrap();
+    }
+    assert_eq!(
+        harness.leases.counts.renewed_from_checkpoint, 1,
+        "the second renewal is covered by the recorded checkpoint"
+    );
+    // Past the share: the next renewal must wait for a round of its own.
+    harness.run(&Step::Advance { ms: 600 }).unwrap();
+    harness.run(&Step::Renew { id: 1 }).unwrap();
+    assert_eq!(harness.leases.counts.renewed_from_checkpoint, 1);
+    // A restart keeps the covered promise (the harness checks every answered one).
+    harness.run(&Step::Restart).unwrap();
+    let model = &harness.model[&1];
+    assert!(model.deadline >= 500 + 5_000 + (harness.grace_ms - harness.share_ms));
+}
