@@ -382,6 +382,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_flush_to_a_peer_that_has_gone_fails_instead_of_hanging() {
+        let (mut connection, peer) = connected_pair().await;
+        drop(peer);
+        let failed = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            // The first bytes may still fit the socket's buffer; the peer's reset then fails
+            // a later flush.
+            for _ in 0..100 {
+                write(&mut connection, &[7; 1024]).await;
+                let flushed =
+                    std::future::poll_fn(|cx| Pin::new(&mut connection).poll_flush(cx)).await;
+                if flushed.is_err() {
+                    return true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            false
+        })
+        .await;
+        assert_eq!(failed, Ok(true), "the write error reaches h2");
+    }
+
+    #[tokio::test]
     async fn shutdown_sends_what_is_held() {
         let (mut connection, mut peer) = connected_pair().await;
         write(&mut connection, b"last words").await;

@@ -122,12 +122,20 @@ async fn renew_batch<M: Member>(
     // they wait for their round like the rest.
     let any_covered = granted.iter().flatten().any(|&(_, _, covered)| covered);
     let caught_up = any_covered && member.read_barrier().await.is_ok();
+    // One look at the table for the whole batch.
+    let alive: Vec<bool> = if caught_up {
+        let leases = member.leases().state.lock();
+        ids.iter()
+            .map(|&id| leases.table().get(id).is_some())
+            .collect()
+    } else {
+        Vec::new()
+    };
     let mut outcomes = Vec::with_capacity(ids.len());
-    for (&id, granted) in ids.iter().zip(granted) {
+    for (index, (&id, granted)) in ids.iter().zip(granted).enumerate() {
         outcomes.push(match granted {
             Some((ttl_seconds, _, true)) if caught_up => {
-                let alive = member.leases().state.lock().table().get(id).is_some();
-                Ok(Renewed::Ttl(if alive { ttl_seconds } else { 0 }))
+                Ok(Renewed::Ttl(if alive[index] { ttl_seconds } else { 0 }))
             }
             Some((ttl_seconds, ticket, _)) => {
                 await_recorded_renewal(member, id, ttl_seconds, ticket, give_up).await

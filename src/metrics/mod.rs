@@ -37,7 +37,7 @@ use parking_lot::RwLock;
 pub use family::{Family, MAX_SERIES_PER_FAMILY};
 pub use grpc::{grpc_code_name, GrpcMethod, ALL_GRPC_CODES};
 pub use series::{Buckets, Counter, Gauge, GaugeF64, Histogram, Series, MAX_HISTOGRAM_BUCKETS};
-pub use server::{GrpcOkSeries, ServerMetrics};
+pub use server::{GrpcMethodSeries, ServerMetrics};
 
 /// The `Content-Type` of a text exposition, as the Prometheus Go client sends it.
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

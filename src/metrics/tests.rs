@@ -344,3 +344,30 @@ fn preregistered_rpc_has_every_code_at_zero() {
     // Nothing Cairn-named appears before a request completes.
     assert!(!text.contains("cairn_grpc_requests_total{"));
 }
+
+#[test]
+fn a_cached_method_handle_records_as_the_path_calls_do_and_nothing_before_a_call() {
+    let r = Arc::new(Registry::new());
+    let m = ServerMetrics::register(&r).unwrap();
+    assert!(m.grpc_method_series("not a path").is_none());
+    let series = m.grpc_method_series("/etcdserverpb.KV/Put").unwrap();
+    assert!(
+        !r.render().contains("cairn_grpc_requests_total{"),
+        "no Cairn-named series before a call completes"
+    );
+    series.record_started();
+    series.record(&m, tonic::Code::Ok, Duration::from_millis(3));
+    series.record(&m, tonic::Code::Ok, Duration::from_millis(3));
+    series.record(&m, tonic::Code::NotFound, Duration::from_millis(3));
+    let text = r.render();
+    for expected in [
+        "cairn_grpc_requests_total{code=\"OK\",method=\"Put\"} 2\n",
+        "cairn_grpc_requests_total{code=\"NotFound\",method=\"Put\"} 1\n",
+        "cairn_grpc_request_duration_seconds_count{method=\"Put\"} 3\n",
+        "grpc_server_started_total{grpc_method=\"Put\",grpc_service=\"etcdserverpb.KV\",grpc_type=\"unary\"} 1\n",
+        "grpc_server_handled_total{grpc_code=\"OK\",grpc_method=\"Put\",grpc_service=\"etcdserverpb.KV\",grpc_type=\"unary\"} 2\n",
+        "grpc_server_handled_total{grpc_code=\"NotFound\",grpc_method=\"Put\",grpc_service=\"etcdserverpb.KV\",grpc_type=\"unary\"} 1\n",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}

@@ -12,7 +12,7 @@ use tonic::codegen::http;
 use super::member::RaftMember;
 use crate::api::Member;
 use crate::http::{Alarm, HealthSource, ReadProbe};
-use crate::metrics::{GrpcOkSeries, Registry, ServerMetrics};
+use crate::metrics::{GrpcMethodSeries, Registry, ServerMetrics};
 use crate::mvcc::{KeyRange, RangeOptions};
 
 /// The member's metrics and the registry that renders them.
@@ -159,19 +159,19 @@ pub const SERVED_GRPC_PATHS: &[&str] = &[
 #[derive(Clone)]
 pub struct GrpcMetricsLayer {
     observability: Arc<Observability>,
-    /// The success series of each of [`SERVED_GRPC_PATHS`], in its order.
-    ok_series: Arc<[Option<GrpcOkSeries>]>,
+    /// The series of each of [`SERVED_GRPC_PATHS`], in its order.
+    methods: Arc<[Option<GrpcMethodSeries>]>,
 }
 
 impl GrpcMetricsLayer {
     pub fn new(observability: Arc<Observability>) -> Self {
-        let ok_series = SERVED_GRPC_PATHS
+        let methods = SERVED_GRPC_PATHS
             .iter()
-            .map(|path| observability.metrics.grpc_ok_series(path))
+            .map(|path| observability.metrics.grpc_method_series(path))
             .collect();
         GrpcMetricsLayer {
             observability,
-            ok_series,
+            methods,
         }
     }
 }
@@ -220,15 +220,14 @@ where
                     .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
             });
         let layer = self.layer.clone();
-        if let Some(series) = served.and_then(|index| layer.ok_series[index].as_ref()) {
+        if let Some(series) = served.and_then(|index| layer.methods[index].as_ref()) {
             series.record_started();
         }
         let started = Instant::now();
         let future = self.inner.call(request);
         Box::pin(async move {
             let response = future.await;
-            let counted = served.and_then(|index| Some((index, layer.ok_series[index].as_ref()?)));
-            if let Some((index, series)) = counted {
+            if let Some(series) = served.and_then(|index| layer.methods[index].as_ref()) {
                 // Errors come back as trailers-only responses, with the status in the headers;
                 // a success's status follows in the trailers, and is OK.
                 let code = match &response {
@@ -240,15 +239,7 @@ where
                         .map_or(tonic::Code::Ok, tonic::Code::from),
                     Err(_) => tonic::Code::Internal,
                 };
-                if code == tonic::Code::Ok {
-                    series.record_ok(started.elapsed());
-                } else {
-                    layer.observability.metrics.observe_grpc(
-                        SERVED_GRPC_PATHS[index],
-                        code,
-                        started.elapsed(),
-                    );
-                }
+                series.record(&layer.observability.metrics, code, started.elapsed());
             }
             response
         })
