@@ -121,6 +121,10 @@ async fn renew_batch<M: Member>(
     // after they arrived: a revoke committed before then has applied and wins. If that fails
     // they wait for their round like the rest.
     let any_covered = granted.iter().flatten().any(|&(_, _, covered)| covered);
+    if granted.iter().flatten().any(|&(_, _, covered)| !covered) {
+        // The round the others wait for starts now, not after the barrier.
+        member.leases().renewals_waiting.notify_one();
+    }
     let caught_up = any_covered && member.read_barrier().await.is_ok();
     // One look at the table for the whole batch.
     let alive: Vec<bool> = if caught_up {

@@ -28,6 +28,10 @@ pub struct LeaderClock {
     /// Per lease, the deadline its last checkpoint recorded by this clock stands for (taken
     /// at `m` with `r` left: `m + r`); any later leader keeps it, plus its grace.
     recorded: HashMap<i64, Instant>,
+    /// The same for checkpoints taken and not yet committed. A revoke or grant of the id in
+    /// between drops the figure: a checkpoint of a lease since revoked must never cover a
+    /// new lease granted under the same id (its log figure is clamped to the new TTL).
+    taken: HashMap<i64, Instant>,
 }
 
 impl LeaderClock {
@@ -52,6 +56,8 @@ impl LeaderClock {
     /// A lease was granted (applied): it runs out one TTL from now.
     pub fn granted(&mut self, id: i64, ttl: Duration, now: Instant) {
         self.set(id, now + ttl);
+        self.taken.remove(&id);
+        self.recorded.remove(&id);
     }
 
     /// A lease was revoked (applied).
@@ -62,6 +68,7 @@ impl LeaderClock {
         self.renewed.remove(&id);
         self.revoking.remove(&id);
         self.recorded.remove(&id);
+        self.taken.remove(&id);
     }
 
     /// Renews a lease for another `ttl`; false if it has already run out (its revoke is
@@ -114,19 +121,25 @@ impl LeaderClock {
             self.renewed.remove(&id);
             if let Some(left) = self.remaining(id, now) {
                 let ms = i64::try_from(left.as_millis()).unwrap_or(i64::MAX);
+                // What the entry will stand for: the milliseconds it carries, from `now`.
+                let figure = now + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+                self.taken.insert(id, figure);
                 checkpoints.push((id, ms));
             }
         }
         checkpoints
     }
 
-    /// `checkpoints` (id, ms left), taken at `taken_at`, committed. The latest figure is what
-    /// a later leader starts from, so it replaces any earlier one even if it is lower.
+    /// `checkpoints` (id, ms left), taken by [`LeaderClock::take_checkpoints`] at `taken_at`,
+    /// committed. Only figures still as taken count (not one whose lease was revoked or
+    /// granted again meanwhile). The latest figure is what a later leader starts from, so it
+    /// replaces any earlier one even if it is lower (a renewal after a promotion's grace).
     pub fn checkpoints_recorded(&mut self, checkpoints: &[(i64, i64)], taken_at: Instant) {
         for &(id, remaining_ms) in checkpoints {
-            if self.deadlines.contains_key(&id) {
-                let left = Duration::from_millis(u64::try_from(remaining_ms).unwrap_or(0));
-                self.recorded.insert(id, taken_at + left);
+            let figure = taken_at + Duration::from_millis(u64::try_from(remaining_ms).unwrap_or(0));
+            if self.taken.get(&id) == Some(&figure) {
+                self.taken.remove(&id);
+                self.recorded.insert(id, figure);
             }
         }
     }
@@ -142,6 +155,7 @@ impl LeaderClock {
     /// Puts leases back on the renewed list after their checkpoint failed to commit.
     pub fn checkpoint_failed(&mut self, ids: impl IntoIterator<Item = i64>) {
         for id in ids {
+            self.taken.remove(&id);
             if self.deadlines.contains_key(&id) {
                 self.renewed.insert(id);
             }
@@ -236,7 +250,10 @@ mod tests {
         assert!(clock.covers(1, t0 + 11 * SEC + share, share));
         assert!(!clock.covers(1, t0 + 11 * SEC + share + Duration::from_millis(1), share));
         // A later, lower figure replaces it: a later leader would start from that one.
-        clock.checkpoints_recorded(&[(1, 1_000)], t0 + 3 * SEC);
+        clock.renew(1, SEC, t0 + 2 * SEC);
+        let lower = clock.take_checkpoints(t0 + 2 * SEC, 10);
+        assert_eq!(lower, vec![(1, 1_000)]);
+        clock.checkpoints_recorded(&lower, t0 + 2 * SEC);
         assert!(!clock.covers(1, t0 + 11 * SEC, share));
         clock.removed(1);
         clock.checkpoints_recorded(&[(1, 9_000)], t0 + 3 * SEC);
@@ -244,6 +261,30 @@ mod tests {
             !clock.covers(1, t0 + 4 * SEC, share),
             "a revoked lease stays uncovered"
         );
+    }
+
+    #[test]
+    fn a_checkpoint_of_a_lease_revoked_and_granted_again_before_it_commits_covers_nothing() {
+        let t0 = Instant::now();
+        let share = SEC / 2;
+        let mut clock = LeaderClock::default();
+        clock.granted(1, 60 * SEC, t0);
+        clock.renew(1, 60 * SEC, t0);
+        let due = clock.take_checkpoints(t0, 10);
+        // Applied while the checkpoint was in flight: a revoke, then a 5 s lease, same id.
+        clock.removed(1);
+        clock.granted(1, 5 * SEC, t0);
+        clock.checkpoints_recorded(&due, t0);
+        assert!(
+            !clock.covers(1, t0 + 5 * SEC, share),
+            "the old lease's 60 s must not cover the new one"
+        );
+        // A checkpoint that failed is not recorded later either.
+        clock.renew(1, 5 * SEC, t0 + SEC);
+        let failed = clock.take_checkpoints(t0 + SEC, 10);
+        clock.checkpoint_failed(failed.iter().map(|&(id, _)| id));
+        clock.checkpoints_recorded(&failed, t0 + SEC);
+        assert!(!clock.covers(1, t0 + 6 * SEC, share));
     }
 
     #[test]

@@ -68,9 +68,10 @@ impl LeaseTiming {
     /// The timing for a member with this election timeout.
     pub fn new(election_timeout: Duration) -> Self {
         LeaseTiming {
-            // Often enough that a lease renewed a few times a second is always covered by a
-            // recent checkpoint (renewal interval + checkpoint interval < promise share);
-            // a checkpoint carries only the leases renewed since the last one.
+            // A renewal is covered when an earlier renewal of its lease, no more than
+            // `promise_share` before it, is in a committed checkpoint: with checkpoints this
+            // often, a lease renewed every ~250 ms or faster usually is. A checkpoint carries
+            // only the leases renewed since the last one.
             checkpoint_interval: Duration::from_millis(200),
             promote_grace: Duration::from_secs(1) + election_timeout,
             promise_share: Duration::from_millis(500),

@@ -446,3 +446,27 @@ fn a_renewal_soon_after_a_recorded_checkpoint_is_covered_and_survives_a_restart(
     let model = &harness.model[&1];
     assert!(model.deadline >= 500 + 5_000 + (harness.grace_ms - harness.share_ms));
 }
+
+#[test]
+fn checkpoints_taken_in_an_earlier_term_cover_nothing_in_a_later_one() {
+    let t0 = Instant::now();
+    let mut table = LeaseTable::default();
+    table.grant(1, 10, 0, t0, 0).unwrap();
+    let mut leases = Leases::new(table, LeaseTiming::new(Duration::from_secs(1)));
+    leases.follow_role(Some(2));
+    leases.renew(1, t0);
+    let due = leases.take_checkpoints(t0, 10);
+    assert_eq!(due, vec![(1, 10_000)]);
+    let covered = |renewal| matches!(renewal, Renewal::Renewed { covered: true, .. });
+    // Reported as committed in another term than the clock's: ignored.
+    leases.checkpoints_recorded(3, t0, &due);
+    assert!(!covered(leases.renew(1, t0 + Duration::from_millis(100))));
+    // Recorded by the term that took it: a renewal soon after is covered.
+    leases.checkpoints_recorded(2, t0, &due);
+    assert!(covered(leases.renew(1, t0 + Duration::from_millis(150))));
+    // Taken in term 2, committed only once this member leads again in term 4: ignored.
+    let due = leases.take_checkpoints(t0 + Duration::from_millis(200), 10);
+    leases.follow_role(Some(4));
+    leases.checkpoints_recorded(2, t0 + Duration::from_millis(200), &due);
+    assert!(!covered(leases.renew(1, t0 + Duration::from_millis(300))));
+}
