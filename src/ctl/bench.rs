@@ -346,7 +346,7 @@ async fn phase(
 struct PhaseOutcome {
     latency: Histogram,
     errors: u64,
-    /// The first failure, to say why requests failed.
+    /// One failure (the first its client saw), to say why requests failed.
     first_error: Option<tonic::Status>,
     elapsed: Duration,
 }
@@ -393,7 +393,7 @@ async fn preload(channels: &[Channel], keys: &KeyArgs, val_size: usize) -> Resul
     let outcome = phase(workload, channels, 16, keys.key_space_size, 0).await;
     if let Some(status) = outcome.first_error {
         return Err(CtlError::Failed(format!(
-            "preloading the key space: {} puts failed, the first with: {}",
+            "preloading the key space: {} puts failed, one with: {}",
             outcome.errors,
             status.message()
         )));
@@ -469,7 +469,7 @@ pub async fn run(
     if let Some(status) = &outcome.first_error {
         // The report counts them; standard error says why.
         eprintln!(
-            "warning: {} requests failed, the first with: {}",
+            "warning: {} requests failed, one with: {}",
             outcome.errors,
             status.message()
         );

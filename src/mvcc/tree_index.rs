@@ -264,4 +264,30 @@ mod tests {
         assert!(keep.contains(&Revision::new(2, 1)) && keep.len() == 1);
         assert_eq!(index.len(), 1);
     }
+
+    #[test]
+    fn a_freed_slot_serves_a_new_key_and_clones_are_independent() {
+        let mut index = TreeIndex::default();
+        index.put(b"a", Revision::new(2, 0)).unwrap();
+        index.put(b"b", Revision::new(3, 0)).unwrap();
+        index.tombstone(b"a", Revision::new(4, 0)).unwrap();
+        index.compact(4);
+        assert!(!index.contains_key(b"a"));
+        // The slot "a" had is reused.
+        index.put(b"c", Revision::new(5, 0)).unwrap();
+        assert_eq!(index.histories.len(), 2, "no new slot while one is free");
+        let snapshot = index.clone();
+        index.roll_back_after(b"c", 4);
+        index.put(b"0", Revision::new(5, 0)).unwrap();
+        let all = KeyRange::from_etcd(b"\0", b"\0");
+        let keys = |index: &TreeIndex| {
+            let (found, _) = index.range(&all, 5, 0);
+            found.into_iter().map(|k| k.key).collect::<Vec<_>>()
+        };
+        assert_eq!(keys(&index), [b"0".to_vec(), b"b".to_vec()]);
+        assert_eq!(keys(&snapshot), [b"b".to_vec(), b"c".to_vec()]);
+        assert_eq!(index.get(b"c", 5), None);
+        assert!(snapshot.get(b"c", 5).is_some());
+        assert!(index.get(b"0", 5).is_some());
+    }
 }
