@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use clap::{Args, Subcommand, ValueEnum};
 use tonic::transport::Channel;
 
+use super::unary_channel::{self, UnaryChannel};
+
 use super::histogram::Histogram;
 use super::json::JsonObject;
 use super::{bench_streams, connect, CtlError, GlobalFlags};
@@ -213,7 +215,7 @@ impl Report {
 /// One request of the workload, as request number `n`.
 async fn one_request(
     workload: &Workload,
-    client: &mut KvClient<Channel>,
+    client: &mut KvClient<UnaryChannel>,
     n: u64,
     rng: &mut Rng,
 ) -> Result<(), tonic::Status> {
@@ -282,7 +284,7 @@ fn workload_name(workload: &Workload) -> &'static str {
 /// errors and wall time.
 async fn phase(
     workload: Arc<Workload>,
-    channels: &[Channel],
+    channels: &[UnaryChannel],
     clients: usize,
     count: u64,
     rate: u64,
@@ -382,7 +384,11 @@ pub fn progress_line(done: u64, total: u64) -> String {
 }
 
 /// Writes every key of the space once (not measured), for read workloads.
-async fn preload(channels: &[Channel], keys: &KeyArgs, val_size: usize) -> Result<(), CtlError> {
+async fn preload(
+    channels: &[UnaryChannel],
+    keys: &KeyArgs,
+    val_size: usize,
+) -> Result<(), CtlError> {
     let workload = Arc::new(Workload::Put {
         keys: KeyArgs {
             sequential_keys: true,
@@ -406,40 +412,39 @@ pub async fn run(
     global: &GlobalFlags,
     endpoints: &[String],
 ) -> Result<Report, CtlError> {
+    let conns = args.conns.max(1);
+    let streaming = matches!(
+        args.workload,
+        Workload::Watch { .. } | Workload::LeaseKeepalive { .. }
+    );
+    if streaming {
+        let mut channels = Vec::new();
+        for i in 0..conns {
+            let endpoint = &endpoints[i % endpoints.len()];
+            let channel =
+                connect::connect_for_load(endpoint, global.dial_timeout, global.command_timeout)
+                    .await
+                    .map_err(|err| CtlError::Unreachable(format!("{endpoint}: {err}")))?;
+            channels.push(channel);
+        }
+        return run_streaming(args, &channels).await;
+    }
     let mut channels = Vec::new();
-    for i in 0..args.conns.max(1) {
+    for i in 0..conns {
         let endpoint = &endpoints[i % endpoints.len()];
-        let channel =
-            connect::connect_for_load(endpoint, global.dial_timeout, global.command_timeout)
-                .await
-                .map_err(|err| CtlError::Unreachable(format!("{endpoint}: {err}")))?;
+        let origin = unary_channel::plain_origin(endpoint).map_err(CtlError::BadArgs)?;
+        let dialing = UnaryChannel::connect(origin, global.command_timeout);
+        let channel = match tokio::time::timeout(global.dial_timeout, dialing).await {
+            Ok(Ok(channel)) => channel,
+            Ok(Err(err)) => {
+                let reason = connect::error_chain(err.as_ref());
+                return Err(CtlError::Unreachable(format!("{endpoint}: {reason}")));
+            }
+            Err(_) => return Err(CtlError::Unreachable(format!("{endpoint}: dial timed out"))),
+        };
         channels.push(channel);
     }
     match &args.workload {
-        Workload::Watch {
-            streams,
-            watchers_per_stream,
-            put_rate,
-            val_size,
-        } => {
-            let load = bench_streams::WatchLoad {
-                streams: *streams,
-                watchers_per_stream: *watchers_per_stream,
-                put_rate: *put_rate,
-                puts: args.total,
-                val_size: *val_size,
-            };
-            return bench_streams::run_watch(load, &channels).await;
-        }
-        Workload::LeaseKeepalive { leases, ttl } => {
-            let load = bench_streams::KeepaliveLoad {
-                leases: *leases,
-                ttl_seconds: *ttl,
-                total: args.total,
-                clients: args.clients,
-            };
-            return bench_streams::run_keepalive(load, &channels).await;
-        }
         Workload::Range {
             keys,
             preload: true,
@@ -481,6 +486,40 @@ pub async fn run(
         elapsed: outcome.elapsed,
         latency: outcome.latency,
     })
+}
+
+/// The watch and keepalive workloads, on tonic's channels (their requests are streams).
+async fn run_streaming(args: &BenchArgs, channels: &[Channel]) -> Result<Report, CtlError> {
+    match &args.workload {
+        Workload::Watch {
+            streams,
+            watchers_per_stream,
+            put_rate,
+            val_size,
+        } => {
+            let load = bench_streams::WatchLoad {
+                streams: *streams,
+                watchers_per_stream: *watchers_per_stream,
+                put_rate: *put_rate,
+                puts: args.total,
+                val_size: *val_size,
+            };
+            bench_streams::run_watch(load, channels).await
+        }
+        Workload::LeaseKeepalive { leases, ttl } => {
+            let load = bench_streams::KeepaliveLoad {
+                leases: *leases,
+                ttl_seconds: *ttl,
+                total: args.total,
+                clients: args.clients,
+            };
+            bench_streams::run_keepalive(load, channels).await
+        }
+        _ => Err(CtlError::BadArgs(format!(
+            "{} is not a streaming workload",
+            workload_name(&args.workload)
+        ))),
+    }
 }
 
 #[cfg(test)]

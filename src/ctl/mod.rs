@@ -15,6 +15,7 @@ pub mod lease;
 mod member;
 pub mod table;
 pub mod txn_input;
+mod unary_channel;
 pub mod watch;
 
 use std::io::{IsTerminal, Read};

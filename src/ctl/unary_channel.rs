@@ -1,0 +1,255 @@
+//! The load generator's gRPC channel for unary calls: requests go straight onto one HTTP/2
+//! connection (the `h2` crate) instead of through tonic's `Channel`.
+//!
+//! Why: on a machine where the generator shares the cores with the server under test, every
+//! microsecond the generator spends per request is taken from the server, and more from the
+//! faster one. tonic's `Channel` hands each request to a buffer task, then to hyper's dispatch
+//! task, which spawns a third task to pipe the request body into h2; here a request is one
+//! boxed future on the calling client's task. Streaming workloads (watch, keepalive) keep
+//! tonic's `Channel`: this channel sends a request only once its body has ended.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use http_body::{Body, Frame};
+use tokio::net::TcpStream;
+use tonic::codegen::http::{self, uri::PathAndQuery, Uri};
+use tonic::codegen::Bytes;
+
+use crate::coalesced_writes::CoalescedWrites;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// HTTP/2 windows as hyper's client sets them: small answers never wait for a window update.
+const STREAM_WINDOW: u32 = 2 << 20;
+const CONNECTION_WINDOW: u32 = 5 << 20;
+
+/// One HTTP/2 connection for unary gRPC calls; clones share the connection.
+#[derive(Clone)]
+pub struct UnaryChannel {
+    send: h2::client::SendRequest<Bytes>,
+    /// `http://host:port`, the scheme and authority every request carries.
+    origin: Uri,
+    /// Bounds each call, as `--command-timeout` bounds tonic's channel.
+    timeout: Duration,
+}
+
+impl UnaryChannel {
+    /// Dials a plain-TCP endpoint (`host:port` or `http://host:port`), with writes coalesced
+    /// as the server's answers are (see [`crate::coalesced_writes`]).
+    pub async fn connect(origin: Uri, timeout: Duration) -> Result<UnaryChannel, BoxError> {
+        let authority = origin
+            .authority()
+            .ok_or_else(|| format!("no host:port in {origin}"))?;
+        let address = match authority.port_u16() {
+            Some(_) => authority.as_str().to_string(),
+            None => format!("{}:80", authority.host()),
+        };
+        let stream = TcpStream::connect(address).await?;
+        // Small requests must not wait for the peer's delayed ACK.
+        stream.set_nodelay(true)?;
+        let (send, connection) = h2::client::Builder::new()
+            .initial_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .enable_push(false)
+            .handshake::<_, Bytes>(CoalescedWrites::new(stream))
+            .await?;
+        tokio::spawn(async move {
+            // Ends when every clone is dropped or the peer goes; calls in flight then fail.
+            let _ = connection.await;
+        });
+        Ok(UnaryChannel {
+            send,
+            origin,
+            timeout,
+        })
+    }
+
+    /// The request's URI: tonic gives the method's path, HTTP/2 wants scheme and authority.
+    fn full_uri(&self, uri: &Uri) -> Result<Uri, http::Error> {
+        let path = uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = self.origin.scheme().cloned();
+        parts.authority = self.origin.authority().cloned();
+        parts.path_and_query = Some(path);
+        Ok(Uri::from_parts(parts)?)
+    }
+}
+
+impl tower_service::Service<http::Request<tonic::body::Body>> for UnaryChannel {
+    type Response = http::Response<ResponseBody>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        // The call waits for a stream slot itself, on its own clone of the sender.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        let (mut head, body) = request.into_parts();
+        let uri = self.full_uri(&head.uri);
+        let send = self.send.clone();
+        let timeout = self.timeout;
+        Box::pin(async move {
+            head.uri = uri?;
+            let call = async move {
+                let message = whole_body(body).await?;
+                let mut send = send.ready().await?;
+                let request = http::Request::from_parts(head, ());
+                let (response, mut stream) = send.send_request(request, false)?;
+                // Unary: the whole message and the end of the stream in one DATA frame.
+                stream.send_data(message, true)?;
+                let response = response.await?;
+                Ok::<_, BoxError>(response.map(ResponseBody::new))
+            };
+            match tokio::time::timeout(timeout, call).await {
+                Ok(answer) => answer,
+                Err(_) => Err("request timed out".into()),
+            }
+        })
+    }
+}
+
+/// The request body's bytes, once it has ended (unary requests end at once).
+async fn whole_body(mut body: tonic::body::Body) -> Result<Bytes, BoxError> {
+    let mut first: Option<Bytes> = None;
+    let mut rest: Vec<u8> = Vec::new();
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        let Ok(data) = frame?.into_data() else {
+            continue; // Requests carry no trailers; nothing else to send.
+        };
+        match &first {
+            None => first = Some(data),
+            Some(head) => {
+                if rest.is_empty() {
+                    rest.extend_from_slice(head);
+                }
+                rest.extend_from_slice(&data);
+            }
+        }
+    }
+    Ok(if rest.is_empty() {
+        first.unwrap_or_default()
+    } else {
+        Bytes::from(rest)
+    })
+}
+
+/// A response body read off its HTTP/2 stream: the data frames, then the trailers (where
+/// gRPC puts its status).
+pub struct ResponseBody {
+    stream: h2::RecvStream,
+    data_done: bool,
+    trailers_done: bool,
+}
+
+impl ResponseBody {
+    fn new(stream: h2::RecvStream) -> ResponseBody {
+        ResponseBody {
+            stream,
+            data_done: false,
+            trailers_done: false,
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = h2::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
+        if !self.data_done {
+            match ready!(self.stream.poll_data(cx)) {
+                Some(Ok(data)) => {
+                    // Read bytes give their window back, or a long run would stall.
+                    let _ = self.stream.flow_control().release_capacity(data.len());
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Some(Err(err)) => return Poll::Ready(Some(Err(err))),
+                None => self.data_done = true,
+            }
+        }
+        if self.trailers_done {
+            return Poll::Ready(None);
+        }
+        let trailers = ready!(self.stream.poll_trailers(cx));
+        self.trailers_done = true;
+        Poll::Ready(match trailers {
+            Ok(Some(trailers)) => Some(Ok(Frame::trailers(trailers))),
+            Ok(None) => None,
+            Err(err) => Some(Err(err)),
+        })
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.trailers_done || (self.data_done && self.stream.is_end_stream())
+    }
+}
+
+/// `host:port` or `http://host:port` as an origin URI; `https://` is not for this channel.
+pub fn plain_origin(endpoint: &str) -> Result<Uri, String> {
+    let url = super::connect::endpoint_url(endpoint);
+    if url.to_ascii_lowercase().starts_with("https://") {
+        return Err("TLS endpoints use tonic's channel".to_string());
+    }
+    url.parse::<Uri>()
+        .map_err(|err| format!("bad endpoint {endpoint:?}: {err}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_are_plain_http_with_an_authority() {
+        let origin = plain_origin("127.0.0.1:2379").unwrap();
+        assert_eq!(origin.scheme_str(), Some("http"));
+        assert_eq!(origin.authority().unwrap().as_str(), "127.0.0.1:2379");
+        assert!(plain_origin("https://127.0.0.1:2379").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_body_of_several_frames_is_sent_whole() {
+        let chunks: Vec<Result<Frame<Bytes>, tonic::Status>> = vec![
+            Ok(Frame::data(Bytes::from_static(b"ab"))),
+            Ok(Frame::data(Bytes::from_static(b"cd"))),
+        ];
+        let body = tonic::body::Body::new(StreamBody(chunks.into_iter()));
+        assert_eq!(&whole_body(body).await.unwrap()[..], b"abcd");
+        let single: Vec<Result<Frame<Bytes>, tonic::Status>> =
+            vec![Ok(Frame::data(Bytes::from_static(b"xyz")))];
+        let body = tonic::body::Body::new(StreamBody(single.into_iter()));
+        assert_eq!(&whole_body(body).await.unwrap()[..], b"xyz");
+        assert!(whole_body(tonic::body::Body::empty())
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    /// A body whose frames are all ready.
+    struct StreamBody<I>(I);
+
+    impl<I> Body for StreamBody<I>
+    where
+        I: Iterator<Item = Result<Frame<Bytes>, tonic::Status>> + Unpin,
+    {
+        type Data = Bytes;
+        type Error = tonic::Status;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, tonic::Status>>> {
+            Poll::Ready(self.0.next())
+        }
+    }
+}
