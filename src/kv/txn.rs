@@ -65,10 +65,10 @@ fn apply_put(view: &mut dyn KvWrite, r: &PutRequest) -> Result<PutResponse, KvEr
     } else {
         (Cow::Borrowed(r.value.as_slice()), r.lease)
     };
-    let previous = view.put(&r.key, &value, lease)?;
+    let previous = view.put(&r.key, &value, lease, r.prev_kv)?;
     Ok(PutResponse {
         header: header(view.revision()),
-        prev_kv: if r.prev_kv { previous } else { None },
+        prev_kv: previous,
     })
 }
 

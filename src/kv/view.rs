@@ -28,7 +28,14 @@ impl<R: KvRead + ?Sized> KvRead for &R {
 
 /// A view that can also change the key space (inside the current etcd transaction).
 pub trait KvWrite: KvRead {
-    fn put(&mut self, key: &[u8], value: &[u8], lease: i64) -> Result<Option<KeyValue>, MvccError>;
+    /// Writes `key`; what it replaced comes back only if `return_previous`.
+    fn put(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        lease: i64,
+        return_previous: bool,
+    ) -> Result<Option<KeyValue>, MvccError>;
     fn delete_range(&mut self, range: &KeyRange) -> Result<Vec<KeyValue>, MvccError>;
 }
 
@@ -89,8 +96,14 @@ impl<B: Backend> KvRead for WriteBatch<'_, B> {
 }
 
 impl<B: Backend> KvWrite for WriteBatch<'_, B> {
-    fn put(&mut self, key: &[u8], value: &[u8], lease: i64) -> Result<Option<KeyValue>, MvccError> {
-        WriteBatch::put(self, key, value, lease)
+    fn put(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        lease: i64,
+        return_previous: bool,
+    ) -> Result<Option<KeyValue>, MvccError> {
+        WriteBatch::put_returning(self, key, value, lease, return_previous)
     }
 
     fn delete_range(&mut self, range: &KeyRange) -> Result<Vec<KeyValue>, MvccError> {
@@ -117,7 +130,7 @@ impl<R: KvRead> KvRead for ReadOnly<R> {
 }
 
 impl<R: KvRead> KvWrite for ReadOnly<R> {
-    fn put(&mut self, _: &[u8], _: &[u8], _: i64) -> Result<Option<KeyValue>, MvccError> {
+    fn put(&mut self, _: &[u8], _: &[u8], _: i64, _: bool) -> Result<Option<KeyValue>, MvccError> {
         Err(MvccError::Corrupt {
             what: "read-only transaction".into(),
             reason: "a write reached a transaction served without consensus".into(),

@@ -105,16 +105,6 @@ impl<'s, B: Backend> WriteBatch<'s, B> {
         })
     }
 
-    /// The key as the open transaction sees it.
-    fn current(&self, key: &[u8]) -> Result<Option<KeyValue>, MvccError> {
-        let at = self.read_revision();
-        let Some(found) = self.store.index.read().get(key, at) else {
-            return Ok(None);
-        };
-        let backend = self.backend.as_ref().ok_or(MvccError::Stopped)?;
-        fetch(backend, found.modified).map(Some)
-    }
-
     /// Writes `key`; returns what it replaced.
     pub fn put(
         &mut self,
@@ -122,13 +112,39 @@ impl<'s, B: Backend> WriteBatch<'s, B> {
         value: &[u8],
         lease: i64,
     ) -> Result<Option<KeyValue>, MvccError> {
-        let previous = self.current(key)?;
+        self.put_returning(key, value, lease, true)
+    }
+
+    /// Writes `key`; returns what it replaced only if `return_previous` (reading it costs a
+    /// key-space lookup; the key index alone knows the create revision and version).
+    pub fn put_returning(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        lease: i64,
+        return_previous: bool,
+    ) -> Result<Option<KeyValue>, MvccError> {
+        let found = self.store.index.read().get(key, self.read_revision());
+        let previous = match found {
+            Some(found) if return_previous || cfg!(debug_assertions) => {
+                let backend = self.backend.as_ref().ok_or(MvccError::Stopped)?;
+                Some(fetch(backend, found.modified)?)
+            }
+            _ => None,
+        };
+        // The index and the stored record it points at must tell the same history.
+        debug_assert!(
+            previous.as_ref().is_none_or(|p| found.is_some_and(|f| {
+                p.create_revision == f.created.main && p.version == f.version
+            })),
+            "key index disagrees with the stored record of {key:?}"
+        );
         let rev = self.next_revision();
         let kv = KeyValue {
             key: key.to_vec(),
-            create_revision: previous.as_ref().map_or(rev.main, |p| p.create_revision),
+            create_revision: found.map_or(rev.main, |f| f.created.main),
             mod_revision: rev.main,
-            version: previous.as_ref().map_or(1, |p| p.version + 1),
+            version: found.map_or(1, |f| f.version + 1),
             value: value.to_vec(),
             lease,
         };
@@ -148,7 +164,7 @@ impl<'s, B: Backend> WriteBatch<'s, B> {
             kv: Some(kv),
             prev_kv: None,
         });
-        Ok(previous)
+        Ok(previous.filter(|_| return_previous))
     }
 
     /// Deletes every key in `range`; returns the deleted key-values in key order.
