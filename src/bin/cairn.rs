@@ -8,6 +8,9 @@ use cairn::server::boot::Tuning;
 use cairn::version::LONG_VERSION;
 use clap::Parser;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Cairn: a distributed, strongly consistent key-value store that speaks etcd's v3 API.
 #[derive(Debug, Parser)]
 #[command(name = "cairn", version = LONG_VERSION, about, long_about = None)]

@@ -6,6 +6,9 @@ use std::process::ExitCode;
 use cairn::ctl::{run, Cli};
 use clap::Parser;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Two workers: the load generator drives many concurrent clients.
