@@ -61,16 +61,24 @@ const KEPT_CAPACITY: usize = 4 * 1024;
 /// at the next poll of any cause, and each answer finished wakes the connection's task
 /// through tokio's LIFO slot at once: a yield then gathered one more answer, not all of the
 /// burst (2.4 answers a `sendto` under a hundred clients' gets; 6.7 waiting for this wake).
+///
+/// Deferred wakes belong to the worker thread that took them: a yield polled on another
+/// thread (the task moved to the worker that woke it) waits for that worker's deferred wake
+/// instead, not for the first worker, which may be busy with a long task. Ending the yield
+/// there instead cost a third more `sendto`s on two workers.
 struct YieldWake {
     fired: AtomicBool,
-    task: Waker,
+    /// The waker of the task's latest poll, as the `Future` contract wants woken.
+    task: parking_lot::Mutex<Waker>,
+    thread: std::thread::ThreadId,
 }
 
 impl YieldWake {
     fn register(cx: &mut Context<'_>) -> Arc<YieldWake> {
         let wake = Arc::new(YieldWake {
             fired: AtomicBool::new(false),
-            task: cx.waker().clone(),
+            task: parking_lot::Mutex::new(cx.waker().clone()),
+            thread: std::thread::current().id(),
         });
         let waker = Waker::from(Arc::clone(&wake));
         let mut yielding = std::pin::pin!(tokio::task::yield_now());
@@ -85,6 +93,30 @@ impl YieldWake {
         }
         wake
     }
+
+    /// Registered on another thread than this poll's, and not yet woken.
+    fn left_behind(&self) -> bool {
+        !self.fired.load(Ordering::Acquire) && std::thread::current().id() != self.thread
+    }
+
+    /// Whether the yield is over; if not, the task's latest waker is the one to wake.
+    fn poll_fired(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.fired.load(Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        {
+            let mut task = self.task.lock();
+            if !task.will_wake(cx.waker()) {
+                task.clone_from(cx.waker());
+            }
+        }
+        // A wake that came while the waker was being replaced woke the old one.
+        if self.fired.load(Ordering::Acquire) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
 }
 
 impl Wake for YieldWake {
@@ -94,7 +126,7 @@ impl Wake for YieldWake {
 
     fn wake_by_ref(self: &Arc<Self>) {
         self.fired.store(true, Ordering::Release);
-        self.task.wake_by_ref();
+        self.task.lock().wake_by_ref();
     }
 }
 
@@ -143,11 +175,12 @@ impl CoalescedWrites {
                     self.burst = Burst::Yielding(YieldWake::register(cx));
                 }
                 Burst::Yielding(wake) => {
+                    if wake.left_behind() {
+                        *wake = YieldWake::register(cx);
+                    }
                     // Polls before the deferred wake come from other wakes of this task (the
                     // answers joining the burst); the burst waits for the rest of them.
-                    if !wake.fired.load(Ordering::Acquire) {
-                        return Poll::Pending;
-                    }
+                    ready!(wake.poll_fired(cx));
                     if self.taken > self.taken_before_yield {
                         self.idle_yields = 0;
                     } else {
@@ -400,6 +433,26 @@ mod tests {
         let mut received = [0u8; 3];
         peer.read_exact(&mut received).await.unwrap();
         assert_eq!(&received, b"abc");
+    }
+
+    #[tokio::test]
+    async fn a_yield_left_on_another_thread_does_not_wait_for_that_thread() {
+        let (mut connection, mut peer) = connected_pair().await;
+        write(&mut connection, b"a").await;
+        assert_eq!(flush_once(&mut connection).await, Poll::Pending);
+        // This test's thread is blocked below and never gets to its deferred wakes; the
+        // poll from the other thread takes a deferred wake there (none outside a runtime:
+        // at once) and the burst goes out.
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let mut cx = Context::from_waker(Waker::noop());
+                let flushed = Pin::new(&mut connection).poll_flush(&mut cx);
+                assert!(matches!(flushed, Poll::Ready(Ok(()))), "{flushed:?}");
+            });
+        });
+        let mut received = [0u8; 1];
+        peer.read_exact(&mut received).await.unwrap();
+        assert_eq!(&received, b"a");
     }
 
     /// What the peer has received, without letting the scheduler run.

@@ -95,7 +95,7 @@ impl tower_service::Service<http::Request<tonic::body::Body>> for UnaryChannel {
         let (mut head, body) = request.into_parts();
         let uri = self.full_uri(&head.uri);
         let send = self.send.clone();
-        let timeout = self.timeout;
+        let deadline = tokio::time::Instant::now() + self.timeout;
         Box::pin(async move {
             head.uri = uri?;
             let call = async move {
@@ -106,9 +106,9 @@ impl tower_service::Service<http::Request<tonic::body::Body>> for UnaryChannel {
                 // Unary: the whole message and the end of the stream in one DATA frame.
                 stream.send_data(message, true)?;
                 let response = response.await?;
-                Ok::<_, BoxError>(response.map(ResponseBody::new))
+                Ok::<_, BoxError>(response.map(|stream| ResponseBody::new(stream, deadline)))
             };
-            match tokio::time::timeout(timeout, call).await {
+            match tokio::time::timeout_at(deadline, call).await {
                 Ok(answer) => answer,
                 Err(_) => Err("request timed out".into()),
             }
@@ -142,28 +142,59 @@ async fn whole_body(mut body: tonic::body::Body) -> Result<Bytes, BoxError> {
 }
 
 /// A response body read off its HTTP/2 stream: the data frames, then the trailers (where
-/// gRPC puts its status).
+/// gRPC puts its status); the call's deadline bounds it too.
 pub struct ResponseBody {
     stream: h2::RecvStream,
     data_done: bool,
     trailers_done: bool,
+    deadline: tokio::time::Instant,
+    /// Armed only when the body has to wait (a unary answer has usually arrived whole).
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl ResponseBody {
-    fn new(stream: h2::RecvStream) -> ResponseBody {
+    fn new(stream: h2::RecvStream, deadline: tokio::time::Instant) -> ResponseBody {
         ResponseBody {
             stream,
             data_done: false,
             trailers_done: false,
+            deadline,
+            timer: None,
         }
     }
 }
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = h2::Error;
+    type Error = BoxError;
 
     fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.as_mut().poll_stream(cx) {
+            Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(BoxError::from))),
+            Poll::Pending => {
+                let deadline = self.deadline;
+                let timer = self
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                ready!(timer.as_mut().poll(cx));
+                // Over: later polls see the end of the body.
+                self.data_done = true;
+                self.trailers_done = true;
+                Poll::Ready(Some(Err("request timed out".into())))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.trailers_done || (self.data_done && self.stream.is_end_stream())
+    }
+}
+
+impl ResponseBody {
+    fn poll_stream(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
@@ -188,10 +219,6 @@ impl Body for ResponseBody {
             Ok(None) => None,
             Err(err) => Some(Err(err)),
         })
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.trailers_done || (self.data_done && self.stream.is_end_stream())
     }
 }
 
@@ -233,6 +260,43 @@ mod tests {
             .await
             .unwrap()
             .is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_stops_midway_fails_at_the_calls_deadline() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let origin: Uri = format!("http://{}", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        // A server that sends the answer's head and one byte of it, then goes quiet.
+        let server = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            let mut connection = h2::server::handshake(socket).await.unwrap();
+            let (_request, mut respond) = connection.accept().await.unwrap().unwrap();
+            let head = http::Response::builder()
+                .header("content-type", "application/grpc")
+                .body(())
+                .unwrap();
+            let mut body = respond.send_response(head, false).unwrap();
+            body.send_data(Bytes::from_static(b"\0"), false).unwrap();
+            // Keep the connection served (and the stream open) until the test ends.
+            let _ = std::future::poll_fn(|cx| connection.poll_closed(cx)).await;
+        });
+        let channel = UnaryChannel::connect(origin, Duration::from_millis(200))
+            .await
+            .unwrap();
+        let mut client = crate::proto::etcdserverpb::kv_client::KvClient::new(channel);
+        let started = std::time::Instant::now();
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(5),
+            client.range(crate::proto::etcdserverpb::RangeRequest::default()),
+        )
+        .await
+        .expect("the call's own deadline ends it");
+        let status = outcome.expect_err("a half answer is no answer");
+        assert!(status.message().contains("timed out"), "{status:?}");
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        server.abort();
     }
 
     /// A body whose frames are all ready.
