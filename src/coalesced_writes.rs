@@ -310,24 +310,26 @@ impl tower_service::Service<tonic::codegen::http::Uri> for CoalescingConnector {
     }
 
     fn call(&mut self, uri: tonic::codegen::http::Uri) -> Self::Future {
-        Box::pin(async move {
-            let Some(authority) = uri.authority() else {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("no host:port in {uri}"),
-                ));
-            };
-            // As tonic's own connector: no port means HTTP's.
-            let address = match authority.port_u16() {
-                Some(_) => authority.as_str().to_string(),
-                None => format!("{}:80", authority.host()),
-            };
-            let stream = TcpStream::connect(address).await?;
-            // As the server: small messages must not wait for the peer's delayed ACK.
-            stream.set_nodelay(true)?;
-            Ok(hyper_util::rt::TokioIo::new(CoalescedWrites::new(stream)))
-        })
+        Box::pin(async move { Ok(hyper_util::rt::TokioIo::new(dial(&uri).await?)) })
     }
+}
+
+/// Dials `uri`'s `host:port` (no port: HTTP's, as tonic's own connector) over plain TCP.
+pub async fn dial(uri: &tonic::codegen::http::Uri) -> io::Result<CoalescedWrites> {
+    let Some(authority) = uri.authority() else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("no host:port in {uri}"),
+        ));
+    };
+    let address = match authority.port_u16() {
+        Some(_) => authority.as_str().to_string(),
+        None => format!("{}:80", authority.host()),
+    };
+    let stream = TcpStream::connect(address).await?;
+    // As the server: small messages must not wait for the peer's delayed ACK.
+    stream.set_nodelay(true)?;
+    Ok(CoalescedWrites::new(stream))
 }
 
 #[cfg(test)]

@@ -14,11 +14,8 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use http_body::{Body, Frame};
-use tokio::net::TcpStream;
 use tonic::codegen::http::{self, uri::PathAndQuery, Uri};
 use tonic::codegen::Bytes;
-
-use crate::coalesced_writes::CoalescedWrites;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -37,24 +34,15 @@ pub struct UnaryChannel {
 }
 
 impl UnaryChannel {
-    /// Dials a plain-TCP endpoint (`host:port` or `http://host:port`), with writes coalesced
-    /// as the server's answers are (see [`crate::coalesced_writes`]).
+    /// Dials a plain-TCP endpoint (`http://host:port`), with writes coalesced as the server's
+    /// answers are (see [`crate::coalesced_writes`]).
     pub async fn connect(origin: Uri, timeout: Duration) -> Result<UnaryChannel, BoxError> {
-        let authority = origin
-            .authority()
-            .ok_or_else(|| format!("no host:port in {origin}"))?;
-        let address = match authority.port_u16() {
-            Some(_) => authority.as_str().to_string(),
-            None => format!("{}:80", authority.host()),
-        };
-        let stream = TcpStream::connect(address).await?;
-        // Small requests must not wait for the peer's delayed ACK.
-        stream.set_nodelay(true)?;
+        let connection = crate::coalesced_writes::dial(&origin).await?;
         let (send, connection) = h2::client::Builder::new()
             .initial_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
             .enable_push(false)
-            .handshake::<_, Bytes>(CoalescedWrites::new(stream))
+            .handshake::<_, Bytes>(connection)
             .await?;
         tokio::spawn(async move {
             // Ends when every clone is dropped or the peer goes; calls in flight then fail.
