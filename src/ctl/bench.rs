@@ -9,10 +9,9 @@ use std::time::{Duration, Instant};
 use clap::{Args, Subcommand, ValueEnum};
 use tonic::transport::Channel;
 
-use super::unary_channel::{self, UnaryChannel};
-
 use super::histogram::Histogram;
 use super::json::JsonObject;
+use super::unary_channel::{self, UnaryChannel};
 use super::{bench_streams, connect, CtlError, GlobalFlags};
 use crate::proto::etcdserverpb::{
     kv_client::KvClient, request_op, PutRequest, RangeRequest, RequestOp, TxnRequest,
@@ -434,14 +433,9 @@ pub async fn run(
         let endpoint = &endpoints[i % endpoints.len()];
         let origin = unary_channel::plain_origin(endpoint).map_err(CtlError::BadArgs)?;
         let dialing = UnaryChannel::connect(origin, global.command_timeout);
-        let channel = match tokio::time::timeout(global.dial_timeout, dialing).await {
-            Ok(Ok(channel)) => channel,
-            Ok(Err(err)) => {
-                let reason = connect::error_chain(err.as_ref());
-                return Err(CtlError::Unreachable(format!("{endpoint}: {reason}")));
-            }
-            Err(_) => return Err(CtlError::Unreachable(format!("{endpoint}: dial timed out"))),
-        };
+        let channel = connect::dial(dialing, global.dial_timeout)
+            .await
+            .map_err(|err| CtlError::Unreachable(format!("{endpoint}: {err}")))?;
         channels.push(channel);
     }
     match &args.workload {

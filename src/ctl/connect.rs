@@ -107,13 +107,17 @@ pub async fn connect_streaming(
     Err(CtlError::Unreachable(failures.join("; ")))
 }
 
-async fn dial(
-    dialing: impl std::future::Future<Output = Result<Channel, tonic::transport::Error>>,
+/// Waits at most `dial_timeout` for a connection; a failure reads "outer: inner: root".
+pub async fn dial<T, E>(
+    dialing: impl std::future::Future<Output = Result<T, E>>,
     dial_timeout: Duration,
-) -> Result<Channel, String> {
+) -> Result<T, String>
+where
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     match tokio::time::timeout(dial_timeout, dialing).await {
         Ok(Ok(channel)) => Ok(channel),
-        Ok(Err(err)) => Err(error_chain(&err)),
+        Ok(Err(err)) => Err(error_chain(err.into().as_ref())),
         Err(_) => Err("dial timed out".to_string()),
     }
 }

@@ -104,28 +104,19 @@ impl tower_service::Service<http::Request<tonic::body::Body>> for UnaryChannel {
     }
 }
 
-/// The request body's bytes, once it has ended (unary requests end at once).
+/// The request body's bytes, once it has ended (unary requests end at once, in one frame).
 async fn whole_body(mut body: tonic::body::Body) -> Result<Bytes, BoxError> {
-    let mut first: Option<Bytes> = None;
-    let mut rest: Vec<u8> = Vec::new();
+    let mut chunks: Vec<Bytes> = Vec::new();
     while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
-        let Ok(data) = frame?.into_data() else {
-            continue; // Requests carry no trailers; nothing else to send.
-        };
-        match &first {
-            None => first = Some(data),
-            Some(head) => {
-                if rest.is_empty() {
-                    rest.extend_from_slice(head);
-                }
-                rest.extend_from_slice(&data);
-            }
+        // Requests carry no trailers; nothing else to send.
+        if let Ok(data) = frame?.into_data() {
+            chunks.push(data);
         }
     }
-    Ok(if rest.is_empty() {
-        first.unwrap_or_default()
-    } else {
-        Bytes::from(rest)
+    Ok(match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.swap_remove(0),
+        _ => Bytes::from(chunks.concat()),
     })
 }
 
@@ -285,6 +276,32 @@ mod tests {
         assert!(status.message().contains("timed out"), "{status:?}");
         assert!(started.elapsed() >= Duration::from_millis(200));
         server.abort();
+    }
+
+    #[tokio::test]
+    async fn a_call_on_a_connection_the_peer_dropped_fails_at_once() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let origin: Uri = format!("http://{}", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        // A server that completes the HTTP/2 handshake, then goes away.
+        let server = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            let connection = h2::server::handshake(socket).await.unwrap();
+            drop(connection);
+        });
+        let channel = UnaryChannel::connect(origin, Duration::from_secs(30))
+            .await
+            .unwrap();
+        server.await.unwrap();
+        let mut client = crate::proto::etcdserverpb::kv_client::KvClient::new(channel);
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(5),
+            client.range(crate::proto::etcdserverpb::RangeRequest::default()),
+        )
+        .await
+        .expect("fails long before the call's 30 s deadline");
+        assert!(outcome.is_err(), "{outcome:?}");
     }
 
     /// A body whose frames are all ready.
