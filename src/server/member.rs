@@ -257,6 +257,7 @@ impl RaftMember {
             reads_waiting_apply: Vec::new(),
             next_read: 0,
             applied_term: 0,
+            idle_poll: Default::default(),
             snapshots: super::raft_loop::SnapshotDuties {
                 retries: Default::default(),
                 snap_dir: db_path

@@ -5,6 +5,7 @@ pub mod apply;
 pub mod boot;
 pub mod dial_source;
 pub mod identity;
+pub mod idle_poll;
 pub mod join;
 pub mod learner_gate;
 pub mod lease_duties;

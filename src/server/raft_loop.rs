@@ -19,6 +19,7 @@ use tonic::Status;
 use super::apply::{
     apply_run, decode_membership, decode_payload, superseded, Applied, EntryPayload,
 };
+use super::idle_poll::IdlePoll;
 use super::member::{Command, MemberAttributesTable, Published};
 use super::peer_transport::PeerTransport;
 use super::raft_log::RaftLog;
@@ -87,6 +88,8 @@ pub(super) struct RaftLoop {
     /// The term of the last entry applied.
     pub(super) applied_term: u64,
     pub(super) snapshots: SnapshotDuties,
+    /// How long to poll for the next command before sleeping.
+    pub(super) idle_poll: IdlePoll,
 }
 
 /// What the loop needs for snapshots between members.
@@ -121,7 +124,7 @@ impl RaftLoop {
         let mut next_tick = Instant::now() + tick;
         loop {
             let timeout = next_tick.saturating_duration_since(Instant::now());
-            match commands.recv_timeout(timeout) {
+            match self.idle_poll.recv(&commands, timeout) {
                 Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                 Ok(command) => {
                     if !self.handle(command) {
@@ -191,6 +194,7 @@ impl RaftLoop {
         match command {
             Command::Stop => false,
             Command::Propose { request, reply } => {
+                self.idle_poll.served(1);
                 let data = request.encode_to_vec();
                 match self.node.propose(data) {
                     Ok(Proposed::Appended { index, .. }) => {
@@ -272,6 +276,7 @@ impl RaftLoop {
                 if replies.is_empty() {
                     return true;
                 }
+                self.idle_poll.served(replies.len());
                 self.next_read += 1;
                 let context = self.next_read.to_le_bytes().to_vec();
                 match self.node.read_index(context) {
