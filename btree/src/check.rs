@@ -229,7 +229,7 @@ impl ReadTxn<'_> {
             }
             stats.buckets.push(bucket);
         }
-        let free = FreeList::read(src, &self.snapshot)?;
+        let mut free = FreeList::read(src, &self.snapshot)?;
         for &id in &free.chain {
             claims.claim(id, REACHABLE, "free-list page")?;
         }

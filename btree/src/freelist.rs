@@ -19,8 +19,12 @@ pub(crate) struct FreeList {
     /// Freed by transaction `t`: still reachable from snapshots older than `t`. In the order
     /// freed, which is transaction order: a transaction frees only under its own, newest id.
     pending: Vec<(TxnId, PageId)>,
-    /// The ids of `pending`, sorted ascending (what a commit lists).
+    /// The ids of `pending`, sorted ascending (what a commit lists), but for `freshly_pending`.
     pending_sorted: Vec<PageId>,
+    /// Ids freed since the list was last settled, unsorted: a transaction freeing many pages
+    /// (a deleted bucket) appends each, and one sort merges them in (inserting each in order
+    /// would cost the square of their number).
+    freshly_pending: Vec<PageId>,
     /// The pages of the on-disk chain this list was read from (or last written to).
     pub(crate) chain: Vec<PageId>,
 }
@@ -47,8 +51,28 @@ impl FreeList {
             "pages are freed in transaction order"
         );
         self.pending.push((freed_by, id));
-        let at = self.pending_sorted.partition_point(|&p| p < id);
-        self.pending_sorted.insert(at, id);
+        self.freshly_pending.push(id);
+    }
+
+    /// Merges the freshly pending ids into `pending_sorted`.
+    fn settle(&mut self) {
+        if self.freshly_pending.is_empty() {
+            return;
+        }
+        let mut fresh = std::mem::take(&mut self.freshly_pending);
+        fresh.sort_unstable();
+        let mut merged = Vec::with_capacity(self.pending_sorted.len() + fresh.len());
+        let mut sorted = self.pending_sorted.iter().copied().peekable();
+        let mut fresh = fresh.into_iter().peekable();
+        loop {
+            match (sorted.peek(), fresh.peek()) {
+                (Some(&a), Some(&b)) if a <= b => merged.extend(sorted.next()),
+                (_, Some(_)) => merged.extend(fresh.next()),
+                (Some(_), None) => merged.extend(sorted.by_ref()),
+                (None, None) => break,
+            }
+        }
+        self.pending_sorted = merged;
     }
 
     /// Makes reusable every page freed by a transaction `<= oldest_snapshot`: the oldest
@@ -60,6 +84,7 @@ impl FreeList {
         if released == 0 {
             return;
         }
+        self.settle();
         let mut ids: Vec<PageId> = self.pending.drain(..released).map(|(_, id)| id).collect();
         ids.sort_unstable();
         self.pending_sorted
@@ -96,7 +121,8 @@ impl FreeList {
     }
 
     /// Every free or pending page, sorted: what the on-disk list stores.
-    pub(crate) fn all_ids(&self) -> Vec<PageId> {
+    pub(crate) fn all_ids(&mut self) -> Vec<PageId> {
+        self.settle();
         let mut ids = Vec::with_capacity(self.len());
         let mut free = self.free.iter().rev().copied().peekable();
         let mut pending = self.pending_sorted.iter().copied().peekable();
@@ -133,7 +159,8 @@ impl FreeList {
         )?;
         let mut ids = ids;
         // Descending, as `free` keeps them (written ascending, but order is not trusted).
-        ids.sort_unstable_by_key(|&(id, _)| std::cmp::Reverse(id));
+        // Stable: of a page listed twice, the later listing is the one reported.
+        ids.sort_by_key(|&(id, _)| std::cmp::Reverse(id));
         if let Some(twice) = ids.windows(2).find(|pair| pair[0].0 == pair[1].0) {
             let (id, at) = twice[1];
             return Err(Error::corrupt(at, format!("page {id} listed free twice")));
@@ -150,6 +177,7 @@ impl FreeList {
     pub(crate) fn contains(&self, id: PageId) -> bool {
         self.free.binary_search_by(|probe| id.cmp(probe)).is_ok()
             || self.pending_sorted.binary_search(&id).is_ok()
+            || self.freshly_pending.contains(&id)
     }
 }
 

@@ -47,16 +47,12 @@ impl IdlePoll {
         timeout: Duration,
     ) -> Result<T, RecvTimeoutError> {
         let started = Instant::now();
-        let budget = if self.served == 1 {
-            self.budget
-        } else {
-            Duration::ZERO
-        };
+        let window = poll_window(self.budget, self.served, timeout);
         self.served = 0;
-        if !budget.is_zero() {
+        if !window.is_zero() {
             self.polls += 1;
         }
-        let poll_until = started + budget.min(timeout);
+        let poll_until = started + window;
         loop {
             match commands.try_recv() {
                 Ok(command) => return Ok(command),
@@ -78,8 +74,10 @@ impl IdlePoll {
         let slept = sleep_started.elapsed();
         match received {
             Ok(_) => self.after_sleep(slept),
-            // Nothing came for a whole timeout: idle.
-            Err(_) => self.after_sleep(Duration::MAX),
+            // Nothing came for a whole timeout: idle, unless the timeout (the next tick) was
+            // too near to tell.
+            Err(_) if started.elapsed() > MAX_POLL => self.after_sleep(Duration::MAX),
+            Err(_) => {}
         }
         received
     }
@@ -112,10 +110,54 @@ impl IdlePoll {
     }
 }
 
+/// How long a wait polls: the budget after a turn that served exactly one request, and never
+/// past the wait's timeout (the loop's next tick).
+fn poll_window(budget: Duration, served: usize, timeout: Duration) -> Duration {
+    if served == 1 {
+        budget.min(timeout)
+    } else {
+        Duration::ZERO
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::mpsc;
+
+    #[test]
+    fn only_a_turn_that_served_one_request_polls_and_never_past_the_timeout() {
+        let budget = Duration::from_micros(150);
+        let long = Duration::from_secs(1);
+        assert_eq!(poll_window(budget, 1, long), budget);
+        assert_eq!(
+            poll_window(budget, 0, long),
+            Duration::ZERO,
+            "ticks, peer messages"
+        );
+        assert_eq!(
+            poll_window(budget, 2, long),
+            Duration::ZERO,
+            "load batches by sleeping"
+        );
+        let near_tick = Duration::from_micros(40);
+        assert_eq!(poll_window(budget, 1, near_tick), near_tick);
+        assert_eq!(poll_window(Duration::ZERO, 1, long), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_timeout_too_near_to_tell_leaves_the_budget_alone() {
+        let (_send, commands) = mpsc::channel::<u8>();
+        let mut poll = IdlePoll::default();
+        for _ in 0..10 {
+            poll.after_sleep(Duration::ZERO);
+        }
+        assert_eq!(
+            poll.recv(&commands, Duration::ZERO),
+            Err(RecvTimeoutError::Timeout)
+        );
+        assert_eq!(poll.budget(), MAX_POLL);
+    }
 
     #[test]
     fn budget_grows_while_commands_come_soon_after_a_sleep() {
