@@ -16,6 +16,10 @@ pub(crate) struct FreeList {
     /// Reusable now: no snapshot that is alive or may be opened can reach these pages. Sorted
     /// in descending order, so the lowest page is popped from the end.
     free: Vec<PageId>,
+    /// Pages freed by the transaction that allocated them (reusable at once), unsorted and
+    /// reused first; merged into `free` when the list is settled. Inserting each into `free`
+    /// would cost a transaction freeing many of them the square of their number.
+    freshly_free: Vec<PageId>,
     /// Freed by transaction `t`: still reachable from snapshots older than `t`. In the order
     /// freed, which is transaction order: a transaction frees only under its own, newest id.
     pending: Vec<(TxnId, PageId)>,
@@ -30,17 +34,15 @@ pub(crate) struct FreeList {
 }
 
 impl FreeList {
-    /// Takes the lowest reusable page, keeping the file dense at its start.
+    /// Takes a page just freed again if there is one, else the lowest reusable page, keeping
+    /// the file dense at its start.
     pub(crate) fn pop(&mut self) -> Option<PageId> {
-        self.free.pop()
+        self.freshly_free.pop().or_else(|| self.free.pop())
     }
 
+    /// Frees a page no snapshot has seen (its own transaction allocated it).
     pub(crate) fn free_now(&mut self, id: PageId) {
-        // Descending order; a page listed twice (possible only in a corrupt file) is still
-        // free once.
-        if let Err(at) = self.free.binary_search_by(|probe| id.cmp(probe)) {
-            self.free.insert(at, id);
-        }
+        self.freshly_free.push(id);
     }
 
     pub(crate) fn free_later(&mut self, freed_by: TxnId, id: PageId) {
@@ -54,8 +56,17 @@ impl FreeList {
         self.freshly_pending.push(id);
     }
 
+    /// Merges the freshly freed ids into `free`.
+    fn settle_free(&mut self) {
+        if !self.freshly_free.is_empty() {
+            let mut fresh = std::mem::take(&mut self.freshly_free);
+            fresh.sort_unstable();
+            self.free = merge_into_descending(std::mem::take(&mut self.free), fresh);
+        }
+    }
+
     /// Merges the freshly pending ids into `pending_sorted`.
-    fn settle(&mut self) {
+    fn settle_pending(&mut self) {
         if self.freshly_pending.is_empty() {
             return;
         }
@@ -84,45 +95,23 @@ impl FreeList {
         if released == 0 {
             return;
         }
-        self.settle();
+        self.settle_pending();
         let mut ids: Vec<PageId> = self.pending.drain(..released).map(|(_, id)| id).collect();
         ids.sort_unstable();
         self.pending_sorted
             .retain(|id| ids.binary_search(id).is_err());
-        // Merge the released ids (ascending) into `free` (descending), dropping duplicates.
-        let mut merged = Vec::with_capacity(self.free.len() + ids.len());
-        let mut free = std::mem::take(&mut self.free).into_iter().rev().peekable();
-        let mut released = ids.into_iter().peekable();
-        loop {
-            let next = match (free.peek(), released.peek()) {
-                (Some(&a), Some(&b)) if a <= b => {
-                    if a == b {
-                        released.next();
-                    }
-                    free.next()
-                }
-                (Some(_), Some(_)) | (None, Some(_)) => released.next(),
-                (Some(_), None) => free.next(),
-                (None, None) => break,
-            };
-            if let Some(id) = next {
-                if merged.last() != Some(&id) {
-                    merged.push(id);
-                }
-            }
-        }
-        merged.reverse();
-        self.free = merged;
+        self.free = merge_into_descending(std::mem::take(&mut self.free), ids);
     }
 
     /// Pages free or pending.
     pub(crate) fn len(&self) -> usize {
-        self.free.len() + self.pending.len()
+        self.free.len() + self.freshly_free.len() + self.pending.len()
     }
 
     /// Every free or pending page, sorted: what the on-disk list stores.
     pub(crate) fn all_ids(&mut self) -> Vec<PageId> {
-        self.settle();
+        self.settle_free();
+        self.settle_pending();
         let mut ids = Vec::with_capacity(self.len());
         let mut free = self.free.iter().rev().copied().peekable();
         let mut pending = self.pending_sorted.iter().copied().peekable();
@@ -178,7 +167,31 @@ impl FreeList {
         self.free.binary_search_by(|probe| id.cmp(probe)).is_ok()
             || self.pending_sorted.binary_search(&id).is_ok()
             || self.freshly_pending.contains(&id)
+            || self.freshly_free.contains(&id)
     }
+}
+
+/// Merges ascending `ids` into descending `free`, dropping duplicates (a page listed twice,
+/// possible only in a corrupt file, is still free once).
+fn merge_into_descending(free: Vec<PageId>, ids: Vec<PageId>) -> Vec<PageId> {
+    let mut merged = Vec::with_capacity(free.len() + ids.len());
+    let mut free = free.into_iter().rev().peekable();
+    let mut ids = ids.into_iter().peekable();
+    loop {
+        let next = match (free.peek(), ids.peek()) {
+            (Some(&a), Some(&b)) if a <= b => free.next(),
+            (_, Some(_)) => ids.next(),
+            (Some(_), None) => free.next(),
+            (None, None) => break,
+        };
+        if let Some(id) = next {
+            if merged.last() != Some(&id) {
+                merged.push(id);
+            }
+        }
+    }
+    merged.reverse();
+    merged
 }
 
 #[cfg(test)]
@@ -231,20 +244,25 @@ mod tests {
             use std::collections::{BTreeMap, BTreeSet};
             let mut list = FreeList::default();
             let mut free = BTreeSet::new();
+            // Pages freed by their own transaction, reused first (last freed, first reused).
+            let mut fresh: Vec<PageId> = Vec::new();
             let mut pending: BTreeMap<TxnId, Vec<PageId>> = BTreeMap::new();
             let mut txn: TxnId = 1;
-            for op in ops {
+            for (step, op) in ops.into_iter().enumerate() {
                 let known = |id: PageId, free: &BTreeSet<PageId>, pending: &BTreeMap<TxnId, Vec<PageId>>| {
                     free.contains(&id) || pending.values().any(|ids| ids.contains(&id))
                 };
                 match op {
-                    Op::Pop => proptest::prop_assert_eq!(list.pop(), free.pop_first()),
-                    // The writer never frees a page twice (but free_now tolerates it).
-                    Op::FreeNow(id) if !pending.values().any(|ids| ids.contains(&id)) => {
-                        list.free_now(id);
-                        free.insert(id);
+                    Op::Pop => {
+                        let expected = fresh.pop().or_else(|| free.pop_first());
+                        proptest::prop_assert_eq!(list.pop(), expected);
                     }
-                    Op::FreeLater(id) if !known(id, &free, &pending) => {
+                    // The writer never frees a page twice.
+                    Op::FreeNow(id) if !known(id, &free, &pending) && !fresh.contains(&id) => {
+                        list.free_now(id);
+                        fresh.push(id);
+                    }
+                    Op::FreeLater(id) if !known(id, &free, &pending) && !fresh.contains(&id) => {
                         list.free_later(txn, id);
                         pending.entry(txn).or_default().push(id);
                     }
@@ -260,14 +278,21 @@ mod tests {
                         }
                     }
                 }
+                proptest::prop_assert_eq!(list.len(), free.len() + fresh.len() + pending.values().map(Vec::len).sum::<usize>());
+                for id in 0..302 {
+                    let listed = known(id, &free, &pending) || fresh.contains(&id);
+                    proptest::prop_assert_eq!(list.contains(id), listed);
+                }
+                if step % 3 != 0 {
+                    // Let freshly freed pages pile up between listings.
+                    continue;
+                }
+                // Listing (a commit) settles the list: fresh pages join the lowest-first order.
+                free.extend(fresh.drain(..));
                 let mut all: Vec<PageId> = free.iter().copied().collect();
                 all.extend(pending.values().flatten());
                 all.sort_unstable();
-                proptest::prop_assert_eq!(list.all_ids(), all.clone());
-                proptest::prop_assert_eq!(list.len(), all.len());
-                for id in 0..302 {
-                    proptest::prop_assert_eq!(list.contains(id), all.binary_search(&id).is_ok());
-                }
+                proptest::prop_assert_eq!(list.all_ids(), all);
             }
         }
     }
