@@ -103,6 +103,10 @@ pub(super) struct Published {
     /// One value, published by the loop, so that no reader pairs a role with another
     /// moment's applied state.
     pub(super) lease_term: AtomicU64,
+    /// The term in which this member leads as the cluster's only voter with no configuration
+    /// change pending, or 0: see [`Published::reads_need_no_round`]. The loop clears it before
+    /// it steps any peer message, and sets it only when it publishes.
+    pub(super) sole_voter_term: AtomicU64,
     pub(super) stopped: AtomicBool,
     /// Whether this member is a learner (the client services refuse most requests then).
     pub(super) learner: Arc<AtomicBool>,
@@ -118,14 +122,28 @@ impl Published {
             commit: AtomicU64::new(0),
             applied: AtomicU64::new(0),
             lease_term: AtomicU64::new(0),
+            sole_voter_term: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
             learner: Arc::default(),
             stop_reason: tokio::sync::watch::Sender::new(None),
         }
     }
 
+    /// Whether a linearizable read may be served from the applied key space at once, with no
+    /// ReadIndex round through the loop. It may when this member leads as the only voter and
+    /// has applied all it has published as committed: no other member can lead or commit
+    /// without first winning this member's vote and then its acknowledgement, both peer
+    /// messages the loop steps only after clearing `sole_voter_term`; and every write
+    /// answered before the read arrived was applied (so is in the key space) before its answer.
+    pub(super) fn reads_need_no_round(&self) -> bool {
+        self.sole_voter_term.load(Ordering::Acquire) != 0
+            && !self.stopped.load(Ordering::Acquire)
+            && self.applied.load(Ordering::Acquire) >= self.commit.load(Ordering::Acquire)
+    }
+
     /// Marks the loop stopped; the first reason given is the one kept.
     pub(super) fn stop(&self, reason: &str) {
+        self.sole_voter_term.store(0, Ordering::SeqCst);
         self.stopped.store(true, Ordering::Release);
         self.stop_reason.send_if_modified(|kept| {
             if kept.is_some() {
@@ -393,6 +411,9 @@ impl api::Member for RaftMember {
     }
 
     async fn read_barrier(&self) -> Result<(), Status> {
+        if self.published.reads_need_no_round() {
+            return Ok(());
+        }
         let (reply, receiver) = oneshot::channel();
         if self.reads.join(reply) {
             // The loop is signalled even if this read is dropped meanwhile (its client gave
@@ -605,6 +626,28 @@ impl super::peer_transport::RaftInbox for RaftMember {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_skip_the_round_only_for_a_running_sole_voter_that_applied_its_commits() {
+        let published = Published::new();
+        published.commit.store(7, Ordering::Relaxed);
+        published.applied.store(7, Ordering::Relaxed);
+        assert!(
+            !published.reads_need_no_round(),
+            "not published as sole voter"
+        );
+        published.sole_voter_term.store(3, Ordering::Release);
+        assert!(published.reads_need_no_round());
+        published.commit.store(8, Ordering::Relaxed);
+        assert!(
+            !published.reads_need_no_round(),
+            "a committed entry is not applied yet"
+        );
+        published.applied.store(8, Ordering::Relaxed);
+        assert!(published.reads_need_no_round());
+        published.stop("test");
+        assert!(!published.reads_need_no_round(), "a stopped member");
+    }
 
     #[test]
     fn a_new_leader_keeps_lease_time_only_once_an_entry_of_its_term_has_applied() {

@@ -265,6 +265,9 @@ impl RaftLoop {
                 true
             }
             Command::Step(message) => {
+                // Any peer message may be a vote or an append of another leader: reads go
+                // through a round again until the next publish has looked (`Published`).
+                self.published.sole_voter_term.store(0, Ordering::SeqCst);
                 if let Err(err) = self.node.step(message) {
                     tracing::debug!(%err, "peer message refused by raft");
                 }
@@ -773,6 +776,14 @@ impl RaftLoop {
         self.published
             .lease_term
             .store(lease_term.unwrap_or(0), Ordering::Relaxed);
+        let applied = self.published.applied.load(Ordering::Relaxed);
+        let sole_voter = status.role == Role::Leader
+            && status.conf_state.voters == [status.id]
+            && status.conf_index <= applied
+            && !self.published.stopped.load(Ordering::Acquire);
+        self.published
+            .sole_voter_term
+            .store(if sole_voter { status.term } else { 0 }, Ordering::Release);
     }
 
     /// Fails everything waiting with `status`; `reason` (empty: a requested stop) is what

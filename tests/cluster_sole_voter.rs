@@ -1,0 +1,106 @@
+//! A member that is its cluster's only voter serves linearizable reads without a ReadIndex
+//! round; once a second voter joins it must not: with that voter gone, no quorum can confirm
+//! its leadership, and linearizable reads fail as etcd's do while serializable ones still work.
+
+mod common;
+
+use std::time::Duration;
+
+use common::cluster::{change_when_healthy, eventually, wait_for_value, Cluster};
+use common::etcd35_dir;
+
+#[test]
+fn a_sole_voter_reads_at_once_but_not_after_a_second_voter_joins() {
+    let bin = etcd35_dir();
+    let etcdctl = bin.join("etcdctl");
+    let mut cluster = Cluster::start(1);
+    let first = cluster.members[0].endpoint();
+    assert_eq!(
+        eventually(&bin, &first, &["put", "k", "1"], Duration::from_secs(30)).code,
+        0
+    );
+    // Alone: linearizable reads (and lease renewals' barriers) are served.
+    let read = common::run(
+        &etcdctl,
+        &["--endpoints", &first, "--command-timeout", "5s", "get", "k"],
+        "",
+    );
+    assert_eq!(read.code, 0, "{}", read.stderr);
+    assert_eq!(read.stdout, "k\n1\n");
+
+    // A learner joins, catches up and is promoted: two voters.
+    let new = cluster.add_slot();
+    let name = cluster.members[new].name.clone();
+    let peer_url = format!("http://127.0.0.1:{}", cluster.members[new].peer_port);
+    let added = change_when_healthy(
+        &etcdctl,
+        &first,
+        &[
+            "member",
+            "add",
+            &name,
+            "--learner",
+            "--peer-urls",
+            &peer_url,
+        ],
+    );
+    assert_eq!(added.code, 0, "member add: {}", added.stderr);
+    let initial = added
+        .stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("ETCD_INITIAL_CLUSTER=\""))
+        .and_then(|rest| rest.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("{}", added.stdout))
+        .to_string();
+    let learner_id = added
+        .stdout
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("{}", added.stdout))
+        .to_string();
+    cluster.spawn_joining(new, &initial);
+    wait_for_value(
+        &bin,
+        &cluster.members[new].endpoint(),
+        "k",
+        "1",
+        Duration::from_secs(30),
+    );
+    let promoted = change_when_healthy(&etcdctl, &first, &["member", "promote", &learner_id]);
+    assert_eq!(promoted.code, 0, "member promote: {}", promoted.stderr);
+    let read = common::run(
+        &etcdctl,
+        &["--endpoints", &first, "--command-timeout", "5s", "get", "k"],
+        "",
+    );
+    assert_eq!(read.code, 0, "two voters up: {}", read.stderr);
+
+    // The second voter goes: the first cannot confirm it leads, so it must not answer a
+    // linearizable read from its own state (it may not be the leader any more).
+    cluster.kill(new);
+    let refused = common::run(
+        &etcdctl,
+        &["--endpoints", &first, "--command-timeout", "3s", "get", "k"],
+        "",
+    );
+    assert_ne!(
+        refused.code, 0,
+        "a linearizable read without quorum was answered: {}",
+        refused.stdout
+    );
+    let serializable = common::run(
+        &etcdctl,
+        &[
+            "--endpoints",
+            &first,
+            "--command-timeout",
+            "5s",
+            "get",
+            "k",
+            "--consistency=s",
+        ],
+        "",
+    );
+    assert_eq!(serializable.code, 0, "{}", serializable.stderr);
+    assert_eq!(serializable.stdout, "k\n1\n");
+}
