@@ -103,10 +103,17 @@ pub(super) struct Published {
     /// One value, published by the loop, so that no reader pairs a role with another
     /// moment's applied state.
     pub(super) lease_term: AtomicU64,
-    /// The term in which this member leads as the cluster's only voter with no configuration
-    /// change pending, or 0: see [`Published::reads_need_no_round`]. The loop clears it before
-    /// it steps any peer message, and sets it only when it publishes.
+    /// The term in which this member leads as the cluster's only voter
+    /// ([`super::sole_voter::leads_alone`]), or 0: see [`Published::reads_need_no_round`].
+    /// The loop clears it before it steps a peer message that could make another member lead
+    /// or commit, and before it proposes a membership change or a leadership transfer; it sets
+    /// it only when it publishes.
     pub(super) sole_voter_term: AtomicU64,
+    /// When the loop last published, in nanoseconds since `epoch`: a loop that has not
+    /// published for `fresh_for` (it does at least once a tick) may be stuck or gone.
+    published_at: AtomicU64,
+    epoch: Instant,
+    fresh_for: Duration,
     pub(super) stopped: AtomicBool,
     /// Whether this member is a learner (the client services refuse most requests then).
     pub(super) learner: Arc<AtomicBool>,
@@ -115,8 +122,11 @@ pub(super) struct Published {
 }
 
 impl Published {
-    fn new() -> Published {
+    fn new(fresh_for: Duration) -> Published {
         Published {
+            published_at: AtomicU64::new(0),
+            epoch: Instant::now(),
+            fresh_for,
             term: AtomicU64::new(0),
             leader: Arc::default(),
             commit: AtomicU64::new(0),
@@ -135,10 +145,24 @@ impl Published {
     /// without first winning this member's vote and then its acknowledgement, both peer
     /// messages the loop steps only after clearing `sole_voter_term`; and every write
     /// answered before the read arrived was applied (so is in the key space) before its answer.
-    pub(super) fn reads_need_no_round(&self) -> bool {
-        self.sole_voter_term.load(Ordering::Acquire) != 0
-            && !self.stopped.load(Ordering::Acquire)
+    /// And only while the loop is alive: it has published within `fresh_for` of `now`.
+    pub(super) fn reads_need_no_round(&self, now: Instant) -> bool {
+        if self.sole_voter_term.load(Ordering::Acquire) == 0 || self.stopped.load(Ordering::Acquire)
+        {
+            return false;
+        }
+        let published_at = Duration::from_nanos(self.published_at.load(Ordering::Acquire));
+        let age = now.saturating_duration_since(self.epoch + published_at);
+        age <= self.fresh_for
             && self.applied.load(Ordering::Acquire) >= self.commit.load(Ordering::Acquire)
+    }
+
+    /// Records that the loop published now, and whether it leads alone (`sole_voter_term`).
+    pub(super) fn published_turn(&self, sole_voter_term: u64) {
+        let at = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.published_at.store(at, Ordering::Release);
+        self.sole_voter_term
+            .store(sole_voter_term, Ordering::Release);
     }
 
     /// Marks the loop stopped; the first reason given is the one kept.
@@ -250,7 +274,8 @@ impl RaftMember {
         // Bounded: a flood of peer messages or client requests is refused at the door (peers
         // retry, clients hear "too many requests") instead of growing memory without limit.
         let (commands, receiver) = mpsc::sync_channel(MAX_QUEUED_COMMANDS);
-        let published = Arc::new(Published::new());
+        // The loop publishes at least once a tick; three ticks without marks it stuck.
+        let published = Arc::new(Published::new(timing.tick * 3));
         let reads = Arc::new(ReadQueue::default());
         let snapshot_index = cairn_raft::Storage::snapshot(node.storage()).map_or(0, |s| s.index);
         let raft_loop = super::raft_loop::RaftLoop {
@@ -358,6 +383,27 @@ impl RaftMember {
         Arc::clone(&self.published.learner)
     }
 
+    /// A ReadIndex round through the loop, even where [`Published::reads_need_no_round`]
+    /// would skip it: `/health` checks that the loop itself answers.
+    pub async fn read_round(&self) -> Result<(), Status> {
+        let (reply, receiver) = oneshot::channel();
+        if self.reads.join(reply) {
+            // The loop is signalled even if this read is dropped meanwhile (its client gave
+            // up): every read queued behind the signal depends on it.
+            let signal = SignalOnDrop::new(|| {
+                if let Err(status) = self.send(Command::ReadsWaiting) {
+                    // Nobody will take the queue: fail it (this read among it).
+                    self.reads.fail_all(&status);
+                }
+            });
+            // Reads the runtime is about to run join this round first: one wake-up of the
+            // loop for the burst, not one for every few reads.
+            tokio::task::yield_now().await;
+            drop(signal);
+        }
+        self.wait(receiver).await
+    }
+
     pub(super) fn send(&self, command: Command) -> Result<(), Status> {
         if self.published.stopped.load(Ordering::Acquire) {
             return Err(Status::unavailable("etcdserver: server stopped"));
@@ -411,25 +457,10 @@ impl api::Member for RaftMember {
     }
 
     async fn read_barrier(&self) -> Result<(), Status> {
-        if self.published.reads_need_no_round() {
+        if self.published.reads_need_no_round(Instant::now()) {
             return Ok(());
         }
-        let (reply, receiver) = oneshot::channel();
-        if self.reads.join(reply) {
-            // The loop is signalled even if this read is dropped meanwhile (its client gave
-            // up): every read queued behind the signal depends on it.
-            let signal = SignalOnDrop::new(|| {
-                if let Err(status) = self.send(Command::ReadsWaiting) {
-                    // Nobody will take the queue: fail it (this read among it).
-                    self.reads.fail_all(&status);
-                }
-            });
-            // Reads the runtime is about to run join this round first: one wake-up of the
-            // loop for the burst, not one for every few reads.
-            tokio::task::yield_now().await;
-            drop(signal);
-        }
-        self.wait(receiver).await
+        self.read_round().await
     }
 
     fn store(&self) -> &MvccStore<BtreeBackend> {
@@ -629,24 +660,30 @@ mod tests {
 
     #[test]
     fn reads_skip_the_round_only_for_a_running_sole_voter_that_applied_its_commits() {
-        let published = Published::new();
+        let published = Published::new(Duration::from_millis(300));
+        let now = Instant::now();
         published.commit.store(7, Ordering::Relaxed);
         published.applied.store(7, Ordering::Relaxed);
         assert!(
-            !published.reads_need_no_round(),
+            !published.reads_need_no_round(now),
             "not published as sole voter"
         );
-        published.sole_voter_term.store(3, Ordering::Release);
-        assert!(published.reads_need_no_round());
+        published.published_turn(3);
+        let now = Instant::now();
+        assert!(published.reads_need_no_round(now));
+        assert!(
+            !published.reads_need_no_round(now + Duration::from_secs(1)),
+            "the loop has not published for a second: it may be stuck"
+        );
         published.commit.store(8, Ordering::Relaxed);
         assert!(
-            !published.reads_need_no_round(),
+            !published.reads_need_no_round(now),
             "a committed entry is not applied yet"
         );
         published.applied.store(8, Ordering::Relaxed);
-        assert!(published.reads_need_no_round());
+        assert!(published.reads_need_no_round(now));
         published.stop("test");
-        assert!(!published.reads_need_no_round(), "a stopped member");
+        assert!(!published.reads_need_no_round(now), "a stopped member");
     }
 
     #[test]

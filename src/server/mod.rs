@@ -26,4 +26,5 @@ pub mod snapshot_file;
 pub mod snapshot_receive;
 pub mod snapshot_retry;
 pub mod snapshot_send;
+pub mod sole_voter;
 pub mod store_checkpoint;

@@ -52,8 +52,9 @@ impl HealthSource for MemberHealth {
     fn read(&self, serializable: bool) -> ReadProbe<'_> {
         Box::pin(async move {
             if !serializable {
+                // Always a round: the check is whether the loop answers.
                 self.member
-                    .read_barrier()
+                    .read_round()
                     .await
                     .map_err(|status| status.message().to_string())?;
             }

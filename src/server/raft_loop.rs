@@ -251,10 +251,13 @@ impl RaftLoop {
                 context,
                 reply,
             } => {
+                // A voter added counts from the entry's append, before the turn ends.
+                self.published.sole_voter_term.store(0, Ordering::SeqCst);
                 self.propose_membership(change, context, reply);
                 true
             }
             Command::TransferLeader { target, reply } => {
+                self.published.sole_voter_term.store(0, Ordering::SeqCst);
                 let outcome = self.node.transfer_leader(target).map_err(|err| match err {
                     RaftError::Dropped(DropReason::InvalidTransferTarget { .. }) => {
                         Status::failed_precondition("etcdserver: bad leader transferee")
@@ -265,9 +268,10 @@ impl RaftLoop {
                 true
             }
             Command::Step(message) => {
-                // Any peer message may be a vote or an append of another leader: reads go
-                // through a round again until the next publish has looked (`Published`).
-                self.published.sole_voter_term.store(0, Ordering::SeqCst);
+                if super::sole_voter::may_end_leading_alone(&message, self.node.term()) {
+                    // Reads go through a round again until the next publish has looked.
+                    self.published.sole_voter_term.store(0, Ordering::SeqCst);
+                }
                 if let Err(err) = self.node.step(message) {
                     tracing::debug!(%err, "peer message refused by raft");
                 }
@@ -777,13 +781,9 @@ impl RaftLoop {
             .lease_term
             .store(lease_term.unwrap_or(0), Ordering::Relaxed);
         let applied = self.published.applied.load(Ordering::Relaxed);
-        let sole_voter = status.role == Role::Leader
-            && status.conf_state.voters == [status.id]
-            && status.conf_index <= applied
-            && !self.published.stopped.load(Ordering::Acquire);
+        let alone = super::sole_voter::leads_alone(&status, applied, self.applied_term);
         self.published
-            .sole_voter_term
-            .store(if sole_voter { status.term } else { 0 }, Ordering::Release);
+            .published_turn(if alone { status.term } else { 0 });
     }
 
     /// Fails everything waiting with `status`; `reason` (empty: a requested stop) is what
