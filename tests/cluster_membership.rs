@@ -77,21 +77,9 @@ fn learners_join_catch_up_and_are_promoted_and_removed_members_stop() {
     // Each tool in turn: add a learner, start it, promote it, remove the oldest voter.
     for (round, (label, tool)) in tools().into_iter().enumerate() {
         let endpoints = endpoints_of(&cluster, &voters);
-        let new = cluster.add_slot();
+        let (new, added) = cluster.add_learner(&tool, &endpoints);
         let name = cluster.members[new].name.clone();
         let peer_url = format!("http://127.0.0.1:{}", cluster.members[new].peer_port);
-        let added = change_when_healthy(
-            &tool,
-            &endpoints,
-            &[
-                "member",
-                "add",
-                &name,
-                "--learner",
-                "--peer-urls",
-                &peer_url,
-            ],
-        );
         assert_eq!(added.code, 0, "{label}: member add: {}", added.stderr);
         let lines: Vec<&str> = added.stdout.lines().collect();
         assert!(

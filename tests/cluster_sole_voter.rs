@@ -36,21 +36,7 @@ fn a_sole_voter_reads_at_once_but_not_after_a_second_voter_joins() {
     assert_eq!(read.stdout, "k\n1\n");
 
     // A learner joins, catches up and is promoted: two voters.
-    let new = cluster.add_slot();
-    let name = cluster.members[new].name.clone();
-    let peer_url = format!("http://127.0.0.1:{}", cluster.members[new].peer_port);
-    let added = change_when_healthy(
-        &etcdctl,
-        &first,
-        &[
-            "member",
-            "add",
-            &name,
-            "--learner",
-            "--peer-urls",
-            &peer_url,
-        ],
-    );
+    let (new, added) = cluster.add_learner(&etcdctl, &first);
     assert_eq!(added.code, 0, "member add: {}", added.stderr);
     let initial = added
         .stdout

@@ -154,13 +154,31 @@ mod tests {
         assert_eq!(poll_window(Duration::ZERO, 1, long), Duration::ZERO);
     }
 
-    #[test]
-    fn a_timeout_too_near_to_tell_leaves_the_budget_alone() {
-        let (_send, commands) = mpsc::channel::<u8>();
+    /// A poll whose budget has grown to the most.
+    fn polling_at_most() -> IdlePoll {
         let mut poll = IdlePoll::default();
         for _ in 0..10 {
             poll.after_sleep(Duration::ZERO);
         }
+        assert_eq!(poll.budget(), MAX_POLL);
+        poll
+    }
+
+    /// Waits 5 ms on an empty queue: the wait times out, and without polling.
+    fn sleeps_out(poll: &mut IdlePoll, commands: &mpsc::Receiver<u8>) {
+        let started = Instant::now();
+        assert_eq!(
+            poll.recv(commands, Duration::from_millis(5)),
+            Err(RecvTimeoutError::Timeout)
+        );
+        assert!(started.elapsed() >= Duration::from_millis(5));
+        assert_eq!(poll.polls(), 0);
+    }
+
+    #[test]
+    fn a_timeout_too_near_to_tell_leaves_the_budget_alone() {
+        let (_send, commands) = mpsc::channel::<u8>();
+        let mut poll = polling_at_most();
         assert_eq!(
             poll.recv(&commands, Duration::ZERO),
             Err(RecvTimeoutError::Timeout)
@@ -220,21 +238,12 @@ mod tests {
     #[test]
     fn a_turn_that_served_several_requests_skips_the_poll() {
         let (send, commands) = mpsc::channel::<u8>();
-        let mut poll = IdlePoll::default();
-        for _ in 0..10 {
-            poll.after_sleep(Duration::ZERO);
-        }
+        let mut poll = polling_at_most();
         poll.served(1);
         poll.served(2);
         // With the poll skipped, nothing can arrive before the sleep: it lasts the whole
         // timeout and counts as idle.
-        let started = Instant::now();
-        assert_eq!(
-            poll.recv(&commands, Duration::from_millis(5)),
-            Err(RecvTimeoutError::Timeout)
-        );
-        assert!(started.elapsed() >= Duration::from_millis(5));
-        assert_eq!(poll.polls(), 0);
+        sleeps_out(&mut poll, &commands);
         poll.served(1);
         send.send(1).unwrap();
         assert_eq!(poll.recv(&commands, Duration::from_secs(5)), Ok(1));
@@ -244,17 +253,8 @@ mod tests {
     #[test]
     fn a_turn_that_served_nobody_skips_the_poll() {
         let (_send, commands) = mpsc::channel::<u8>();
-        let mut poll = IdlePoll::default();
-        for _ in 0..10 {
-            poll.after_sleep(Duration::ZERO);
-        }
-        let started = Instant::now();
-        assert_eq!(
-            poll.recv(&commands, Duration::from_millis(5)),
-            Err(RecvTimeoutError::Timeout)
-        );
-        assert!(started.elapsed() >= Duration::from_millis(5));
-        assert_eq!(poll.polls(), 0);
+        let mut poll = polling_at_most();
+        sleeps_out(&mut poll, &commands);
     }
 
     #[test]

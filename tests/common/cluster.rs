@@ -98,6 +98,28 @@ impl Cluster {
         i
     }
 
+    /// A new member's slot, added to the cluster as a learner with `tool` (`member add
+    /// --learner` through `endpoints`, again while the cluster is "unhealthy"): its index, and
+    /// what `member add` printed.
+    pub fn add_learner(&mut self, tool: &Path, endpoints: &str) -> (usize, Run) {
+        let new = self.add_slot();
+        let name = self.members[new].name.clone();
+        let peer_url = format!("http://127.0.0.1:{}", self.members[new].peer_port);
+        let added = change_when_healthy(
+            tool,
+            endpoints,
+            &[
+                "member",
+                "add",
+                &name,
+                "--learner",
+                "--peer-urls",
+                &peer_url,
+            ],
+        );
+        (new, added)
+    }
+
     /// Starts member `i` joining a running cluster, with the `--initial-cluster` that
     /// `member add` printed.
     pub fn spawn_joining(&mut self, i: usize, initial_cluster: &str) {
