@@ -129,13 +129,27 @@ fn a_deposed_leaders_lease_expiries_do_not_revoke_renewed_leases() {
     assert!(summary.contains("lease: valid"), "{summary}");
 }
 
+/// Whether a follower's stale answer is seen depends on how far it lags when it is asked, so
+/// a run may miss it (seed 7 caught it until the Raft loop's idle poll made followers catch up
+/// sooner); the injected bug must be caught within three seeds.
 #[test]
 fn followers_answering_reads_locally_are_caught() {
     let args = ["--workload", "register", "--nemesis", "kill"];
-    let (code, summary) = short_run(&args, "15", "7", "follower-local-reads=on");
-    assert_eq!(code, Some(1), "{summary}");
-    assert!(summary.contains("INVALID"), "{summary}");
-    assert!(summary.contains("is not linearizable"), "{summary}");
+    let mut summaries = Vec::new();
+    for seed in ["7", "8", "9"] {
+        let (code, summary) = short_run(&args, "15", seed, "follower-local-reads=on");
+        if code == Some(1) {
+            assert!(summary.contains("INVALID"), "{summary}");
+            assert!(summary.contains("is not linearizable"), "{summary}");
+            return;
+        }
+        assert_eq!(code, Some(0), "seed {seed}: {summary}");
+        summaries.push(summary);
+    }
+    panic!(
+        "stale follower reads went unnoticed in three runs:\n{}",
+        summaries.join("\n")
+    );
 }
 
 /// Processes whose command line mentions `needle`.
