@@ -97,13 +97,7 @@ fn members_beyond_the_compacted_log_catch_up_by_snapshot() {
         &["member", "add", "m3", "--learner", "--peer-urls", &peer_url],
     );
     assert_eq!(added.code, 0, "{}", added.stderr);
-    let initial = added
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("ETCD_INITIAL_CLUSTER=\""))
-        .and_then(|rest| rest.strip_suffix('"'))
-        .expect("initial cluster printed")
-        .to_string();
+    let initial = Cluster::initial_cluster_printed(&added);
     cluster.spawn_joining(new, &initial);
     let learner = cluster.members[new].endpoint();
     wait_for_value(&bin, &learner, "k/after", "1", Duration::from_secs(60));

@@ -38,13 +38,7 @@ fn a_sole_voter_reads_at_once_but_not_after_a_second_voter_joins() {
     // A learner joins, catches up and is promoted: two voters.
     let (new, added) = cluster.add_learner(&etcdctl, &first);
     assert_eq!(added.code, 0, "member add: {}", added.stderr);
-    let initial = added
-        .stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("ETCD_INITIAL_CLUSTER=\""))
-        .and_then(|rest| rest.strip_suffix('"'))
-        .unwrap_or_else(|| panic!("{}", added.stdout))
-        .to_string();
+    let initial = Cluster::initial_cluster_printed(&added);
     let learner_id = added
         .stdout
         .split_whitespace()

@@ -12,6 +12,7 @@ pub mod lease_duties;
 pub mod log_snapshot;
 pub mod member;
 pub mod member_changes;
+pub mod member_snapshots;
 pub mod observability;
 pub mod peer_codec;
 pub mod peer_transport;

@@ -120,6 +120,17 @@ impl Cluster {
         (new, added)
     }
 
+    /// The `--initial-cluster` a new member joins with, from what `member add` printed.
+    pub fn initial_cluster_printed(added: &Run) -> String {
+        added
+            .stdout
+            .lines()
+            .find_map(|line| line.strip_prefix("ETCD_INITIAL_CLUSTER=\""))
+            .and_then(|rest| rest.strip_suffix('"'))
+            .unwrap_or_else(|| panic!("no initial cluster printed: {}", added.stdout))
+            .to_string()
+    }
+
     /// Starts member `i` joining a running cluster, with the `--initial-cluster` that
     /// `member add` printed.
     pub fn spawn_joining(&mut self, i: usize, initial_cluster: &str) {
