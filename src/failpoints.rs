@@ -5,7 +5,8 @@
 //!
 //! Places: `wal-fsync` and `wal-fsync-after` (before a Raft turn's entries are written and
 //! fdatasync'ed to the WAL, and once that is done, before they count as persisted), `apply` (before applying a run of
-//! committed entries), `btree-commit` and `btree-commit-after` (around the B+tree commit of
+//! committed entries), `follower-apply` (likewise, on a member that does not lead: a lagging
+//! follower), `btree-commit` and `btree-commit-after` (around the B+tree commit of
 //! an applied batch), `compaction` (before applying a compaction), `snapshot-send` (before
 //! each chunk of a snapshot sent to a follower), `snapshot-install` (before a received
 //! snapshot replaces the key space), `lease-expiry-propose` (before the leader proposes an

@@ -527,6 +527,10 @@ impl RaftLoop {
         #[cfg(feature = "failpoints")]
         crate::failpoints::reach("apply");
         #[cfg(feature = "failpoints")]
+        if self.node.status().role != Role::Leader {
+            crate::failpoints::reach("follower-apply");
+        }
+        #[cfg(feature = "failpoints")]
         if crate::failpoints::error("apply") {
             return Err("applying failed: storage error injected (failpoint apply)".into());
         }
