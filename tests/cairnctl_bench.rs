@@ -123,6 +123,42 @@ fn rate_limited_bench_takes_at_least_its_schedule() {
 }
 
 #[test]
+fn timed_bench_runs_for_its_duration() {
+    let bin = etcd35_dir();
+    let cairn = EtcdServer::start_cairn(&bin);
+    let ep = cairn.endpoint();
+    let bench = |extra: &[&str]| {
+        let mut args = vec!["--endpoints", &ep, "-w", "json", "bench"];
+        args.extend(extra);
+        run(&cairnctl(), &args, "")
+    };
+    // 200 requests/s for one second: requests 0-199 are due inside it, and --total (left
+    // at its default of 10,000) does not count.
+    let out = bench(&["put", "--duration", "1s", "--rate", "200", "--clients", "4"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        field(&out.stdout, "elapsed_us").is_some_and(|us| us >= 1_000_000),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        field(&out.stdout, "requests").is_some_and(|n| (100..=201).contains(&n)),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(field(&out.stdout, "errors"), Some(0), "{}", out.stdout);
+    // Streaming workloads count --total; a duration there is refused, not ignored.
+    let out = bench(&["watch", "--duration", "1s"]);
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert!(
+        out.stderr
+            .contains("--duration applies to put, range and txn-mixed"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn disk_check_reports_fdatasync_percentiles() {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = run(

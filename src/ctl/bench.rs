@@ -24,6 +24,11 @@ pub struct BenchArgs {
     /// Requests to measure (after the warm-up).
     #[arg(long, default_value_t = 10_000, global = true)]
     pub total: u64,
+    /// Measure for this long instead of `--total` requests (e.g. `10s`, `500ms`); for put,
+    /// range and txn-mixed. Runs compared side by side then get the same time window, however
+    /// fast each server is.
+    #[arg(long, global = true, value_parser = super::connect::parse_duration)]
+    pub duration: Option<Duration>,
     /// gRPC connections, shared round-robin by the clients.
     #[arg(long, default_value_t = 1, global = true)]
     pub conns: usize,
@@ -279,18 +284,37 @@ fn workload_name(workload: &Workload) -> &'static str {
     }
 }
 
-/// Runs `count` requests from `clients` concurrent clients; returns the merged latencies,
-/// errors and wall time.
+/// How long a phase runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PhaseLength {
+    /// This many requests.
+    Requests(u64),
+    /// Requests are started until this much time has passed (those in flight then finish).
+    Time(Duration),
+}
+
+impl PhaseLength {
+    /// Whether request number `n`, due to start at `now`, is past the end of the phase.
+    fn ended(self, n: u64, started: Instant, now: Instant) -> bool {
+        match self {
+            PhaseLength::Requests(count) => n >= count,
+            PhaseLength::Time(length) => now.duration_since(started) >= length,
+        }
+    }
+}
+
+/// Runs requests from `clients` concurrent clients for `length`; returns the merged
+/// latencies, errors and wall time.
 async fn phase(
     workload: Arc<Workload>,
     channels: &[UnaryChannel],
     clients: usize,
-    count: u64,
+    length: PhaseLength,
     rate: u64,
 ) -> PhaseOutcome {
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    let progress = progress_bar(Arc::clone(&next), count);
+    let progress = progress_bar(Arc::clone(&next), started, length);
     let mut tasks = Vec::new();
     for client_index in 0..clients.max(1) {
         let channel = channels[client_index % channels.len()].clone();
@@ -302,13 +326,16 @@ async fn phase(
             let mut first_error = None;
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
-                if n >= count {
+                if length.ended(n, started, Instant::now()) {
                     break;
                 }
                 if rate > 0 {
                     // Request n starts no earlier than n / rate seconds into the phase.
                     let due = started + Duration::from_secs_f64(n as f64 / rate as f64);
                     tokio::time::sleep_until(due.into()).await;
+                    if length.ended(n, started, Instant::now()) {
+                        break;
+                    }
                 }
                 let sent = Instant::now();
                 match one_request(&workload, &mut client, n, &mut rng).await {
@@ -355,16 +382,27 @@ struct PhaseOutcome {
 /// Characters of the progress bar.
 const PROGRESS_WIDTH: usize = 40;
 
-/// On a terminal, redraws `[#####-----] n/total` on standard error every 200 ms until
-/// aborted; nothing when standard error is not a terminal (scripts, JSON consumers).
-fn progress_bar(done: Arc<AtomicU64>, total: u64) -> Option<tokio::task::JoinHandle<()>> {
+/// On a terminal, redraws `[#####-----] n/total` (or elapsed/length in seconds for a timed
+/// phase) on standard error every 200 ms until aborted; nothing when standard error is not a
+/// terminal (scripts, JSON consumers).
+fn progress_bar(
+    done: Arc<AtomicU64>,
+    started: Instant,
+    length: PhaseLength,
+) -> Option<tokio::task::JoinHandle<()>> {
     use std::io::IsTerminal;
-    if !std::io::stderr().is_terminal() || total == 0 {
+    if !std::io::stderr().is_terminal() || length == PhaseLength::Requests(0) {
         return None;
     }
     Some(tokio::spawn(async move {
         loop {
-            let n = done.load(Ordering::Relaxed).min(total);
+            let (n, total) = match length {
+                PhaseLength::Requests(total) => (done.load(Ordering::Relaxed).min(total), total),
+                PhaseLength::Time(length) => (
+                    started.elapsed().min(length).as_secs(),
+                    length.as_secs().max(1),
+                ),
+            };
             eprint!("\r{}", progress_line(n, total));
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -395,7 +433,8 @@ async fn preload(
         },
         val_size,
     });
-    let outcome = phase(workload, channels, 16, keys.key_space_size, 0).await;
+    let length = PhaseLength::Requests(keys.key_space_size);
+    let outcome = phase(workload, channels, 16, length, 0).await;
     if let Some(status) = outcome.first_error {
         return Err(CtlError::Failed(format!(
             "preloading the key space: {} puts failed, one with: {}",
@@ -417,6 +456,12 @@ pub async fn run(
         Workload::Watch { .. } | Workload::LeaseKeepalive { .. }
     );
     if streaming {
+        if args.duration.is_some() {
+            return Err(CtlError::BadArgs(format!(
+                "--duration applies to put, range and txn-mixed; {} counts --total",
+                workload_name(&args.workload)
+            )));
+        }
         let mut channels = Vec::new();
         for i in 0..conns {
             let endpoint = &endpoints[i % endpoints.len()];
@@ -459,12 +504,15 @@ pub async fn run(
             Arc::clone(&workload),
             &channels,
             args.clients,
-            args.warmup,
+            PhaseLength::Requests(args.warmup),
             args.rate,
         )
         .await;
     }
-    let outcome = phase(workload, &channels, args.clients, args.total, args.rate).await;
+    let length = args
+        .duration
+        .map_or(PhaseLength::Requests(args.total), PhaseLength::Time);
+    let outcome = phase(workload, &channels, args.clients, length, args.rate).await;
     if let Some(status) = &outcome.first_error {
         // The report counts them; standard error says why.
         eprintln!(
@@ -556,6 +604,17 @@ mod tests {
             let index: u64 = std::str::from_utf8(&key).unwrap().parse().unwrap();
             assert!(index < 10);
         }
+    }
+
+    #[test]
+    fn a_phase_ends_at_its_count_or_its_time() {
+        let started = Instant::now();
+        let count = PhaseLength::Requests(3);
+        assert!(!count.ended(2, started, started + Duration::from_secs(60)));
+        assert!(count.ended(3, started, started));
+        let timed = PhaseLength::Time(Duration::from_secs(2));
+        assert!(!timed.ended(1_000_000, started, started + Duration::from_millis(1999)));
+        assert!(timed.ended(0, started, started + Duration::from_secs(2)));
     }
 
     #[test]

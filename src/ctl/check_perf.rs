@@ -135,7 +135,9 @@ pub async fn run(
             },
             val_size: 1024,
         },
+        // At a fixed rate, the count is the duration.
         total: rate * duration.as_secs(),
+        duration: None,
         conns: clients.min(MAX_CONNECTIONS),
         clients,
         rate,
