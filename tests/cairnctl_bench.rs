@@ -36,6 +36,7 @@ fn bench_workloads_run_against_cairn() {
         ],
         vec!["range", "--key-space-size", "50"],
         vec!["txn-mixed", "--key-space-size", "20", "--preload"],
+        vec!["range", "--key-space-size", "50", "--keys-per-range", "10"],
     ] {
         let mut args = vec!["--endpoints", &ep, "-w", "json", "bench"];
         args.extend(&workload);
@@ -122,6 +123,68 @@ fn rate_limited_bench_takes_at_least_its_schedule() {
     );
 }
 
+/// The sum of every key's version: one more for each put since the key was created.
+fn versions(etcdctl: &std::path::Path, ep: &str) -> i64 {
+    let out = run(
+        etcdctl,
+        &["--endpoints", ep, "get", "", "--prefix", "-w", "json"],
+        "",
+    );
+    out.stdout
+        .split("\"version\":")
+        .skip(1)
+        .filter_map(|rest| rest.split([',', '}']).next()?.parse::<i64>().ok())
+        .sum()
+}
+
+#[test]
+fn txn_put_puts_its_ops_in_one_transaction_each() {
+    let bin = etcd35_dir();
+    let cairn = EtcdServer::start_cairn(&bin);
+    let ep = cairn.endpoint();
+    let revision = |out: &str| field(out, "revision");
+    let before = run(
+        &bin.join("etcdctl"),
+        &["--endpoints", &ep, "get", "x", "-w", "json"],
+        "",
+    );
+    let args = [
+        "--endpoints",
+        &ep,
+        "-w",
+        "json",
+        "bench",
+        "txn-put",
+        "--key-space-size",
+        "50",
+        "--txn-ops",
+        "5",
+        "--total",
+        "40",
+        "--clients",
+        "4",
+    ];
+    let out = run(&cairnctl(), &args, "");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(field(&out.stdout, "errors"), Some(0), "{}", out.stdout);
+    let after = run(
+        &bin.join("etcdctl"),
+        &["--endpoints", &ep, "get", "x", "-w", "json"],
+        "",
+    );
+    // 40 transactions: 40 revisions, and 5 distinct keys put by each.
+    assert_eq!(
+        revision(&after.stdout)
+            .zip(revision(&before.stdout))
+            .map(|(a, b)| a - b),
+        Some(40),
+        "{} {}",
+        before.stdout,
+        after.stdout
+    );
+    assert_eq!(versions(&bin.join("etcdctl"), &ep), 200);
+}
+
 #[test]
 fn timed_bench_runs_for_its_duration() {
     let bin = etcd35_dir();
@@ -152,7 +215,7 @@ fn timed_bench_runs_for_its_duration() {
     assert_ne!(out.code, 0, "{}", out.stdout);
     assert!(
         out.stderr
-            .contains("--duration applies to put, range and txn-mixed"),
+            .contains("--duration applies to put, range, txn-put and txn-mixed"),
         "{}",
         out.stderr
     );

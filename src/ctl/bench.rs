@@ -25,7 +25,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 10_000, global = true)]
     pub total: u64,
     /// Measure for this long instead of `--total` requests (e.g. `10s`, `500ms`); for put,
-    /// range and txn-mixed. Runs compared side by side then get the same time window, however
+    /// range, txn-put and txn-mixed. Runs compared side by side then get the same time window, however
     /// fast each server is.
     #[arg(long, global = true, value_parser = super::connect::parse_duration)]
     pub duration: Option<Duration>,
@@ -77,14 +77,29 @@ pub enum Workload {
         #[arg(long = "val-size", default_value_t = 8)]
         val_size: usize,
     },
-    /// Single-key ranges (gets); `--preload` writes the key space first (not measured).
+    /// Ranges of `--keys-per-range` consecutive keys (1: gets); `--preload` writes the key
+    /// space first (not measured).
     Range {
         #[command(flatten)]
         keys: KeyArgs,
         #[arg(long, value_enum, default_value = "l")]
         consistency: Consistency,
+        /// Keys each range covers, from a picked key on in key order (the key space must be
+        /// at least this big).
+        #[arg(long = "keys-per-range", default_value_t = 1)]
+        keys_per_range: u64,
         #[arg(long)]
         preload: bool,
+    },
+    /// Transactions of `--txn-ops` puts each, to distinct keys.
+    TxnPut {
+        #[command(flatten)]
+        keys: KeyArgs,
+        #[arg(long = "val-size", default_value_t = 8)]
+        val_size: usize,
+        /// Puts per transaction.
+        #[arg(long = "txn-ops", default_value_t = 1)]
+        txn_ops: u64,
     },
     /// Transactions: `--read-percent` of them read a key, the rest write one.
     TxnMixed {
@@ -141,18 +156,37 @@ impl Rng {
 
 impl KeyArgs {
     fn pick(&self, n: u64, rng: &mut Rng) -> Vec<u8> {
-        let space = self.key_space_size.max(1);
-        let index = if self.sequential_keys {
-            n % space
+        self.key(self.pick_index(n, 1, rng))
+    }
+
+    /// The first of `span` consecutive keys, all inside the key space (the first key when the
+    /// space is smaller than the span).
+    fn pick_index(&self, n: u64, span: u64, rng: &mut Rng) -> u64 {
+        let starts = self.key_space_size.saturating_sub(span.max(1)) + 1;
+        if self.sequential_keys {
+            n % starts
         } else {
-            rng.next() % space
-        };
+            rng.next() % starts
+        }
+    }
+
+    fn key(&self, index: u64) -> Vec<u8> {
         let key = key_bytes(index, self.key_size.max(1));
         if self.key_prefix.is_empty() {
             key
         } else {
             [self.key_prefix.as_bytes(), &key].concat()
         }
+    }
+
+    /// The range `[first, end)` of `span` keys from a picked one (`end` empty: one key).
+    fn pick_range(&self, n: u64, span: u64, rng: &mut Rng) -> (Vec<u8>, Vec<u8>) {
+        let first = self.pick_index(n, span, rng);
+        if span <= 1 {
+            return (self.key(first), Vec::new());
+        }
+        // Zero-padded decimal keys sort as their indexes do.
+        (self.key(first), self.key(first + span))
     }
 }
 
@@ -195,6 +229,23 @@ impl Report {
             .finish()
     }
 
+    /// One bordered row (`-w table`): throughput and latency percentiles in milliseconds.
+    pub fn to_table(&self) -> String {
+        let ms = |us: u64| format!("{:.3}", us as f64 / 1000.0);
+        let row = vec![
+            self.workload.to_string(),
+            self.requests.to_string(),
+            self.errors.to_string(),
+            format!("{:.1}", self.requests_per_second()),
+            ms(self.latency.quantile(0.5)),
+            ms(self.latency.quantile(0.9)),
+            ms(self.latency.quantile(0.99)),
+            ms(self.latency.quantile(0.999)),
+            ms(self.latency.max()),
+        ];
+        super::table::render(&TABLE_HEADER, &[row])
+    }
+
     pub fn to_text(&self) -> String {
         let ms = |us: u64| us as f64 / 1000.0;
         format!(
@@ -216,6 +267,11 @@ impl Report {
     }
 }
 
+/// The columns of `-w table`.
+const TABLE_HEADER: [&str; 9] = [
+    "WORKLOAD", "REQUESTS", "ERRORS", "REQ/S", "P50 MS", "P90 MS", "P99 MS", "P99.9 MS", "MAX MS",
+];
+
 /// One request of the workload, as request number `n`.
 async fn one_request(
     workload: &Workload,
@@ -233,14 +289,53 @@ async fn one_request(
             client.put(put).await.map(|_| ())
         }
         Workload::Range {
-            keys, consistency, ..
+            keys,
+            consistency,
+            keys_per_range,
+            ..
         } => {
+            let (key, range_end) = keys.pick_range(n, *keys_per_range, rng);
             let range = RangeRequest {
-                key: keys.pick(n, rng),
+                key,
+                range_end,
                 serializable: *consistency == Consistency::S,
                 ..Default::default()
             };
             client.range(range).await.map(|_| ())
+        }
+        Workload::TxnPut {
+            keys,
+            val_size,
+            txn_ops,
+        } => {
+            let mut picked: Vec<Vec<u8>> = Vec::new();
+            // etcd refuses a transaction that puts one key twice ("duplicate key given in
+            // txn request"): draw again on a repeat (bounded: a space smaller than the
+            // transaction settles for fewer puts).
+            for _ in 0..txn_ops.saturating_mul(4).max(1) {
+                if picked.len() as u64 >= (*txn_ops).max(1) {
+                    break;
+                }
+                let key = keys.pick(n * txn_ops + picked.len() as u64, rng);
+                if !picked.contains(&key) {
+                    picked.push(key);
+                }
+            }
+            let success = picked
+                .into_iter()
+                .map(|key| RequestOp {
+                    request: Some(request_op::Request::RequestPut(PutRequest {
+                        key,
+                        value: vec![b'v'; *val_size],
+                        ..Default::default()
+                    })),
+                })
+                .collect();
+            let txn = TxnRequest {
+                success,
+                ..Default::default()
+            };
+            client.txn(txn).await.map(|_| ())
         }
         Workload::TxnMixed {
             keys,
@@ -278,6 +373,7 @@ fn workload_name(workload: &Workload) -> &'static str {
     match workload {
         Workload::Put { .. } => "put",
         Workload::Range { .. } => "range",
+        Workload::TxnPut { .. } => "txn-put",
         Workload::TxnMixed { .. } => "txn-mixed",
         Workload::Watch { .. } => "watch",
         Workload::LeaseKeepalive { .. } => "lease-keepalive",
@@ -458,7 +554,7 @@ pub async fn run(
     if streaming {
         if args.duration.is_some() {
             return Err(CtlError::BadArgs(format!(
-                "--duration applies to put, range and txn-mixed; {} counts --total",
+                "--duration applies to put, range, txn-put and txn-mixed; {} counts --total",
                 workload_name(&args.workload)
             )));
         }
@@ -607,6 +703,39 @@ mod tests {
     }
 
     #[test]
+    fn multi_key_ranges_stay_inside_the_key_space() {
+        let keys = KeyArgs {
+            key_size: 4,
+            key_space_size: 12,
+            sequential_keys: false,
+            key_prefix: "p/".into(),
+        };
+        let mut rng = Rng(7);
+        for n in 0..200 {
+            let (first, end) = keys.pick_range(n, 10, &mut rng);
+            let index =
+                |key: &[u8]| -> u64 { std::str::from_utf8(&key[2..]).unwrap().parse().unwrap() };
+            assert!(index(&first) <= 2, "{first:?}");
+            assert_eq!(index(&end), index(&first) + 10);
+            assert!(first < end, "ordered as the indexes");
+        }
+        assert_eq!(
+            keys.pick_range(5, 1, &mut rng).1,
+            b"",
+            "one key: no range end"
+        );
+        let small = KeyArgs {
+            key_space_size: 3,
+            ..keys
+        };
+        assert_eq!(
+            small.pick_range(9, 10, &mut rng).0,
+            b"p/0000",
+            "the span outgrows the space"
+        );
+    }
+
+    #[test]
     fn a_phase_ends_at_its_count_or_its_time() {
         let started = Instant::now();
         let count = PhaseLength::Requests(3);
@@ -638,5 +767,16 @@ mod tests {
         assert!(json.contains(r#""requests_per_second":2000"#), "{json}");
         assert!(json.contains(r#""p50":200"#), "{json}");
         assert!(report.to_text().contains("Requests/sec:\t2000.0"));
+        let table = report.to_table();
+        let rows: Vec<&str> = table.lines().collect();
+        assert_eq!(rows.len(), 5, "{table}");
+        assert!(
+            rows[1].contains("WORKLOAD") && rows[1].contains("P99.9 MS"),
+            "{table}"
+        );
+        assert!(
+            rows[3].contains(" put |") && rows[3].contains("2000.0") && rows[3].contains("0.200"),
+            "{table}"
+        );
     }
 }

@@ -91,7 +91,7 @@ pub enum Command {
     },
     /// Watches events stream on keys or prefixes.
     Watch(watch::WatchArgs),
-    /// Load generator for any etcd v3 endpoint: put, range, txn-mixed, watch and lease-keepalive.
+    /// Load generator for any etcd v3 endpoint: put, range, txn-put, txn-mixed, watch and lease-keepalive (`-w json` or `-w table` for the results).
     Bench(bench::BenchArgs),
     /// Checks: `perf` (etcdctl's write performance check) and `disk` (whether a disk is fit
     /// for a consensus log).
@@ -259,6 +259,7 @@ pub async fn run(cli: Cli) -> Result<Printed, CtlError> {
             let report = bench::run(args, global, &endpoints).await?;
             let stdout = match format {
                 OutputFormat::Json => report.to_json() + "\n",
+                OutputFormat::Table => report.to_table(),
                 _ => report.to_text(),
             };
             Ok(Printed {
