@@ -153,6 +153,17 @@ fn followers_answering_reads_locally_are_caught() {
     );
 }
 
+/// The control of the test above: followers that apply 50 ms late, with reads through
+/// ReadIndex as they should be, keep the history linearizable (so what that test catches is
+/// the planted bug, not the lag).
+#[test]
+fn followers_that_apply_late_stay_linearizable() {
+    let args = ["--workload", "register", "--nemesis", "kill"];
+    let (code, summary) = short_run(&args, "15", "7", "follower-apply=delay(50)");
+    assert_eq!(code, Some(0), "{summary}");
+    assert!(summary.contains("register: valid"), "{summary}");
+}
+
 /// Processes whose command line mentions `needle`.
 fn processes_mentioning(needle: &str) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir("/proc") else {

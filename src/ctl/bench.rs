@@ -84,8 +84,8 @@ pub enum Workload {
         keys: KeyArgs,
         #[arg(long, value_enum, default_value = "l")]
         consistency: Consistency,
-        /// Keys each range covers, from a picked key on in key order (the key space must be
-        /// at least this big).
+        /// Keys each range covers, from a picked key on in key order (at most the key space;
+        /// etcd's benchmark has no such flag: its range reads one fixed key or range).
         #[arg(long = "keys-per-range", default_value_t = 1)]
         keys_per_range: u64,
         #[arg(long)]
@@ -97,7 +97,7 @@ pub enum Workload {
         keys: KeyArgs,
         #[arg(long = "val-size", default_value_t = 8)]
         val_size: usize,
-        /// Puts per transaction.
+        /// Puts per transaction (at most the key space).
         #[arg(long = "txn-ops", default_value_t = 1)]
         txn_ops: u64,
     },
@@ -185,8 +185,25 @@ impl KeyArgs {
         if span <= 1 {
             return (self.key(first), Vec::new());
         }
-        // Zero-padded decimal keys sort as their indexes do.
-        (self.key(first), self.key(first + span))
+        // Zero-padded decimal keys sort as their indexes do; the end is the smallest key
+        // after the last one (the key after it could wrap to fewer digits).
+        let mut end = self.key(first + span - 1);
+        end.push(0);
+        (self.key(first), end)
+    }
+
+    /// `count` distinct consecutive keys (wrapping around the key space) from a picked one;
+    /// `count` is at most the key space (checked before the run).
+    fn pick_distinct(&self, n: u64, count: u64, rng: &mut Rng) -> Vec<Vec<u8>> {
+        let space = self.key_space_size.max(1);
+        let first = if self.sequential_keys {
+            n.wrapping_mul(count) % space
+        } else {
+            rng.next() % space
+        };
+        (0..count.min(space))
+            .map(|i| self.key((first + i) % space))
+            .collect()
     }
 }
 
@@ -308,20 +325,10 @@ async fn one_request(
             val_size,
             txn_ops,
         } => {
-            let mut picked: Vec<Vec<u8>> = Vec::new();
-            // etcd refuses a transaction that puts one key twice ("duplicate key given in
-            // txn request"): draw again on a repeat (bounded: a space smaller than the
-            // transaction settles for fewer puts).
-            for _ in 0..txn_ops.saturating_mul(4).max(1) {
-                if picked.len() as u64 >= (*txn_ops).max(1) {
-                    break;
-                }
-                let key = keys.pick(n * txn_ops + picked.len() as u64, rng);
-                if !picked.contains(&key) {
-                    picked.push(key);
-                }
-            }
-            let success = picked
+            // Consecutive keys: etcd refuses a transaction that puts one key twice
+            // ("duplicate key given in txn request"); etcd's benchmark walks them likewise.
+            let success = keys
+                .pick_distinct(n, *txn_ops, rng)
                 .into_iter()
                 .map(|key| RequestOp {
                     request: Some(request_op::Request::RequestPut(PutRequest {
@@ -390,11 +397,11 @@ pub enum PhaseLength {
 }
 
 impl PhaseLength {
-    /// Whether request number `n`, due to start at `now`, is past the end of the phase.
-    fn ended(self, n: u64, started: Instant, now: Instant) -> bool {
+    /// Whether request number `n`, due to start at `due`, is past the end of the phase.
+    fn ended(self, n: u64, started: Instant, due: Instant) -> bool {
         match self {
             PhaseLength::Requests(count) => n >= count,
-            PhaseLength::Time(length) => now.duration_since(started) >= length,
+            PhaseLength::Time(length) => due.saturating_duration_since(started) >= length,
         }
     }
 }
@@ -422,16 +429,15 @@ async fn phase(
             let mut first_error = None;
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
-                if length.ended(n, started, Instant::now()) {
+                // Request n starts no earlier than n / rate seconds into the phase: a timed
+                // phase ends with the last request due inside it, not the last one taken.
+                let due =
+                    (rate > 0).then(|| started + Duration::from_secs_f64(n as f64 / rate as f64));
+                if length.ended(n, started, due.unwrap_or_else(Instant::now)) {
                     break;
                 }
-                if rate > 0 {
-                    // Request n starts no earlier than n / rate seconds into the phase.
-                    let due = started + Duration::from_secs_f64(n as f64 / rate as f64);
+                if let Some(due) = due {
                     tokio::time::sleep_until(due.into()).await;
-                    if length.ended(n, started, Instant::now()) {
-                        break;
-                    }
                 }
                 let sent = Instant::now();
                 match one_request(&workload, &mut client, n, &mut rng).await {
@@ -478,8 +484,8 @@ struct PhaseOutcome {
 /// Characters of the progress bar.
 const PROGRESS_WIDTH: usize = 40;
 
-/// On a terminal, redraws `[#####-----] n/total` (or elapsed/length in seconds for a timed
-/// phase) on standard error every 200 ms until aborted; nothing when standard error is not a
+/// On a terminal, redraws `[#####-----] n/total` (elapsed/length in milliseconds for a
+/// timed phase) on standard error every 200 ms until aborted; nothing when standard error is not a
 /// terminal (scripts, JSON consumers).
 fn progress_bar(
     done: Arc<AtomicU64>,
@@ -494,10 +500,10 @@ fn progress_bar(
         loop {
             let (n, total) = match length {
                 PhaseLength::Requests(total) => (done.load(Ordering::Relaxed).min(total), total),
-                PhaseLength::Time(length) => (
-                    started.elapsed().min(length).as_secs(),
-                    length.as_secs().max(1),
-                ),
+                PhaseLength::Time(length) => {
+                    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+                    (ms(started.elapsed().min(length)), ms(length).max(1))
+                }
             };
             eprint!("\r{}", progress_line(n, total));
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -546,6 +552,7 @@ pub async fn run(
     global: &GlobalFlags,
     endpoints: &[String],
 ) -> Result<Report, CtlError> {
+    check_args(args)?;
     let conns = args.conns.max(1);
     let streaming = matches!(
         args.workload,
@@ -624,6 +631,44 @@ pub async fn run(
         elapsed: outcome.elapsed,
         latency: outcome.latency,
     })
+}
+
+/// Refuses what a run could not honour (etcd's benchmark words where it has a check).
+fn check_args(args: &BenchArgs) -> Result<(), CtlError> {
+    let bad = |message: String| Err(CtlError::BadArgs(message));
+    if args.duration == Some(Duration::ZERO) {
+        return bad("expected a positive --duration, got 0s".into());
+    }
+    match &args.workload {
+        Workload::TxnPut { keys, txn_ops, .. } => {
+            if keys.key_space_size == 0 {
+                return bad("expected positive --key-space-size, got (0)".into());
+            }
+            if *txn_ops == 0 {
+                return bad("expected positive --txn-ops, got (0)".into());
+            }
+            if *txn_ops > keys.key_space_size {
+                return bad(format!(
+                    "expected --txn-ops no larger than --key-space-size, got txn-ops({txn_ops}) key-space-size({})",
+                    keys.key_space_size
+                ));
+            }
+        }
+        Workload::Range {
+            keys,
+            keys_per_range,
+            ..
+        } => {
+            if *keys_per_range == 0 || *keys_per_range > keys.key_space_size.max(1) {
+                return bad(format!(
+                    "expected --keys-per-range from 1 to --key-space-size ({}), got ({keys_per_range})",
+                    keys.key_space_size.max(1)
+                ));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// The watch and keepalive workloads, on tonic's channels (their requests are streams).
@@ -714,10 +759,11 @@ mod tests {
         for n in 0..200 {
             let (first, end) = keys.pick_range(n, 10, &mut rng);
             let index =
-                |key: &[u8]| -> u64 { std::str::from_utf8(&key[2..]).unwrap().parse().unwrap() };
+                |key: &[u8]| -> u64 { std::str::from_utf8(&key[2..6]).unwrap().parse().unwrap() };
             assert!(index(&first) <= 2, "{first:?}");
-            assert_eq!(index(&end), index(&first) + 10);
-            assert!(first < end, "ordered as the indexes");
+            // The end follows the tenth key: [first, end) holds exactly ten keys.
+            assert_eq!(end, [keys.key(index(&first) + 9), vec![0]].concat());
+            assert!(keys.key(index(&first) + 9) < end && keys.key(index(&first) + 10) > end);
         }
         assert_eq!(
             keys.pick_range(5, 1, &mut rng).1,
@@ -733,6 +779,90 @@ mod tests {
             b"p/0000",
             "the span outgrows the space"
         );
+        // Two-digit keys: the range ending at the last key must not wrap to "00".
+        let wide = KeyArgs {
+            key_size: 2,
+            key_space_size: 100,
+            sequential_keys: true,
+            key_prefix: String::new(),
+        };
+        let (first, end) = wide.pick_range(90, 10, &mut rng);
+        assert_eq!(
+            (first.as_slice(), end.as_slice()),
+            (&b"90"[..], &b"99\0"[..])
+        );
+    }
+
+    #[test]
+    fn transactions_put_distinct_keys() {
+        for sequential_keys in [false, true] {
+            let keys = KeyArgs {
+                key_size: 3,
+                key_space_size: 7,
+                sequential_keys,
+                key_prefix: String::new(),
+            };
+            let mut rng = Rng(3);
+            for n in 0..50 {
+                let mut picked = keys.pick_distinct(n, 7, &mut rng);
+                assert_eq!(picked.len(), 7);
+                picked.sort();
+                picked.dedup();
+                assert_eq!(picked.len(), 7, "all seven keys, each once");
+            }
+        }
+    }
+
+    #[test]
+    fn runs_that_cannot_be_honoured_are_refused() {
+        let args = |workload: Workload, duration: Option<Duration>| BenchArgs {
+            workload,
+            total: 10,
+            duration,
+            conns: 1,
+            clients: 1,
+            rate: 0,
+            warmup: 0,
+        };
+        let keys = |space: u64| KeyArgs {
+            key_size: 8,
+            key_space_size: space,
+            sequential_keys: false,
+            key_prefix: String::new(),
+        };
+        let txn_put = |space: u64, ops: u64| Workload::TxnPut {
+            keys: keys(space),
+            val_size: 8,
+            txn_ops: ops,
+        };
+        let range = |space: u64, per: u64| Workload::Range {
+            keys: keys(space),
+            consistency: Consistency::S,
+            keys_per_range: per,
+            preload: false,
+        };
+        for (workload, duration) in [
+            (txn_put(10, 0), None),
+            (txn_put(3, 5), None),
+            (txn_put(0, 1), None),
+            (range(10, 0), None),
+            (range(10, 11), None),
+            (txn_put(10, 10), Some(Duration::ZERO)),
+        ] {
+            assert!(
+                matches!(
+                    check_args(&args(workload.clone(), duration)),
+                    Err(CtlError::BadArgs(_))
+                ),
+                "{workload:?} {duration:?}"
+            );
+        }
+        for workload in [txn_put(10, 10), range(10, 10), range(10, 1)] {
+            assert!(
+                check_args(&args(workload.clone(), Some(Duration::from_secs(1)))).is_ok(),
+                "{workload:?}"
+            );
+        }
     }
 
     #[test]
@@ -742,6 +872,8 @@ mod tests {
         assert!(!count.ended(2, started, started + Duration::from_secs(60)));
         assert!(count.ended(3, started, started));
         let timed = PhaseLength::Time(Duration::from_secs(2));
+        // A rate-limited request due after the end is not sent, whenever it is taken.
+        assert!(timed.ended(5, started, started + Duration::from_secs(3)));
         assert!(!timed.ended(1_000_000, started, started + Duration::from_millis(1999)));
         assert!(timed.ended(0, started, started + Duration::from_secs(2)));
     }

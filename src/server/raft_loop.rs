@@ -527,7 +527,7 @@ impl RaftLoop {
         #[cfg(feature = "failpoints")]
         crate::failpoints::reach("apply");
         #[cfg(feature = "failpoints")]
-        if self.node.status().role != Role::Leader {
+        if self.node.role() != Role::Leader {
             crate::failpoints::reach("follower-apply");
         }
         #[cfg(feature = "failpoints")]
