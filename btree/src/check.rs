@@ -233,7 +233,7 @@ impl ReadTxn<'_> {
         for &id in &free.chain {
             claims.claim(id, REACHABLE, "free-list page")?;
         }
-        for id in free.all_ids() {
+        for id in free.all_ids()? {
             claims.claim(id, FREE, "free-list entry")?;
         }
         stats.free_pages = free.len() as u64;

@@ -347,7 +347,7 @@ impl Database {
         let (mut free_chain, mut written_chain) = (Vec::new(), Vec::new());
         let mut inline = InlineLists::default();
         let (free_ids, own, listed) = loop {
-            let free_ids = pages.freelist.all_ids();
+            let free_ids = pages.freelist.all_ids()?;
             if free_chain.is_empty() && written_chain.is_empty() {
                 let own = own_pages(pages, &[]);
                 let listed = with_carried(&own);

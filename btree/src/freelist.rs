@@ -108,8 +108,10 @@ impl FreeList {
         self.free.len() + self.freshly_free.len() + self.pending.len()
     }
 
-    /// Every free or pending page, sorted: what the on-disk list stores.
-    pub(crate) fn all_ids(&mut self) -> Vec<PageId> {
+    /// Every free or pending page, sorted: what the on-disk list stores. A page both free
+    /// and pending was listed free while the tree still reached it (a corrupt file): the
+    /// commit fails rather than write a list that would hand the page out twice.
+    pub(crate) fn all_ids(&mut self) -> Result<Vec<PageId>> {
         self.settle_free();
         self.settle_pending();
         let mut ids = Vec::with_capacity(self.len());
@@ -118,7 +120,12 @@ impl FreeList {
         loop {
             match (free.peek(), pending.peek()) {
                 (Some(&a), Some(&b)) => {
-                    debug_assert_ne!(a, b, "a page is free or pending, never both");
+                    if a == b {
+                        return Err(Error::corrupt(
+                            a,
+                            "page listed free is still in use (the free list names a page the tree reaches)",
+                        ));
+                    }
                     if a < b {
                         ids.push(a);
                         free.next();
@@ -132,7 +139,7 @@ impl FreeList {
                 (None, None) => break,
             }
         }
-        ids
+        Ok(ids)
     }
 
     /// Reads the free list of `snapshot`: from its meta page or its chain.
@@ -214,6 +221,19 @@ mod tests {
         assert_eq!(list.pop(), Some(11));
     }
 
+    #[test]
+    fn a_page_both_free_and_in_use_fails_the_listing() {
+        // As when a corrupt file lists page 10 free while the tree reaches it, and a commit
+        // then frees it again.
+        let mut list = FreeList::default();
+        list.free_now(10);
+        list.free_later(5, 10);
+        match list.all_ids() {
+            Err(Error::Corrupt { page: 10, reason }) => assert!(reason.contains("still in use")),
+            other => panic!("expected a corrupt-file error, got {other:?}"),
+        }
+    }
+
     #[derive(Clone, Debug)]
     enum Op {
         Pop,
@@ -292,7 +312,7 @@ mod tests {
                 let mut all: Vec<PageId> = free.iter().copied().collect();
                 all.extend(pending.values().flatten());
                 all.sort_unstable();
-                proptest::prop_assert_eq!(list.all_ids(), all);
+                proptest::prop_assert_eq!(list.all_ids().unwrap(), all);
             }
         }
     }
