@@ -658,13 +658,11 @@ fn check_args(args: &BenchArgs) -> Result<(), CtlError> {
             keys,
             keys_per_range,
             ..
-        } => {
-            if *keys_per_range == 0 || *keys_per_range > keys.key_space_size.max(1) {
-                return bad(format!(
-                    "expected --keys-per-range from 1 to --key-space-size ({}), got ({keys_per_range})",
-                    keys.key_space_size.max(1)
-                ));
-            }
+        } if *keys_per_range == 0 || *keys_per_range > keys.key_space_size.max(1) => {
+            return bad(format!(
+                "expected --keys-per-range from 1 to --key-space-size ({}), got ({keys_per_range})",
+                keys.key_space_size.max(1)
+            ));
         }
         _ => {}
     }
