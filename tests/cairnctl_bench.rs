@@ -19,11 +19,27 @@ fn field(json: &str, name: &str) -> Option<i64> {
         .ok()
 }
 
+/// A running cairn to aim the generator at, and etcd 3.5.1's tools to look at it with.
+struct Target {
+    bin: std::path::PathBuf,
+    server: EtcdServer,
+    ep: String,
+}
+
+fn target() -> Target {
+    let bin = etcd35_dir();
+    let server = EtcdServer::start_cairn(&bin);
+    let ep = server.endpoint();
+    Target { bin, server, ep }
+}
+
 #[test]
 fn bench_workloads_run_against_cairn() {
-    let bin = etcd35_dir();
-    let cairn = EtcdServer::start_cairn(&bin);
-    let ep = cairn.endpoint();
+    let Target {
+        bin,
+        server: _server,
+        ep,
+    } = target();
     for workload in [
         vec!["put", "--key-space-size", "50", "--val-size", "64"],
         vec![
@@ -91,9 +107,11 @@ fn bench_workloads_run_against_cairn() {
 
 #[test]
 fn rate_limited_bench_takes_at_least_its_schedule() {
-    let bin = etcd35_dir();
-    let cairn = EtcdServer::start_cairn(&bin);
-    let ep = cairn.endpoint();
+    let Target {
+        server: _server,
+        ep,
+        ..
+    } = target();
     let started = std::time::Instant::now();
     let out = run(
         &cairnctl(),
@@ -139,9 +157,11 @@ fn versions(etcdctl: &std::path::Path, ep: &str) -> i64 {
 
 #[test]
 fn txn_put_puts_its_ops_in_one_transaction_each() {
-    let bin = etcd35_dir();
-    let cairn = EtcdServer::start_cairn(&bin);
-    let ep = cairn.endpoint();
+    let Target {
+        bin,
+        server: _server,
+        ep,
+    } = target();
     let revision = |out: &str| field(out, "revision");
     let before = run(
         &bin.join("etcdctl"),
@@ -187,9 +207,11 @@ fn txn_put_puts_its_ops_in_one_transaction_each() {
 
 #[test]
 fn timed_bench_runs_for_its_duration() {
-    let bin = etcd35_dir();
-    let cairn = EtcdServer::start_cairn(&bin);
-    let ep = cairn.endpoint();
+    let Target {
+        server: _server,
+        ep,
+        ..
+    } = target();
     let bench = |extra: &[&str]| {
         let mut args = vec!["--endpoints", &ep, "-w", "json", "bench"];
         args.extend(extra);
@@ -261,9 +283,11 @@ fn disk_check_reports_fdatasync_percentiles() {
 
 #[test]
 fn streaming_workloads_count_every_delivery() {
-    let bin = etcd35_dir();
-    let cairn = EtcdServer::start_cairn(&bin);
-    let ep = cairn.endpoint();
+    let Target {
+        bin,
+        server: _server,
+        ep,
+    } = target();
     // 4 streams of 5 watchers, 50 puts: 1,000 events, every one delivered.
     let watch = run(
         &cairnctl(),
@@ -340,9 +364,11 @@ fn streaming_workloads_count_every_delivery() {
 
 #[test]
 fn check_perf_gives_etcdctls_verdicts_and_cleans_up() {
-    let bin = etcd35_dir();
-    let cairn = EtcdServer::start_cairn(&bin);
-    let ep = cairn.endpoint();
+    let Target {
+        bin,
+        server: _server,
+        ep,
+    } = target();
     let out = run(
         &cairnctl(),
         &["--endpoints", &ep, "check", "perf", "--duration", "2"],

@@ -2,6 +2,7 @@
 //! commands, flags, output formats, messages and exit codes, so scripts move over unchanged.
 
 pub mod bench;
+mod bench_keys;
 pub mod bench_streams;
 mod check;
 mod check_perf;
