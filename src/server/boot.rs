@@ -598,10 +598,26 @@ pub async fn start(config: &ServerConfig, tuning: Tuning) -> Result<RunningServe
             ),
             GrpcMetricsLayer::new(Arc::clone(&observability)),
         );
+        let unary_kv = Arc::new(super::unary_kv::UnaryKv::new(
+            &member,
+            &observability,
+            tuning.limits.max_request_bytes + 512 * 1024,
+        ));
+        let services = tower_layer::Layer::layer(&layer, routes.clone());
+        let (http1_tx, http1_rx) = tokio::sync::mpsc::channel(16);
+        listeners.push(tokio::spawn(super::client_accept::accept(
+            listener,
+            unary_kv,
+            services,
+            http1_tx,
+            shutdown_rx.clone(),
+        )));
         listeners.push(tokio::spawn(async move {
             use tonic::codegen::tokio_stream::StreamExt;
-            let incoming = tokio_stream_from(listener)
-                .map(|accepted| accepted.map(crate::coalesced_writes::CoalescedWrites::new));
+            let incoming = tonic::codegen::tokio_stream::wrappers::ReceiverStream::new(http1_rx)
+                .map(|accepted: std::io::Result<tokio::net::TcpStream>| {
+                    accepted.map(crate::coalesced_writes::CoalescedWrites::new)
+                });
             let result = tonic::transport::Server::builder()
                 // Plain HTTP/1.1 too: /health, /version and /metrics share the port, as etcd's.
                 .accept_http1(true)

@@ -3,6 +3,9 @@
 
 pub mod apply;
 pub mod boot;
+pub mod client_accept;
+pub mod client_fallback;
+pub mod client_h2;
 pub mod dial_source;
 pub mod identity;
 pub mod idle_poll;
@@ -29,3 +32,4 @@ pub mod snapshot_retry;
 pub mod snapshot_send;
 pub mod sole_voter;
 pub mod store_checkpoint;
+pub mod unary_kv;
