@@ -196,21 +196,18 @@ async fn pipe_body(body: &mut tonic::body::Body, stream: &mut SendStream<Bytes>)
     }
 }
 
-/// Sends `data` as the client's window allows (h2 would otherwise buffer without bound).
-async fn send_all(stream: &mut SendStream<Bytes>, mut data: Bytes) -> Result<(), ()> {
-    while !data.is_empty() {
-        stream.reserve_capacity(data.len());
-        let granted = std::future::poll_fn(|cx| stream.poll_capacity(cx))
-            .await
-            .ok_or(())?
-            .map_err(drop)?;
-        if granted == 0 {
-            continue;
+/// Sends `data` once the stream has some of the client's flow-control window (as hyper
+/// does: h2 holds what exceeds the window and sends it as the window opens; waiting for the
+/// whole of it would cost a trip through the connection's task per message).
+async fn send_all(stream: &mut SendStream<Bytes>, data: Bytes) -> Result<(), ()> {
+    stream.reserve_capacity(1);
+    while stream.capacity() == 0 {
+        match std::future::poll_fn(|cx| stream.poll_capacity(cx)).await {
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => return Err(()),
         }
-        let chunk = data.split_to(granted.min(data.len()));
-        stream.send_data(chunk, false).map_err(drop)?;
     }
-    Ok(())
+    stream.send_data(data, false).map_err(drop)
 }
 
 /// A boxed call future, for the connection's set of tasks.
