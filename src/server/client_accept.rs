@@ -74,6 +74,7 @@ async fn speaks_http2(stream: &TcpStream) -> std::io::Result<bool> {
     const PREFACE_WAIT: Duration = Duration::from_secs(30);
     let deadline = tokio::time::Instant::now() + PREFACE_WAIT;
     let mut head = [0u8; PREFACE.len()];
+    let mut pause = Duration::from_millis(1);
     loop {
         if tokio::time::Instant::now() >= deadline {
             return Err(std::io::ErrorKind::TimedOut.into());
@@ -90,8 +91,11 @@ async fn speaks_http2(stream: &TcpStream) -> std::io::Result<bool> {
         if n == PREFACE.len() {
             return Ok(true);
         }
-        // A preface split across packets: its rest is a moment away.
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        // A preface split across packets: its rest is a moment away. (A peek leaves the socket
+        // readable, so there is nothing to wait on: the pause grows, so a client that stalls
+        // mid-preface costs a few hundred wake-ups, not one a millisecond.)
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(500));
     }
 }
 

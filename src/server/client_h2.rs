@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use bytes::{Bytes, BytesMut};
+use futures_util::future::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use h2::server::SendResponse;
 use h2::RecvStream;
@@ -22,7 +23,8 @@ use tonic::Status;
 use super::client_fallback::{grpc_timeout, serve_call, timeout_expired, CallTask, ClientServices};
 use super::unary_kv::{declared_len, message_too_large, Answer, KvMethod, UnaryKv};
 
-/// Settings as tonic's server (through hyper) used them: what clients met here before.
+/// Settings as tonic's server (through hyper) used them, what clients met here before,
+/// except for a bound (h2's default) on the streams a client's errors may leave reset.
 fn builder() -> h2::server::Builder {
     let mut builder = h2::server::Builder::new();
     builder
@@ -101,31 +103,52 @@ async fn unary_call(
     kv: Arc<UnaryKv>,
     method: KvMethod,
     request: http::Request<RecvStream>,
-    respond: SendResponse<Bytes>,
+    mut respond: SendResponse<Bytes>,
 ) {
     let (parts, body) = request.into_parts();
+    let metered = kv.metered(method, &parts.headers);
     let call = async {
+        if let Some(refused) = kv.refusal(method, &parts.headers) {
+            return Err(refused);
+        }
         let body = read_body(body, kv.max_message_bytes()).await?;
-        kv.call(method, &parts.headers, body).await
+        kv.call(method, body).await
     };
-    let answer = match grpc_timeout(&parts.headers) {
-        Some(after) => tokio::time::timeout(after, call)
-            .await
-            .unwrap_or_else(|_| Err(timeout_expired())),
-        None => call.await,
+    let call = async {
+        match grpc_timeout(&parts.headers) {
+            Some(after) => tokio::time::timeout(after, call)
+                .await
+                .unwrap_or_else(|_| Err(timeout_expired())),
+            None => call.await,
+        }
     };
+    // A panic fails this call alone, as it did when every call had a task of its own.
+    let call = std::panic::AssertUnwindSafe(call).catch_unwind();
+    // A client that resets the stream has given up: the call is dropped, as hyper dropped it.
+    let answer = tokio::select! {
+        biased;
+        answer = call => answer.unwrap_or_else(|_| Err(Status::internal("etcdserver: the call failed"))),
+        _ = std::future::poll_fn(|cx| respond.poll_reset(cx)) => return,
+    };
+    metered.finish(&answer);
     send_answer(respond, answer);
 }
 
-/// The whole request body (a unary call's one message), releasing flow-control capacity as it
+/// A unary call's message from the request body, releasing flow-control capacity as the body
 /// arrives. A message declared longer than `max_message_bytes` is refused as soon as its
-/// length is known, before the rest of it is read.
+/// length is known, before the rest of it is read; anything after the first message is read
+/// and dropped (tonic ignored it too).
 async fn read_body(mut body: RecvStream, max_message_bytes: usize) -> Result<Bytes, Status> {
     let mut first: Option<Bytes> = None;
     let mut more: Option<BytesMut> = None;
+    let mut complete = false;
     while let Some(chunk) = body.data().await {
         let chunk = chunk.map_err(|err| Status::internal(format!("h2 protocol error: {err}")))?;
         let _ = body.flow_control().release_capacity(chunk.len());
+        // A sender ends its body with an empty DATA frame: nothing to join.
+        if complete || chunk.is_empty() {
+            continue;
+        }
         match (&mut first, &mut more) {
             (None, _) => first = Some(chunk),
             (Some(head), None) => {
@@ -141,11 +164,7 @@ async fn read_body(mut body: RecvStream, max_message_bytes: usize) -> Result<Byt
             if declared > max_message_bytes {
                 return Err(message_too_large(declared, max_message_bytes));
             }
-            if read.len() > 5 + declared {
-                return Err(Status::internal(
-                    "Expected one request message, found more.",
-                ));
-            }
+            complete = read.len() >= 5 + declared;
         }
     }
     Ok(match (first, more) {

@@ -25,8 +25,7 @@ use crate::api::kv::KvService;
 use crate::metrics::GrpcMethodSeries;
 use crate::proto::etcdserverpb::kv_server::Kv;
 use crate::proto::etcdserverpb::{
-    request_op, CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp,
-    TxnRequest,
+    request_op, CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest, TxnRequest,
 };
 
 /// One of the KV service's unary methods.
@@ -101,52 +100,51 @@ impl UnaryKv {
         }
     }
 
-    /// Serves one call whose request body (`body`, gRPC-framed) has been read in full. A
-    /// read over a range of keys (the one call whose own work has no bound) runs on a task of
-    /// its own, so the caller's other calls are not held up behind it.
-    pub async fn call(
-        self: &Arc<Self>,
-        method: KvMethod,
-        headers: &http::HeaderMap,
-        body: Bytes,
-    ) -> Answer {
-        let series = self.series[method as usize].as_ref();
+    /// Refuses a call before its body is read, as the layers around the other calls do: no
+    /// leader while the client asked for one, a learner, or a compressed body.
+    pub fn refusal(&self, method: KvMethod, headers: &http::HeaderMap) -> Option<Status> {
+        let path = method.path();
+        // In the order of the layers around the other calls: leader first.
+        self.require_leader
+            .refusal(path, headers)
+            .or_else(|| self.learner.refusal(path, headers))
+            .or_else(|| unsupported_encoding(headers))
+    }
+
+    /// Starts the call's metrics, as the metrics layer around the other calls does: only a
+    /// gRPC request is counted.
+    pub fn metered(&self, method: KvMethod, headers: &http::HeaderMap) -> Metered<'_> {
+        let grpc = headers
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        let series = self.series[method as usize].as_ref().filter(|_| grpc);
         if let Some(series) = series {
             series.record_started();
         }
-        let started = Instant::now();
-        let answer = match self.prepare(method, headers, body) {
-            Err(refused) => Err(refused),
-            Ok(call) if call.reads_key_ranges() => {
-                let kv = Arc::clone(self);
-                tokio::spawn(async move { kv.run(call).await })
-                    .await
-                    .unwrap_or_else(|err| Err(Status::internal(format!("etcdserver: {err}"))))
-            }
-            Ok(call) => self.run(call).await,
-        };
-        if let Some(series) = series {
-            let code = answer.as_ref().map_or_else(Status::code, |_| Code::Ok);
-            series.record(&self.observability.metrics, code, started.elapsed());
+        Metered {
+            series,
+            metrics: &self.observability.metrics,
+            started: Instant::now(),
         }
-        answer
     }
 
-    fn prepare(
-        &self,
-        method: KvMethod,
-        headers: &http::HeaderMap,
-        body: Bytes,
-    ) -> Result<KvCall, Status> {
-        let path = method.path();
-        // In the order of the layers around the other calls: leader first.
-        if let Some(refused) = self
-            .require_leader
-            .refusal(path, headers)
-            .or_else(|| self.learner.refusal(path, headers))
-        {
-            return Err(refused);
+    /// Serves one call whose request body (`body`, gRPC-framed) has been read. A call that
+    /// reads or deletes a range of keys (work without a bound) runs on a task of its own, so
+    /// the caller's other calls are not held up behind it.
+    pub async fn call(self: &Arc<Self>, method: KvMethod, body: Bytes) -> Answer {
+        let call = self.decode(method, body)?;
+        if call.spans_key_ranges() {
+            let kv = Arc::clone(self);
+            let mut task = AbortOnDrop(tokio::spawn(async move { kv.run(call).await }));
+            return match (&mut task.0).await {
+                Ok(answer) => answer,
+                Err(err) => Err(Status::internal(format!("etcdserver: {err}"))),
+            };
         }
+        self.run(call).await
+    }
+
+    fn decode(&self, method: KvMethod, body: Bytes) -> Result<KvCall, Status> {
         let message = unframe(body, self.max_message_bytes)?;
         Ok(match method {
             KvMethod::Range => KvCall::Range(decoded(message)?),
@@ -173,6 +171,50 @@ impl UnaryKv {
     }
 }
 
+/// A call being counted in the gRPC metrics.
+pub struct Metered<'a> {
+    series: Option<&'a GrpcMethodSeries>,
+    metrics: &'a crate::metrics::ServerMetrics,
+    started: Instant,
+}
+
+impl Metered<'_> {
+    pub fn finish(self, answer: &Answer) {
+        if let Some(series) = self.series {
+            let code = answer.as_ref().map_or_else(Status::code, |_| Code::Ok);
+            series.record(self.metrics, code, self.started.elapsed());
+        }
+    }
+}
+
+/// A spawned call that stops when the call waiting for it is dropped (its client reset the
+/// stream, its deadline passed, the connection went away).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Identity is the only encoding served; another is refused before the body is read, in
+/// tonic's words and with its hint of what is accepted.
+fn unsupported_encoding(headers: &http::HeaderMap) -> Option<Status> {
+    let encoding = headers.get("grpc-encoding")?;
+    if encoding.as_bytes() == b"identity" {
+        return None;
+    }
+    let named = String::from_utf8_lossy(encoding.as_bytes());
+    let mut status = Status::unimplemented(format!(
+        "Content is compressed with `{named}` which isn't supported"
+    ));
+    status.metadata_mut().insert(
+        "grpc-accept-encoding",
+        tonic::metadata::MetadataValue::from_static("identity"),
+    );
+    Some(status)
+}
+
 /// A decoded KV request.
 enum KvCall {
     Range(RangeRequest),
@@ -183,25 +225,30 @@ enum KvCall {
 }
 
 impl KvCall {
-    /// Whether serving it here reads a range of keys (a write's work is the Raft loop's).
-    fn reads_key_ranges(&self) -> bool {
+    /// Whether it names a range of keys: reading one (or encoding the answer of deleting one)
+    /// is work without a bound.
+    fn spans_key_ranges(&self) -> bool {
         match self {
             KvCall::Range(r) => !r.range_end.is_empty(),
-            KvCall::Txn(t) => t.success.iter().chain(&t.failure).any(reads_key_range),
-            KvCall::Put(_) | KvCall::DeleteRange(_) | KvCall::Compact(_) => false,
+            KvCall::DeleteRange(r) => !r.range_end.is_empty(),
+            KvCall::Txn(t) => txn_spans_key_ranges(t),
+            KvCall::Put(_) | KvCall::Compact(_) => false,
         }
     }
 }
 
-fn reads_key_range(op: &RequestOp) -> bool {
-    match &op.request {
-        Some(request_op::Request::RequestRange(r)) => !r.range_end.is_empty(),
-        Some(request_op::Request::RequestTxn(t)) => {
-            t.success.iter().chain(&t.failure).any(reads_key_range)
-        }
-        Some(request_op::Request::RequestPut(_) | request_op::Request::RequestDeleteRange(_))
-        | None => false,
-    }
+fn txn_spans_key_ranges(txn: &TxnRequest) -> bool {
+    txn.compare.iter().any(|c| !c.range_end.is_empty())
+        || txn
+            .success
+            .iter()
+            .chain(&txn.failure)
+            .any(|op| match &op.request {
+                Some(request_op::Request::RequestRange(r)) => !r.range_end.is_empty(),
+                Some(request_op::Request::RequestDeleteRange(r)) => !r.range_end.is_empty(),
+                Some(request_op::Request::RequestTxn(nested)) => txn_spans_key_ranges(nested),
+                Some(request_op::Request::RequestPut(_)) | None => false,
+            })
 }
 
 fn decoded<T: Message + Default>(message: Bytes) -> Result<T, Status> {
@@ -225,7 +272,7 @@ fn reply<T: Message>(outcome: Result<tonic::Response<T>, Status>) -> Answer {
 
 /// The message inside a unary request's body: exactly one uncompressed gRPC frame.
 /// Refusals are worded as tonic's (what the same request got before this path existed).
-fn unframe(mut body: Bytes, max_message_bytes: usize) -> Result<Bytes, Status> {
+fn unframe(body: Bytes, max_message_bytes: usize) -> Result<Bytes, Status> {
     if body.len() < 5 {
         return Err(Status::internal(if body.is_empty() {
             "Missing request message."
@@ -237,28 +284,26 @@ fn unframe(mut body: Bytes, max_message_bytes: usize) -> Result<Bytes, Status> {
     let len = declared_len(&body).unwrap_or_default();
     match compressed {
         0 => {}
+        // Identity is the only encoding served, so a compressed message has no encoding.
         1 => {
-            return Err(Status::unimplemented(
-                "Message compressed, compression not supported.",
+            return Err(Status::internal(
+                "protocol error: received message with compressed-flag but no grpc-encoding was specified",
             ))
         }
         flag => {
             return Err(Status::internal(format!(
-                "protocol error: received message with invalid compression flag: {flag} (valid flags are 0 and 1) while receiving response with status: 200 OK"
+                "protocol error: received message with invalid compression flag: {flag} (valid flags are 0 and 1), while sending request"
             )))
         }
     }
     if len > max_message_bytes {
         return Err(message_too_large(len, max_message_bytes));
     }
-    if body.len() != 5 + len {
-        return Err(Status::internal(if body.len() < 5 + len {
-            "Unexpected EOF decoding stream."
-        } else {
-            "Expected one request message, found more."
-        }));
+    if body.len() < 5 + len {
+        return Err(Status::internal("Unexpected EOF decoding stream."));
     }
-    Ok(body.split_off(5))
+    // Any further message is ignored, as tonic ignored it (the body reader keeps none).
+    Ok(body.slice(5..5 + len))
 }
 
 /// The message length a gRPC frame's 5-byte prefix declares, once `read` holds the prefix.
@@ -277,6 +322,7 @@ pub fn message_too_large(len: usize, max_message_bytes: usize) -> Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::etcdserverpb::{Compare, RequestOp};
 
     fn framed(flag: u8, message: &[u8]) -> Bytes {
         let mut out = vec![flag];
@@ -300,16 +346,37 @@ mod tests {
         let short = framed(0, b"hello").slice(..7);
         assert_eq!(unframe(short, 100).unwrap_err().code(), Code::Internal);
         let compressed = unframe(framed(1, b"x"), 100).unwrap_err();
-        assert_eq!(compressed.code(), Code::Unimplemented);
+        assert_eq!(compressed.code(), Code::Internal);
+        assert!(compressed.message().contains("compressed-flag"));
         assert_eq!(
             unframe(framed(7, b"x"), 100).unwrap_err().code(),
             Code::Internal
         );
+    }
+
+    #[test]
+    fn messages_after_the_first_are_ignored() {
         let mut two = framed(0, b"a").to_vec();
         two.extend_from_slice(&framed(0, b"b"));
+        assert_eq!(&unframe(Bytes::from(two), 100).unwrap()[..], b"a");
+    }
+
+    #[test]
+    fn only_identity_encoding_is_accepted() {
+        let mut headers = http::HeaderMap::new();
+        assert!(unsupported_encoding(&headers).is_none());
+        headers.insert("grpc-encoding", http::HeaderValue::from_static("identity"));
+        assert!(unsupported_encoding(&headers).is_none());
+        headers.insert("grpc-encoding", http::HeaderValue::from_static("gzip"));
+        let refused = unsupported_encoding(&headers).unwrap();
+        assert_eq!(refused.code(), Code::Unimplemented);
         assert_eq!(
-            unframe(Bytes::from(two), 100).unwrap_err().code(),
-            Code::Internal
+            refused.message(),
+            "Content is compressed with `gzip` which isn't supported"
+        );
+        assert_eq!(
+            refused.metadata().get("grpc-accept-encoding").unwrap(),
+            "identity"
         );
     }
 
@@ -326,7 +393,7 @@ mod tests {
     }
 
     #[test]
-    fn only_reads_over_key_ranges_leave_the_connection() {
+    fn only_calls_over_key_ranges_leave_the_connection() {
         let single = RangeRequest {
             key: b"a".to_vec(),
             ..Default::default()
@@ -336,9 +403,25 @@ mod tests {
             range_end: b"b".to_vec(),
             ..Default::default()
         };
-        assert!(!KvCall::Range(single.clone()).reads_key_ranges());
-        assert!(KvCall::Range(span.clone()).reads_key_ranges());
-        assert!(!KvCall::Put(PutRequest::default()).reads_key_ranges());
+        assert!(!KvCall::Range(single.clone()).spans_key_ranges());
+        assert!(KvCall::Range(span.clone()).spans_key_ranges());
+        assert!(!KvCall::Put(PutRequest::default()).spans_key_ranges());
+        let delete = |range_end: &[u8]| DeleteRangeRequest {
+            key: b"a".to_vec(),
+            range_end: range_end.to_vec(),
+            ..Default::default()
+        };
+        assert!(!KvCall::DeleteRange(delete(b"")).spans_key_ranges());
+        assert!(KvCall::DeleteRange(delete(b"\0")).spans_key_ranges());
+        let compared = TxnRequest {
+            compare: vec![Compare {
+                key: b"a".to_vec(),
+                range_end: b"z".to_vec(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        assert!(KvCall::Txn(compared).spans_key_ranges());
         let op = |r: RangeRequest| RequestOp {
             request: Some(request_op::Request::RequestRange(r)),
         };
@@ -350,11 +433,11 @@ mod tests {
             success: ops,
             ..Default::default()
         };
-        assert!(!KvCall::Txn(txn(vec![op(single)])).reads_key_ranges());
+        assert!(!KvCall::Txn(txn(vec![op(single)])).spans_key_ranges());
         assert!(KvCall::Txn(txn(vec![RequestOp {
             request: Some(request_op::Request::RequestTxn(nested)),
         }]))
-        .reads_key_ranges());
+        .spans_key_ranges());
     }
 
     #[test]
