@@ -16,7 +16,8 @@ use super::json::JsonObject;
 use super::unary_channel::{self, UnaryChannel};
 use super::{bench_streams, connect, CtlError, GlobalFlags};
 use crate::proto::etcdserverpb::{
-    kv_client::KvClient, request_op, PutRequest, RangeRequest, RequestOp, TxnRequest,
+    request_op, PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp, TxnRequest,
+    TxnResponse,
 };
 
 #[derive(Debug, Args)]
@@ -206,7 +207,7 @@ const TABLE_HEADER: [&str; 9] = [
 /// One request of the workload, as request number `n`.
 async fn one_request(
     workload: &Workload,
-    client: &mut KvClient<UnaryChannel>,
+    channel: &UnaryChannel,
     n: u64,
     rng: &mut Rng,
 ) -> Result<(), tonic::Status> {
@@ -217,7 +218,10 @@ async fn one_request(
                 value: vec![b'v'; *val_size],
                 ..Default::default()
             };
-            client.put(put).await.map(|_| ())
+            channel
+                .unary::<_, PutResponse>("/etcdserverpb.KV/Put", &put)
+                .await
+                .map(drop)
         }
         Workload::Range {
             keys,
@@ -232,7 +236,10 @@ async fn one_request(
                 serializable: *consistency == Consistency::S,
                 ..Default::default()
             };
-            client.range(range).await.map(|_| ())
+            channel
+                .unary::<_, RangeResponse>("/etcdserverpb.KV/Range", &range)
+                .await
+                .map(drop)
         }
         Workload::TxnPut {
             keys,
@@ -256,7 +263,10 @@ async fn one_request(
                 success,
                 ..Default::default()
             };
-            client.txn(txn).await.map(|_| ())
+            channel
+                .unary::<_, TxnResponse>("/etcdserverpb.KV/Txn", &txn)
+                .await
+                .map(drop)
         }
         Workload::TxnMixed {
             keys,
@@ -281,7 +291,10 @@ async fn one_request(
                 success: vec![RequestOp { request: Some(op) }],
                 ..Default::default()
             };
-            client.txn(txn).await.map(|_| ())
+            channel
+                .unary::<_, TxnResponse>("/etcdserverpb.KV/Txn", &txn)
+                .await
+                .map(drop)
         }
         // Streaming workloads run their own loops (`bench_streams`), never one request.
         Workload::Watch { .. } | Workload::LeaseKeepalive { .. } => Err(
@@ -337,7 +350,6 @@ async fn phase(
         let channel = channels[client_index % channels.len()].clone();
         let (next, workload) = (Arc::clone(&next), Arc::clone(&workload));
         tasks.push(tokio::spawn(async move {
-            let mut client = KvClient::new(channel).max_decoding_message_size(64 << 20);
             let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (client_index as u64 + 1));
             let (mut latency, mut errors) = (Histogram::default(), 0u64);
             let mut first_error = None;
@@ -354,7 +366,7 @@ async fn phase(
                     tokio::time::sleep_until(due.into()).await;
                 }
                 let sent = Instant::now();
-                match one_request(&workload, &mut client, n, &mut rng).await {
+                match one_request(&workload, &channel, n, &mut rng).await {
                     Ok(()) => latency
                         .record(u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX)),
                     Err(status) => {

@@ -1,21 +1,20 @@
-//! The load generator's gRPC channel for unary calls: requests go straight onto one HTTP/2
-//! connection (the `h2` crate) instead of through tonic's `Channel`.
+//! The load generator's gRPC channel for unary calls: a request is encoded, framed and sent
+//! straight onto one HTTP/2 connection (the `h2` crate), and its answer read back, with no
+//! tonic client between.
 //!
 //! Why: on a machine where the generator shares the cores with the server under test, every
 //! microsecond the generator spends per request is taken from the server, and more from the
 //! faster one. tonic's `Channel` hands each request to a buffer task, then to hyper's dispatch
-//! task, which spawns a third task to pipe the request body into h2; here a request is one
-//! boxed future on the calling client's task. Streaming workloads (watch, keepalive) keep
-//! tonic's `Channel`: this channel sends a request only once its body has ended.
+//! task, which spawns a third task to pipe the request body into h2; and tonic's codec wraps
+//! even a unary call's one message in its streaming machinery. Here a call is one future on
+//! the calling client's task. Streaming workloads (watch, keepalive) keep tonic's `Channel`.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use http_body::{Body, Frame};
+use prost::Message;
 use tonic::codegen::http::{self, uri::PathAndQuery, Uri};
 use tonic::codegen::Bytes;
+use tonic::Status;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -55,150 +54,107 @@ impl UnaryChannel {
         })
     }
 
-    /// The request's URI: tonic gives the method's path, HTTP/2 wants scheme and authority.
-    fn full_uri(&self, uri: &Uri) -> Result<Uri, http::Error> {
-        let path = uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    /// Calls the unary gRPC method at `path` (`/package.Service/Method`): the request in one
+    /// DATA frame that ends the stream, the answer read whole, its status from the trailers
+    /// (or from the head of a trailers-only answer). The channel's timeout bounds it all.
+    pub async fn unary<Req: Message, Resp: Message + Default>(
+        &self,
+        path: &'static str,
+        request: &Req,
+    ) -> Result<Resp, Status> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        match tokio::time::timeout_at(deadline, self.exchange(path, request)).await {
+            Ok(answer) => answer,
+            Err(_) => Err(Status::deadline_exceeded("request timed out")),
+        }
+    }
+
+    async fn exchange<Req: Message, Resp: Message + Default>(
+        &self,
+        path: &'static str,
+        request: &Req,
+    ) -> Result<Resp, Status> {
         let mut parts = http::uri::Parts::default();
         parts.scheme = self.origin.scheme().cloned();
         parts.authority = self.origin.authority().cloned();
-        parts.path_and_query = Some(path);
-        Ok(Uri::from_parts(parts)?)
-    }
-}
-
-impl tower_service::Service<http::Request<tonic::body::Body>> for UnaryChannel {
-    type Response = http::Response<ResponseBody>;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        // The call waits for a stream slot itself, on its own clone of the sender.
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
-        let (mut head, body) = request.into_parts();
-        let uri = self.full_uri(&head.uri);
-        let send = self.send.clone();
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        Box::pin(async move {
-            head.uri = uri?;
-            let call = async move {
-                let message = whole_body(body).await?;
-                let mut send = send.ready().await?;
-                let request = http::Request::from_parts(head, ());
-                let (response, mut stream) = send.send_request(request, false)?;
-                // Unary: the whole message and the end of the stream in one DATA frame.
-                stream.send_data(message, true)?;
-                let response = response.await?;
-                Ok::<_, BoxError>(response.map(|stream| ResponseBody::new(stream, deadline)))
-            };
-            match tokio::time::timeout_at(deadline, call).await {
-                Ok(answer) => answer,
-                Err(_) => Err("request timed out".into()),
-            }
-        })
-    }
-}
-
-/// The request body's bytes, once it has ended (unary requests end at once, in one frame).
-async fn whole_body(mut body: tonic::body::Body) -> Result<Bytes, BoxError> {
-    let mut chunks: Vec<Bytes> = Vec::new();
-    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
-        // Requests carry no trailers; nothing else to send.
-        if let Ok(data) = frame?.into_data() {
-            chunks.push(data);
+        parts.path_and_query = Some(PathAndQuery::from_static(path));
+        let uri = Uri::from_parts(parts).map_err(|err| Status::internal(err.to_string()))?;
+        let head = http::Request::post(uri)
+            .header(http::header::CONTENT_TYPE, "application/grpc")
+            .header(http::header::TE, "trailers")
+            .body(())
+            .map_err(|err| Status::internal(err.to_string()))?;
+        let mut send = self.send.clone().ready().await.map_err(transport)?;
+        let (response, mut stream) = send.send_request(head, false).map_err(transport)?;
+        stream
+            .send_data(framed(request)?, true)
+            .map_err(transport)?;
+        let (head, mut body) = response.await.map_err(transport)?.into_parts();
+        if let Some(status) = answered_status(&head.headers) {
+            return Err(status);
         }
-    }
-    Ok(match chunks.len() {
-        0 => Bytes::new(),
-        1 => chunks.swap_remove(0),
-        _ => Bytes::from(chunks.concat()),
-    })
-}
-
-/// A response body read off its HTTP/2 stream: the data frames, then the trailers (where
-/// gRPC puts its status); the call's deadline bounds it too.
-pub struct ResponseBody {
-    stream: h2::RecvStream,
-    data_done: bool,
-    trailers_done: bool,
-    deadline: tokio::time::Instant,
-    /// Armed only when the body has to wait (a unary answer has usually arrived whole).
-    timer: Option<Pin<Box<tokio::time::Sleep>>>,
-}
-
-impl ResponseBody {
-    fn new(stream: h2::RecvStream, deadline: tokio::time::Instant) -> ResponseBody {
-        ResponseBody {
-            stream,
-            data_done: false,
-            trailers_done: false,
-            deadline,
-            timer: None,
+        if head.status != http::StatusCode::OK {
+            return Err(Status::unknown(format!("HTTP status {}", head.status)));
+        }
+        let mut message: Option<Bytes> = None;
+        while let Some(data) = body.data().await {
+            let data = data.map_err(transport)?;
+            // Read bytes give their window back, or a long run would stall.
+            let _ = body.flow_control().release_capacity(data.len());
+            message = Some(match message.take() {
+                None => data,
+                Some(first) => Bytes::from([first, data].concat()),
+            });
+        }
+        let trailers = body.trailers().await.map_err(transport)?;
+        match trailers.as_ref().and_then(answered_status) {
+            Some(status) => Err(status),
+            None if trailers.is_none() => Err(Status::internal("an answer without a gRPC status")),
+            None => unframed(message.unwrap_or_default()),
         }
     }
 }
 
-impl Body for ResponseBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.as_mut().poll_stream(cx) {
-            Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(BoxError::from))),
-            Poll::Pending => {
-                let deadline = self.deadline;
-                let timer = self
-                    .timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-                ready!(timer.as_mut().poll(cx));
-                // Over: later polls see the end of the body.
-                self.data_done = true;
-                self.trailers_done = true;
-                Poll::Ready(Some(Err("request timed out".into())))
-            }
-        }
+/// The status an answer's head or trailers carry, unless it is OK.
+fn answered_status(headers: &http::HeaderMap) -> Option<Status> {
+    if !headers.contains_key("grpc-status") {
+        return None;
     }
-
-    fn is_end_stream(&self) -> bool {
-        self.trailers_done || (self.data_done && self.stream.is_end_stream())
-    }
+    Status::from_header_map(headers).filter(|status| status.code() != tonic::Code::Ok)
 }
 
-impl ResponseBody {
-    fn poll_stream(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
-        if !self.data_done {
-            match ready!(self.stream.poll_data(cx)) {
-                Some(Ok(data)) => {
-                    // Read bytes give their window back, or a long run would stall.
-                    let _ = self.stream.flow_control().release_capacity(data.len());
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
-                }
-                Some(Err(err)) => return Poll::Ready(Some(Err(err))),
-                None => self.data_done = true,
-            }
-        }
-        if self.trailers_done {
-            return Poll::Ready(None);
-        }
-        let trailers = ready!(self.stream.poll_trailers(cx));
-        self.trailers_done = true;
-        Poll::Ready(match trailers {
-            Ok(Some(trailers)) => Some(Ok(Frame::trailers(trailers))),
-            Ok(None) => None,
-            Err(err) => Some(Err(err)),
-        })
+/// A connection-level failure, as tonic's channel reports one.
+fn transport(err: h2::Error) -> Status {
+    Status::unavailable(format!("transport error: {err}"))
+}
+
+/// `message` as one uncompressed gRPC frame.
+fn framed(message: &impl Message) -> Result<Bytes, Status> {
+    let len = message.encoded_len();
+    let declared = u32::try_from(len).map_err(|_| Status::internal("request too large"))?;
+    let mut out = Vec::with_capacity(5 + len);
+    out.push(0);
+    out.extend_from_slice(&declared.to_be_bytes());
+    message
+        .encode(&mut out)
+        .map_err(|err| Status::internal(err.to_string()))?;
+    Ok(Bytes::from(out))
+}
+
+/// The message in an answer's one gRPC frame.
+fn unframed<Resp: Message + Default>(body: Bytes) -> Result<Resp, Status> {
+    let Some(prefix) = body.get(..5) else {
+        return Err(Status::internal("an answer without a message"));
+    };
+    if prefix[0] != 0 {
+        return Err(Status::internal("a compressed answer (none was asked for)"));
     }
+    let len = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize;
+    let message = body
+        .get(5..)
+        .filter(|rest| rest.len() == len)
+        .ok_or_else(|| Status::internal("an answer that is not one whole message"))?;
+    Resp::decode(message).map_err(|err| Status::internal(err.to_string()))
 }
 
 /// `host:port` or `http://host:port` as an origin URI; `https://` is not for this channel.
@@ -214,6 +170,7 @@ pub fn plain_origin(endpoint: &str) -> Result<Uri, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::etcdserverpb::{RangeRequest, RangeResponse};
 
     #[test]
     fn origins_are_plain_http_with_an_authority() {
@@ -223,52 +180,112 @@ mod tests {
         assert!(plain_origin("https://127.0.0.1:2379").is_err());
     }
 
-    #[tokio::test]
-    async fn a_body_of_several_frames_is_sent_whole() {
-        let chunks: Vec<Result<Frame<Bytes>, tonic::Status>> = vec![
-            Ok(Frame::data(Bytes::from_static(b"ab"))),
-            Ok(Frame::data(Bytes::from_static(b"cd"))),
-        ];
-        let body = tonic::body::Body::new(StreamBody(chunks.into_iter()));
-        assert_eq!(&whole_body(body).await.unwrap()[..], b"abcd");
-        let single: Vec<Result<Frame<Bytes>, tonic::Status>> =
-            vec![Ok(Frame::data(Bytes::from_static(b"xyz")))];
-        let body = tonic::body::Body::new(StreamBody(single.into_iter()));
-        assert_eq!(&whole_body(body).await.unwrap()[..], b"xyz");
-        assert!(whole_body(tonic::body::Body::empty())
-            .await
-            .unwrap()
-            .is_empty());
+    #[test]
+    fn frames_round_trip_and_bad_ones_are_refused() {
+        let answer = RangeResponse {
+            count: 7,
+            ..Default::default()
+        };
+        let bytes = framed(&answer).unwrap();
+        assert_eq!(unframed::<RangeResponse>(bytes.clone()).unwrap(), answer);
+        assert!(unframed::<RangeResponse>(bytes.slice(..bytes.len() - 1)).is_err());
+        assert!(unframed::<RangeResponse>(Bytes::from_static(&[1, 0, 0, 0, 0])).is_err());
+        assert!(unframed::<RangeResponse>(Bytes::from_static(&[0, 0])).is_err());
     }
 
-    #[tokio::test]
-    async fn an_answer_that_stops_midway_fails_at_the_calls_deadline() {
+    /// A server on loopback that answers its first call with `answer`; returns its origin.
+    async fn one_answer_server(
+        answer: impl FnOnce(h2::server::SendResponse<Bytes>) + Send + 'static,
+    ) -> (Uri, tokio::task::JoinHandle<()>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let origin: Uri = format!("http://{}", listener.local_addr().unwrap())
             .parse()
             .unwrap();
-        // A server that sends the answer's head and one byte of it, then goes quiet.
         let server = tokio::spawn(async move {
             let (socket, _) = listener.accept().await.unwrap();
             let mut connection = h2::server::handshake(socket).await.unwrap();
-            let (_request, mut respond) = connection.accept().await.unwrap().unwrap();
-            let head = http::Response::builder()
-                .header("content-type", "application/grpc")
-                .body(())
-                .unwrap();
-            let mut body = respond.send_response(head, false).unwrap();
-            body.send_data(Bytes::from_static(b"\0"), false).unwrap();
+            let (request, respond) = connection.accept().await.unwrap().unwrap();
+            assert_eq!(request.uri().path(), "/etcdserverpb.KV/Range");
+            answer(respond);
             // Keep the connection served (and the stream open) until the test ends.
             let _ = std::future::poll_fn(|cx| connection.poll_closed(cx)).await;
         });
+        (origin, server)
+    }
+
+    fn grpc_head() -> http::Response<()> {
+        http::Response::builder()
+            .header("content-type", "application/grpc")
+            .body(())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_answer_split_across_frames_is_read_whole() {
+        let (origin, server) = one_answer_server(|mut respond| {
+            let message = framed(&RangeResponse {
+                count: 42,
+                ..Default::default()
+            })
+            .unwrap();
+            let mut body = respond.send_response(grpc_head(), false).unwrap();
+            body.send_data(message.slice(..3), false).unwrap();
+            body.send_data(message.slice(3..), false).unwrap();
+            let mut trailers = http::HeaderMap::new();
+            trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+            body.send_trailers(trailers).unwrap();
+        })
+        .await;
+        let channel = UnaryChannel::connect(origin, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let answer: RangeResponse = channel
+            .unary("/etcdserverpb.KV/Range", &RangeRequest::default())
+            .await
+            .unwrap();
+        assert_eq!(answer.count, 42);
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn a_trailers_only_refusal_is_its_status() {
+        let (origin, server) = one_answer_server(|mut respond| {
+            let status =
+                Status::out_of_range("etcdserver: mvcc: required revision has been compacted");
+            let (parts, ()) = status.into_http::<()>().into_parts();
+            respond
+                .send_response(http::Response::from_parts(parts, ()), true)
+                .unwrap();
+        })
+        .await;
+        let channel = UnaryChannel::connect(origin, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let refused = channel
+            .unary::<_, RangeResponse>("/etcdserverpb.KV/Range", &RangeRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::OutOfRange);
+        assert!(refused.message().contains("compacted"), "{refused:?}");
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_stops_midway_fails_at_the_calls_deadline() {
+        // A server that sends the answer's head and one byte of it, then goes quiet.
+        let (origin, server) = one_answer_server(|mut respond| {
+            let mut body = respond.send_response(grpc_head(), false).unwrap();
+            body.send_data(Bytes::from_static(b"\0"), false).unwrap();
+            std::mem::forget(body);
+        })
+        .await;
         let channel = UnaryChannel::connect(origin, Duration::from_millis(200))
             .await
             .unwrap();
-        let mut client = crate::proto::etcdserverpb::kv_client::KvClient::new(channel);
         let started = std::time::Instant::now();
         let outcome = tokio::time::timeout(
             Duration::from_secs(5),
-            client.range(crate::proto::etcdserverpb::RangeRequest::default()),
+            channel.unary::<_, RangeResponse>("/etcdserverpb.KV/Range", &RangeRequest::default()),
         )
         .await
         .expect("the call's own deadline ends it");
@@ -294,31 +311,12 @@ mod tests {
             .await
             .unwrap();
         server.await.unwrap();
-        let mut client = crate::proto::etcdserverpb::kv_client::KvClient::new(channel);
         let outcome = tokio::time::timeout(
             Duration::from_secs(5),
-            client.range(crate::proto::etcdserverpb::RangeRequest::default()),
+            channel.unary::<_, RangeResponse>("/etcdserverpb.KV/Range", &RangeRequest::default()),
         )
         .await
         .expect("fails long before the call's 30 s deadline");
         assert!(outcome.is_err(), "{outcome:?}");
-    }
-
-    /// A body whose frames are all ready.
-    struct StreamBody<I>(I);
-
-    impl<I> Body for StreamBody<I>
-    where
-        I: Iterator<Item = Result<Frame<Bytes>, tonic::Status>> + Unpin,
-    {
-        type Data = Bytes;
-        type Error = tonic::Status;
-
-        fn poll_frame(
-            mut self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, tonic::Status>>> {
-            Poll::Ready(self.0.next())
-        }
     }
 }
