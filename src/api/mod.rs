@@ -155,6 +155,6 @@ pub fn fill_header<M: Member + ?Sized>(
     full.revision = header
         .map(|h| h.revision)
         .filter(|&r| r != 0)
-        .unwrap_or_else(|| member.store().current_revision());
+        .unwrap_or_else(|| member.store().newest_revision());
     Some(full)
 }

@@ -47,11 +47,12 @@ pub struct PinnedRead<'s, B: Backend> {
 }
 
 impl<'s, B: Backend> PinnedRead<'s, B> {
-    /// Pins the store's current revision.
+    /// Pins the store's current revision (waiting for the commit of any revision whose
+    /// writers were already answered).
     pub fn new(store: &'s MvccStore<B>) -> Self {
         PinnedRead {
             store,
-            revision: store.current_revision(),
+            revision: store.readable_revision(),
         }
     }
 }

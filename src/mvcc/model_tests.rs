@@ -393,3 +393,51 @@ fn a_failed_commit_refuses_all_later_work() {
     let seen = reopened.range(&all, RangeOptions::default()).unwrap();
     assert_eq!(seen.kvs.len(), 1);
 }
+
+#[test]
+fn a_read_after_an_acknowledged_write_waits_for_its_commit() {
+    let store = std::sync::Arc::new(MvccStore::open(MemBackend::default()).unwrap());
+    let (acked_tx, acked_rx) = std::sync::mpsc::channel();
+    let writer = {
+        let store = std::sync::Arc::clone(&store);
+        std::thread::spawn(move || {
+            let mut batch = store.write().unwrap();
+            batch.put(b"k", b"v", 0).unwrap();
+            batch.acknowledge();
+            acked_tx.send(()).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            batch.commit().unwrap();
+        })
+    };
+    acked_rx.recv().unwrap();
+    assert_eq!(
+        store.newest_revision(),
+        2,
+        "headers show the answered revision"
+    );
+    // Without the wait this would pin revision 1, where "k" does not exist.
+    let at = store.readable_revision();
+    assert_eq!(at, 2);
+    let options = RangeOptions {
+        rev: at,
+        ..Default::default()
+    };
+    let found = store.range(&KeyRange::prefix(b""), options).unwrap();
+    assert_eq!(found.count, 1);
+    writer.join().unwrap();
+}
+
+#[test]
+fn an_acknowledged_batch_dropped_uncommitted_stops_the_store() {
+    let store = MvccStore::open(MemBackend::default()).unwrap();
+    let mut batch = store.write().unwrap();
+    batch.put(b"k", b"v", 0).unwrap();
+    batch.acknowledge();
+    drop(batch);
+    // Released at once (no commit will come), and reads refuse.
+    assert_eq!(store.readable_revision(), 1);
+    assert!(matches!(
+        store.range(&KeyRange::prefix(b""), RangeOptions::default()),
+        Err(MvccError::Stopped)
+    ));
+}

@@ -12,9 +12,10 @@
 //! A read holds the index lock only while it resolves revisions and takes its storage
 //! snapshot, so it sees one consistent state.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::Duration;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, RwLock};
 use prost::Message;
 
 use super::backend::{Backend, BackendError, BackendRead, BackendWrite, Bucket};
@@ -89,6 +90,13 @@ pub struct MvccStore<B: Backend> {
     pub(super) writer: Mutex<()>,
     /// Set when a storage failure left the stored state unknown: every operation refuses.
     pub(super) stopped: AtomicBool,
+    /// The newest revision whose writers have been answered, possibly before its storage
+    /// commit (see [`MvccStore::acknowledge`]); reads wait until it is committed.
+    acknowledged: AtomicI64,
+    /// Held by a reader waiting for an acknowledged revision and by the writer announcing a
+    /// commit, so the announcement cannot slip between the reader's check and its wait.
+    commit_announced: Mutex<()>,
+    committed: Condvar,
 }
 
 pub(super) fn decode_record(key: &[u8], value: &[u8]) -> Result<(RecordKey, KeyValue), MvccError> {
@@ -159,6 +167,9 @@ impl<B: Backend> MvccStore<B> {
             revisions: RwLock::new(revisions),
             writer: Mutex::new(()),
             stopped: AtomicBool::new(false),
+            acknowledged: AtomicI64::new(0),
+            commit_announced: Mutex::new(()),
+            committed: Condvar::new(),
         })
     }
 
@@ -232,6 +243,51 @@ impl<B: Backend> MvccStore<B> {
 
     pub(super) fn stop(&self) {
         self.stopped.store(true, Ordering::Release);
+        // Readers waiting for a commit that will not come now see the store stopped.
+        self.announce_commit();
+    }
+
+    /// Records that the writers of every revision up to `revision` have been (or are about
+    /// to be) answered although its batch is not committed yet: the Raft log already holds
+    /// those writes durably, and the commit follows at once. Until it does, a reader asking
+    /// for the current revision waits, so a client never reads older than what it was told
+    /// it wrote.
+    pub fn acknowledge(&self, revision: i64) {
+        self.acknowledged.fetch_max(revision, Ordering::SeqCst);
+    }
+
+    /// The current revision for a new read: once committed, every acknowledged revision (see
+    /// [`MvccStore::acknowledge`]); a stopped store answers at once (its reads then fail).
+    pub fn readable_revision(&self) -> i64 {
+        let current = self.revisions.read().current;
+        if self.acknowledged.load(Ordering::SeqCst) <= current {
+            return current;
+        }
+        let mut announced = self.commit_announced.lock();
+        loop {
+            let current = self.revisions.read().current;
+            if self.acknowledged.load(Ordering::SeqCst) <= current
+                || self.stopped.load(Ordering::Acquire)
+            {
+                return current;
+            }
+            // A commit takes microseconds; the bound only guards against a missed wake-up.
+            self.committed
+                .wait_for(&mut announced, Duration::from_millis(50));
+        }
+    }
+
+    /// The newest revision a client may have been told of: the current one, or a newer one
+    /// acknowledged and about to be committed (for response headers, which must not go back).
+    pub fn newest_revision(&self) -> i64 {
+        let current = self.revisions.read().current;
+        current.max(self.acknowledged.load(Ordering::SeqCst))
+    }
+
+    /// Wakes the readers waiting in [`MvccStore::readable_revision`].
+    pub(super) fn announce_commit(&self) {
+        let _announcing = self.commit_announced.lock();
+        self.committed.notify_all();
     }
 
     /// Reads the keys of `range` at a revision.

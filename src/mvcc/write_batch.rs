@@ -39,6 +39,8 @@ pub struct WriteBatch<'s, B: Backend> {
     /// Keys whose index entries this batch changed (rolled back if it does not commit).
     touched: Vec<Vec<u8>>,
     events: Vec<Event>,
+    /// Acknowledged (see [`Self::acknowledge`]) and not committed yet.
+    acknowledged: bool,
 }
 
 impl<'s, B: Backend> WriteBatch<'s, B> {
@@ -56,6 +58,7 @@ impl<'s, B: Backend> WriteBatch<'s, B> {
             sub: 0,
             touched: Vec::new(),
             events: Vec::new(),
+            acknowledged: false,
         })
     }
 
@@ -210,6 +213,14 @@ impl<'s, B: Backend> WriteBatch<'s, B> {
         self.last
     }
 
+    /// Ends the open transaction and marks the batch's revision acknowledged (see
+    /// [`MvccStore::acknowledge`]): its writers may be answered before [`Self::commit`].
+    pub fn acknowledge(&mut self) {
+        let revision = self.end_txn();
+        self.acknowledged = true;
+        self.store.acknowledge(revision);
+    }
+
     /// Writes a record of a bucket beside the key space (leases), in the batch's storage
     /// transaction, so it commits or vanishes with the batch's key changes.
     pub fn put_record(
@@ -260,8 +271,10 @@ impl<'s, B: Backend> WriteBatch<'s, B> {
             return Err(err.into());
         }
         self.touched.clear();
+        self.acknowledged = false;
         // Readers never see a revision before its records are committed.
         self.store.revisions.write().current = revision;
+        self.store.announce_commit();
         Ok(Committed {
             revision,
             events: std::mem::take(&mut self.events),
@@ -282,5 +295,11 @@ impl<'s, B: Backend> WriteBatch<'s, B> {
 impl<B: Backend> Drop for WriteBatch<'_, B> {
     fn drop(&mut self) {
         self.roll_back_index();
+        if self.acknowledged {
+            // Writers were told of changes that will not be committed here: the store no
+            // longer matches what clients know, so it refuses everything (readers waiting
+            // for the commit are released), and the member restarts from its log.
+            self.store.stop();
+        }
     }
 }

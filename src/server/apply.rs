@@ -180,6 +180,21 @@ pub fn apply_run<B: Backend>(
     registry: &mut MemberRegistry,
     now: Instant,
 ) -> Result<AppliedRun, ApplyError> {
+    apply_run_answering(store, entries, leases, registry, now, None)
+}
+
+/// As [`apply_run`], and `answer` (if given) is handed the run just before its last storage
+/// commit, its revision acknowledged (see [`MvccStore::acknowledge`]): the writers can be
+/// answered while the commit is written, off their critical path. The entries are in the
+/// Raft log already, so a commit that then fails loses nothing: the restart applies them.
+pub fn apply_run_answering<B: Backend>(
+    store: &MvccStore<B>,
+    entries: &[(u64, EntryPayload)],
+    leases: &mut Leases,
+    registry: &mut MemberRegistry,
+    now: Instant,
+    answer: Option<&mut dyn FnMut(&mut AppliedRun)>,
+) -> Result<AppliedRun, ApplyError> {
     let mut run = AppliedRun::default();
     let Some(&(last_index, _)) = entries.last() else {
         run.revision = store.current_revision();
@@ -226,7 +241,7 @@ pub fn apply_run<B: Backend>(
         let result = match &request.op {
             Some(Op::Compaction(compaction)) => {
                 // Compaction is its own storage transaction: finish the batch before it.
-                finish(batch, batch_last_index, &mut run).map_err(storage(*index))?;
+                finish(batch, batch_last_index, &mut run, None).map_err(storage(*index))?;
                 #[cfg(feature = "failpoints")]
                 crate::failpoints::reach("compaction");
                 let result = store
@@ -273,7 +288,7 @@ pub fn apply_run<B: Backend>(
         });
     }
     debug_assert_eq!(batch_last_index, last_index, "every entry was applied");
-    finish(batch, last_index, &mut run).map_err(storage(last_index))?;
+    finish(batch, last_index, &mut run, answer).map_err(storage(last_index))?;
     Ok(run)
 }
 
@@ -284,14 +299,19 @@ fn header(revision: i64) -> Option<ResponseHeader> {
     })
 }
 
-/// Commits the batch with the applied index, collecting its events.
+/// Commits the batch with the applied index, collecting its events; `answer` first, if given.
 fn finish<B: Backend>(
     mut batch: WriteBatch<'_, B>,
     applied_index: u64,
     run: &mut AppliedRun,
+    answer: Option<&mut dyn FnMut(&mut AppliedRun)>,
 ) -> Result<(), MvccError> {
     if applied_index > 0 {
         batch.set_applied_index(applied_index)?;
+    }
+    if let Some(answer) = answer {
+        batch.acknowledge();
+        answer(run);
     }
     let started = std::time::Instant::now();
     #[cfg(feature = "failpoints")]

@@ -17,7 +17,8 @@ use tokio::sync::oneshot;
 use tonic::Status;
 
 use super::apply::{
-    apply_run, decode_membership, decode_payload, superseded, Applied, EntryPayload,
+    apply_run_answering, decode_membership, decode_payload, superseded, Applied, AppliedRequest,
+    AppliedRun, EntryPayload,
 };
 use super::idle_poll::IdlePoll;
 use super::member::{Command, MemberAttributesTable, Published};
@@ -578,12 +579,24 @@ impl RaftLoop {
             // Held through the storage commit: nobody sees a lease change before its commit.
             let mut leases = self.leases.state.lock();
             let revoked_before = leases.counts.revoked;
-            let run = apply_run(
+            // A run that changes no membership answers its writers before its storage
+            // commit (they wait through the commit otherwise); a membership change is
+            // answered once the new registry is published, below.
+            let (member_id, attributes) = (self.member_id, &self.attributes);
+            let (forwarded, proposals) = (&mut self.forwarded, &mut self.proposals);
+            let mut answer_early = |run: &mut AppliedRun| {
+                let requests = std::mem::take(&mut run.requests);
+                answer(
+                    member_id, attributes, forwarded, proposals, requests, last.index,
+                );
+            };
+            let run = apply_run_answering(
                 &self.store,
                 &payloads,
                 &mut leases,
                 &mut registry,
                 Instant::now(),
+                (!touches_members).then_some(&mut answer_early as &mut dyn FnMut(&mut AppliedRun)),
             )
             .map_err(|e| e.to_string())?;
             debug_assert!(leases.table().check_attachments().is_ok());
@@ -615,41 +628,16 @@ impl RaftLoop {
         }
         // Outcomes by log index: a proposal is answered by the entry at the index it was
         // appended at, and only if that entry is still its own (same proposer and id).
-        for request in &run.requests {
-            if let Ok(Applied::MemberAttributes(published)) = &request.result {
-                self.attributes
-                    .write()
-                    .insert(published.member_id, published.clone());
-            }
-        }
-        let mut outcomes: HashMap<u64, (u64, Result<Applied, KvError>)> = HashMap::new();
-        for request in run
-            .requests
-            .into_iter()
-            .filter(|r| r.proposer == self.member_id)
-        {
-            if let Some(reply) = self.forwarded.remove(&request.id) {
-                let _ = reply.send(request.result.map_err(Status::from));
-                continue;
-            }
-            outcomes.insert(request.index, (request.id, request.result));
-        }
-        // Every proposal at or below the last applied index is settled now: applied, or
-        // replaced by another leader's entry.
-        let settled: Vec<u64> = self
-            .proposals
-            .range(..=last.index)
-            .map(|(i, _)| *i)
-            .collect();
-        for index in settled {
-            if let Some(pending) = self.proposals.remove(&index) {
-                let result = match outcomes.remove(&index) {
-                    Some((id, result)) if id == pending.id => result.map_err(Status::from),
-                    _ => Err(Status::unavailable("etcdserver: leader changed")),
-                };
-                let _ = pending.reply.send(result);
-            }
-        }
+        // Answered here unless answered before the commit (then `run.requests` is empty and
+        // only proposals replaced by another leader's entries are left to settle).
+        answer(
+            self.member_id,
+            &self.attributes,
+            &mut self.forwarded,
+            &mut self.proposals,
+            run.requests,
+            last.index,
+        );
         self.published.applied.store(last.index, Ordering::Relaxed);
         self.applied_term = last.term;
         if membership_changed {
@@ -713,5 +701,44 @@ impl RaftLoop {
             let _ = reply.send(Err(status.clone()));
         }
         self.reads.fail_all(&status);
+    }
+}
+
+/// Answers the applied requests this member proposed (or forwarded), and settles every
+/// proposal at or below `last_index`: applied, or replaced by another leader's entry.
+fn answer(
+    member_id: u64,
+    attributes: &Arc<MemberAttributesTable>,
+    forwarded: &mut HashMap<u64, oneshot::Sender<Result<Applied, Status>>>,
+    proposals: &mut BTreeMap<u64, PendingProposal>,
+    requests: Vec<AppliedRequest>,
+    last_index: u64,
+) {
+    for request in &requests {
+        if let Ok(Applied::MemberAttributes(published)) = &request.result {
+            attributes
+                .write()
+                .insert(published.member_id, published.clone());
+        }
+    }
+    // Outcomes by log index: a proposal is answered by the entry at the index it was
+    // appended at, and only if that entry is still its own (same proposer and id).
+    let mut outcomes: HashMap<u64, (u64, Result<Applied, KvError>)> = HashMap::new();
+    for request in requests.into_iter().filter(|r| r.proposer == member_id) {
+        if let Some(reply) = forwarded.remove(&request.id) {
+            let _ = reply.send(request.result.map_err(Status::from));
+            continue;
+        }
+        outcomes.insert(request.index, (request.id, request.result));
+    }
+    let settled: Vec<u64> = proposals.range(..=last_index).map(|(i, _)| *i).collect();
+    for index in settled {
+        if let Some(pending) = proposals.remove(&index) {
+            let result = match outcomes.remove(&index) {
+                Some((id, result)) if id == pending.id => result.map_err(Status::from),
+                _ => Err(Status::unavailable("etcdserver: leader changed")),
+            };
+            let _ = pending.reply.send(result);
+        }
     }
 }
