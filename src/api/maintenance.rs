@@ -32,7 +32,7 @@ impl<M: Member> Maintenance for MaintenanceService<M> {
         match AlarmAction::try_from(request.into_inner().action) {
             Ok(AlarmAction::Get | AlarmAction::Deactivate) => {
                 let mut header = self.member.header();
-                header.revision = self.member.store().current_revision();
+                header.revision = self.member.store().newest_revision();
                 Ok(Response::new(AlarmResponse {
                     header: Some(header),
                     alarms: Vec::new(),
@@ -52,7 +52,7 @@ impl<M: Member> Maintenance for MaintenanceService<M> {
             .move_leader(request.into_inner().target_id)
             .await?;
         let mut header = self.member.header();
-        header.revision = self.member.store().current_revision();
+        header.revision = self.member.store().newest_revision();
         Ok(Response::new(MoveLeaderResponse {
             header: Some(header),
         }))
@@ -64,7 +64,7 @@ impl<M: Member> Maintenance for MaintenanceService<M> {
             status.db_size_in_use = in_use;
         }
         let mut header = self.member.header();
-        header.revision = self.member.store().current_revision();
+        header.revision = self.member.store().newest_revision();
         status.header = Some(header);
         Ok(Response::new(status))
     }

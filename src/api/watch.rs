@@ -149,12 +149,15 @@ impl<M: Member> Watch for WatchService<M> {
                 tokio::select! {
                     message = inbound.message() => match message {
                         Ok(Some(WatchRequest { request_union: Some(request) })) => {
+                            // Writers are answered before their revision reaches the hub:
+                            // a new watch starts after what its client may have been told.
+                            let seen = member.store().newest_revision();
                             let mut hub = shared.hub.lock();
                             // Unknown streams or watch ids need no answer, as in etcd.
                             let _ = match request {
                                 RequestUnion::CreateRequest(create) => {
                                     let wants_fragments = create.fragment;
-                                    hub.create(stream_id, create_request(create)).map(|id| {
+                                    hub.create_seen(stream_id, create_request(create), seen).map(|id| {
                                         if wants_fragments {
                                             fragmenting.insert(id);
                                         }

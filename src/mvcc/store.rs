@@ -260,15 +260,16 @@ impl<B: Backend> MvccStore<B> {
     /// [`MvccStore::acknowledge`]); a stopped store answers at once (its reads then fail).
     pub fn readable_revision(&self) -> i64 {
         let current = self.revisions.read().current;
-        if self.acknowledged.load(Ordering::SeqCst) <= current {
+        // Only what was acknowledged by now: batches acknowledged while this read waits were
+        // answered after it began, so it need not wait for them too.
+        let target = self.acknowledged.load(Ordering::SeqCst);
+        if target <= current {
             return current;
         }
         let mut announced = self.commit_announced.lock();
         loop {
             let current = self.revisions.read().current;
-            if self.acknowledged.load(Ordering::SeqCst) <= current
-                || self.stopped.load(Ordering::Acquire)
-            {
+            if target <= current || self.stopped.load(Ordering::Acquire) {
                 return current;
             }
             // A commit takes microseconds; the bound only guards against a missed wake-up.

@@ -200,9 +200,25 @@ impl WatchHub {
             .ok_or(WatchError::UnknownStream(stream))
     }
 
-    /// Creates a watcher; returns its id (the `created` response is queued on the stream).
+    /// Creates a watcher as [`WatchHub::create_seen`] does for a client told of nothing newer
+    /// than the hub's revision.
+    #[cfg(test)]
     pub fn create(&mut self, stream_id: StreamId, request: WatchCreate) -> Result<i64, WatchError> {
-        let current = self.current;
+        self.create_seen(stream_id, request, self.current)
+    }
+
+    /// Creates a watcher; returns its id (the `created` response is queued on the stream).
+    /// `seen` is the newest revision a client may already have been told of (writers are
+    /// answered before their batch is committed and published here): a watch without a start
+    /// revision begins after it, so it never reports a write its client already saw done.
+    pub fn create_seen(
+        &mut self,
+        stream_id: StreamId,
+        request: WatchCreate,
+        seen: i64,
+    ) -> Result<i64, WatchError> {
+        let published = self.current;
+        let current = published.max(seen);
         let stream = self
             .streams
             .get_mut(&stream_id)
@@ -239,7 +255,7 @@ impl WatchHub {
                 range: request.range,
                 next_rev,
                 // A future start waits on the live path, which skips revisions below it.
-                synced: next_rev > current,
+                synced: next_rev > published,
                 no_put: request.no_put,
                 no_delete: request.no_delete,
                 prev_kv: request.prev_kv,

@@ -91,6 +91,24 @@ fn a_future_start_revision_waits_and_never_sends_older_events() {
 }
 
 #[test]
+fn a_watch_starts_after_a_revision_its_client_was_told_of_before_the_hub_saw_it() {
+    let store = store();
+    let mut hub = WatchHub::new(WatchLimits::default(), store.current_revision());
+    let stream = hub.open_stream();
+    // The writer of revision 2 was answered before its batch reached the hub.
+    let seen = store.current_revision() + 1;
+    let id = hub.create_seen(stream, watch_all(0), seen).expect("create");
+    let created = hub.drain(stream).expect("drain");
+    assert_eq!(created.len(), 1);
+    let header = created[0].header.as_ref().expect("header");
+    assert_eq!(header.revision, seen, "the header must not go back");
+    write(&store, &mut hub, &[vec![(0, Some(0))], vec![(1, Some(0))]]); // 2, 3
+    let out = hub.drain(stream).expect("drain");
+    assert!(out.iter().all(|r| r.watch_id == id));
+    assert_eq!(revisions(&out), vec![vec![3]]);
+}
+
+#[test]
 fn cancel_is_answered_after_what_was_already_queued() {
     let store = store();
     let mut hub = WatchHub::new(WatchLimits::default(), store.current_revision());

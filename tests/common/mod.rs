@@ -308,11 +308,16 @@ pub fn words(line: &str) -> Vec<String> {
 /// Replaces what differs between two servers (ids, ports) with placeholders, and drops the Go
 /// client's retry logs (JSON lines on stderr), which are not output.
 pub fn mask(text: &str, server: &EtcdServer, ids: &[(String, &str)]) -> String {
-    let mut text = text.replace(&server.client_port.to_string(), "<CLIENT_PORT>");
-    text = text.replace(&server.peer_port.to_string(), "<PEER_PORT>");
+    // Ids first, longest first: a port's digits can occur inside an id (seen in CI), never the
+    // other way round.
+    let mut ids: Vec<&(String, &str)> = ids.iter().collect();
+    ids.sort_by_key(|(id, _)| std::cmp::Reverse(id.len()));
+    let mut text = text.to_string();
     for (id, name) in ids {
         text = text.replace(id.as_str(), name);
     }
+    text = text.replace(&server.client_port.to_string(), "<CLIENT_PORT>");
+    text = text.replace(&server.peer_port.to_string(), "<PEER_PORT>");
     text.lines()
         .filter(|line| !line.starts_with("{\"level\""))
         .map(|line| format!("{}\n", normalize_table_line(line)))
