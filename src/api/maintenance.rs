@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::Member;
+use super::{fill_header, Member};
 use crate::proto::etcdserverpb::{
     alarm_request::AlarmAction, maintenance_server::Maintenance, AlarmRequest, AlarmResponse,
     MoveLeaderRequest, MoveLeaderResponse, StatusRequest, StatusResponse,
@@ -30,14 +30,10 @@ impl<M: Member> Maintenance for MaintenanceService<M> {
         request: Request<AlarmRequest>,
     ) -> Result<Response<AlarmResponse>, Status> {
         match AlarmAction::try_from(request.into_inner().action) {
-            Ok(AlarmAction::Get | AlarmAction::Deactivate) => {
-                let mut header = self.member.header();
-                header.revision = self.member.store().newest_revision();
-                Ok(Response::new(AlarmResponse {
-                    header: Some(header),
-                    alarms: Vec::new(),
-                }))
-            }
+            Ok(AlarmAction::Get | AlarmAction::Deactivate) => Ok(Response::new(AlarmResponse {
+                header: fill_header(&*self.member, None),
+                alarms: Vec::new(),
+            })),
             _ => Err(Status::unimplemented(
                 "etcdserver: raising alarms is not supported yet",
             )),
@@ -51,10 +47,8 @@ impl<M: Member> Maintenance for MaintenanceService<M> {
         self.member
             .move_leader(request.into_inner().target_id)
             .await?;
-        let mut header = self.member.header();
-        header.revision = self.member.store().newest_revision();
         Ok(Response::new(MoveLeaderResponse {
-            header: Some(header),
+            header: fill_header(&*self.member, None),
         }))
     }
 
@@ -63,9 +57,7 @@ impl<M: Member> Maintenance for MaintenanceService<M> {
         if let Some(in_use) = self.member.db_size_in_use() {
             status.db_size_in_use = in_use;
         }
-        let mut header = self.member.header();
-        header.revision = self.member.store().newest_revision();
-        status.header = Some(header);
+        status.header = fill_header(&*self.member, None);
         Ok(Response::new(status))
     }
 }

@@ -157,7 +157,8 @@ impl<M: Member> Watch for WatchService<M> {
                             let _ = match request {
                                 RequestUnion::CreateRequest(create) => {
                                     let wants_fragments = create.fragment;
-                                    hub.create_seen(stream_id, create_request(create), seen).map(|id| {
+                                    let create = create_request(create);
+                                    hub.create_seen(stream_id, create, seen).map(|id| {
                                         if wants_fragments {
                                             fragmenting.insert(id);
                                         }

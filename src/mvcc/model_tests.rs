@@ -428,6 +428,34 @@ fn a_read_after_an_acknowledged_write_waits_for_its_commit() {
 }
 
 #[test]
+fn a_reader_waiting_on_an_acknowledged_batch_is_released_when_its_commit_fails() {
+    use std::sync::atomic::Ordering;
+    let store = std::sync::Arc::new(MvccStore::open(backend::FailingBackend::default()).unwrap());
+    store.backend().fail_commits.store(true, Ordering::SeqCst);
+    let (acked_tx, acked_rx) = std::sync::mpsc::channel();
+    let writer = {
+        let store = std::sync::Arc::clone(&store);
+        std::thread::spawn(move || {
+            let mut batch = store.write().unwrap();
+            batch.put(b"k", b"v", 0).unwrap();
+            batch.acknowledge();
+            acked_tx.send(()).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            assert!(matches!(batch.commit(), Err(MvccError::Backend(_))));
+        })
+    };
+    acked_rx.recv().unwrap();
+    // The disk failed under the answered write: the reader is released (not left waiting for a
+    // commit that will not come) and its read refuses rather than show the older revision.
+    assert_eq!(store.readable_revision(), 1);
+    assert!(matches!(
+        store.range(&KeyRange::prefix(b""), RangeOptions::default()),
+        Err(MvccError::Stopped)
+    ));
+    writer.join().unwrap();
+}
+
+#[test]
 fn an_acknowledged_batch_dropped_uncommitted_stops_the_store() {
     let store = MvccStore::open(MemBackend::default()).unwrap();
     let mut batch = store.write().unwrap();
